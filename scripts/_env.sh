@@ -1,0 +1,21 @@
+# Sourced by the project's commands. Creates the virtual environment .venv at the repository root if it is
+# missing and installs the project into it with the pinned development toolchain (constraints.txt). A second
+# run finds the stamp up to date and installs nothing.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+STAMP="$VENV/.lossnotes-installed"
+want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "lossnotes: creating $VENV"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "lossnotes: installing the project and its pinned toolchain into .venv (first run only)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel packaging
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
+  echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export MPLBACKEND=${MPLBACKEND:-Agg}
+cd "$ROOT"

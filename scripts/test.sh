@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run every test: the library is in sync with the notebooks, the notebooks are clean, every notebook runs,
+# and pytest (unit, property-based, wheel, benchmark smoke and browser tests). Exits non-zero on any failure.
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cp -r settings.ini setup.py nbs lossnotes "$tmp"/
+
+echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"
+(cd "$tmp" && nbdev_export)
+if ! diff -r -x __pycache__ -x course lossnotes "$tmp/lossnotes"; then
+  echo "FAIL: lossnotes/ is out of sync with nbs/. Run: .venv/bin/nbdev_export" >&2; exit 1
+fi
+
+echo "== 2/4 notebooks are clean"
+(cd "$tmp" && nbdev_clean)
+if ! diff -r -x .ipynb_checkpoints nbs "$tmp/nbs" >/dev/null; then
+  diff -r -x .ipynb_checkpoints nbs "$tmp/nbs" | head -20
+  echo "FAIL: notebooks are not clean. Run: .venv/bin/nbdev_clean" >&2; exit 1
+fi
+
+echo "== 3/4 nbdev_test runs every notebook"
+nbdev_test --n_workers 2 --timing
+
+echo "== 4/4 pytest"
+if [ -x /usr/bin/chromium ]; then
+  export LOSSNOTES_CHROMIUM=/usr/bin/chromium
+else
+  echo "NOTE: /usr/bin/chromium is missing, so the browser tests are skipped."
+  echo "      Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this)"
+fi
+python -m pytest tests -q -p no:cacheprovider "$@"

@@ -1,0 +1,107 @@
+"""The project's foundation: import weight, packaging, README freshness, notebook layout, the open command."""
+import configparser
+import json
+import os
+import pkgutil
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import lossnotes
+from conftest import PY, ROOT, free_port
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.name.startswith('_'))
+
+
+def test_modules_found():
+    assert {'core', 'exercises', 'plotting'} <= set(MODULES)
+
+
+@pytest.mark.parametrize('mod', ['lossnotes'] + [f'lossnotes.{m}' for m in MODULES])
+def test_import_is_light(mod):
+    "Importing the library or any module (plotting included: it imports lazily) loads no plotting stack."
+    code = (f"import sys, {mod}; heavy = sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython', 'pandas') "
+            "if m in sys.modules); print(heavy)")
+    out = subprocess.run([PY, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]', f'{mod} imports {out}'
+
+
+def test_runtime_requirements_are_torch_only():
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT / 'settings.ini')
+    assert cfg['DEFAULT']['requirements'].split() == ['torch>=2.1']
+    viz = cfg['DEFAULT']['viz_requirements']
+    assert 'matplotlib' in viz and 'ipywidgets' in viz
+
+
+def test_readme_is_generated_from_index():
+    r = subprocess.run([PY, str(ROOT / 'scripts' / 'make_readme.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _cells(path):
+    return [c for c in json.loads(Path(path).read_text())['cells']]
+
+
+@pytest.mark.parametrize('nb', sorted(p.name for p in (ROOT / 'nbs').glob('[0-9]*.ipynb')))
+def test_notebook_opens_the_house_way(nb):
+    "default_exp, an exported import cell, a hidden test-helper cell, then '# Title' and '> subtitle'."
+    cells = _cells(ROOT / 'nbs' / nb)
+    src = [''.join(c['source']) for c in cells]
+    assert re.match(r'#\|\s*default_exp \w+', src[0]), src[0]
+    assert src[1].startswith('#| export') and 'import' in src[1]
+    assert src[2].startswith('#| hide')
+    title = src[3].split('\n')
+    assert cells[3]['cell_type'] == 'markdown' and title[0].startswith('# ') and title[2].startswith('> ')
+
+
+def test_wheel_installs_into_a_clean_venv(tmp_path):
+    "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
+    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(ROOT)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
+    vpy = str(venv / 'bin' / 'python')
+    subprocess.run([vpy, '-m', 'pip', 'install', '-q', '-c', str(ROOT / 'constraints.txt'), str(wheel)],
+                   check=True, capture_output=True)
+    code = ("import sys, lossnotes, lossnotes.core as c; "
+            "print(lossnotes.__version__, c.check_number('beta', 0.5, 0, 1), 'matplotlib' in sys.modules)")
+    out = subprocess.run([vpy, '-c', code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
+    assert out == [lossnotes.__version__, '0.5', 'False']
+
+
+def test_open_command_serves_jupyterlab_with_token(tmp_path):
+    "The README's open command serves JupyterLab on 127.0.0.1, and /api/status needs the token."
+    port, token = free_port(), 'lossnotes-test-token'
+    env = {**os.environ, 'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt'), 'JUPYTER_CONFIG_DIR': str(tmp_path / 'cfg')}
+    proc = subprocess.Popen(['bash', str(ROOT / 'scripts' / 'course.sh'), f'--port={port}',
+                             f'--IdentityProvider.token={token}', '--ServerApp.open_browser=False'],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        base, status = f'http://127.0.0.1:{port}', None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f'{base}/api/status?token={token}', timeout=2) as r:
+                    status = json.loads(r.read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        assert status is not None and 'started' in status, 'JupyterLab did not answer /api/status'
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f'{base}/api/contents', timeout=2)
+        assert e.value.code == 403
+        with urllib.request.urlopen(f'{base}/api/contents/index.ipynb?content=0&token={token}', timeout=5) as r:
+            assert json.loads(r.read())['name'] == 'index.ipynb'
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL)
