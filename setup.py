@@ -31,6 +31,7 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 viz_requirements = shlex.split(cfg.get('viz_requirements') or '')
+course_requirements = shlex.split(cfg.get('course_requirements') or '')
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 
 package_data = dict()
@@ -51,7 +52,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'viz': viz_requirements, 'dev': viz_requirements + dev_requirements},
+    extras_require={'viz': viz_requirements, 'course': viz_requirements + course_requirements,
+                    'dev': viz_requirements + course_requirements + dev_requirements},
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

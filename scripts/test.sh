@@ -7,7 +7,7 @@ cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"
 (cd "$tmp" && nbdev_export)
-if ! diff -r -x __pycache__ -x course lossnotes "$tmp/lossnotes"; then
+if ! diff -r -x __pycache__ -x notebooks lossnotes "$tmp/lossnotes"; then
   echo "FAIL: lossnotes/ is out of sync with nbs/. Run: .venv/bin/nbdev_export" >&2; exit 1
 fi
 

@@ -72,6 +72,9 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     vpy = str(venv / 'bin' / 'python')
     subprocess.run([vpy, '-m', 'pip', 'install', '-q', '-c', str(ROOT / 'constraints.txt'), str(wheel)],
                    check=True, capture_output=True)
+    course = subprocess.run([str(venv / "bin" / "lossnotes"), "course", str(tmp_path / "c")], capture_output=True, text=True)
+    assert course.returncode == 0, course.stderr
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(p.name for p in (ROOT / "lossnotes" / "notebooks").glob("*.ipynb"))
     code = ("import sys, lossnotes, lossnotes.core as c; "
             "print(lossnotes.__version__, c.check_number('beta', 0.5, 0, 1), 'matplotlib' in sys.modules)")
     out = subprocess.run([vpy, '-c', code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
