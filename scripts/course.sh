@@ -4,7 +4,8 @@
 # (e.g. --port=9000, or --ServerApp.ip=0.0.0.0 to serve other machines on purpose).
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
-args=(--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$ROOT/nbs")
+NBS=${LOSSNOTES_NBS:-$ROOT/nbs}  # the folder to serve (the browser tests serve a copy)
+args=(--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$NBS")
 if [ "$(id -u)" = 0 ]; then args+=(--allow-root); fi
 echo "lossnotes: starting JupyterLab; open the URL with the token printed below (index.ipynb is the home page)."
-exec jupyter lab "${args[@]}" "$@" "$ROOT/nbs/index.ipynb"
+exec jupyter lab "${args[@]}" "$@" "$NBS/index.ipynb"
