@@ -1,0 +1,356 @@
+"""lossnotes.gradtricks: detach compositions, value/gradient tricks, trajectories, and the live figure."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch.autograd.gradcheck import GradcheckError
+
+from lossnotes.gradtricks import (COMPOSITIONS, composition_grad, composition_loss, composition_readout,
+                                  draw_composition, explorer_parts, fit_linear, grad_wrt, irls_loss,
+                                  plot_composition, plot_fits, points_downhill, sign_table, straight_through,
+                                  value_with_grad_of)
+from lossnotes.plotting import MISTAKE, new_figure
+
+F64 = torch.float64
+shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
+finite = st.floats(-5, 5, allow_nan=False, allow_infinity=False)
+
+
+def tensor_of(shape, seed, dtype=F64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def mse(p, t): return ((p - t) ** 2).mean()
+def detached(p, t): return ((p - t) * (p - t).detach()).mean()
+
+
+# ---------------------------------------------------------------- grad_wrt
+@settings(max_examples=50, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 10_000))
+def test_grad_wrt_half_gradient_closed_forms(shape, seed):
+    pred, target = tensor_of(shape, seed), tensor_of(shape, seed + 1)
+    e, n = pred - target, pred.numel()
+    torch.testing.assert_close(grad_wrt(mse, pred, target), 2 * e / n, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(grad_wrt(detached, pred, target), e / n, rtol=1e-14, atol=1e-15)
+    # the detached loss shows the same value as MSE
+    assert detached(pred, target).item() == mse(pred, target).item()
+
+
+def test_grad_wrt_matches_backward_and_leaves_state_alone():
+    w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    pred = w * 3.0  # part of a graph the caller will still use
+    target_src = torch.tensor([1.0, 1.0, 1.0], requires_grad=True)
+    target = target_src * 2.0  # comes out of another graph
+    g = grad_wrt(torch.nn.functional.mse_loss, pred, target)
+    assert w.grad is None and target_src.grad is None and not g.requires_grad
+    torch.nn.functional.mse_loss(pred, target).backward()  # both graphs are still intact
+    torch.testing.assert_close(w.grad, 3.0 * g)
+    torch.testing.assert_close(target_src.grad, -2.0 * g)
+
+
+def test_grad_wrt_does_not_touch_leaf_grad_or_values():
+    leaf = torch.tensor([1.0, 2.0], requires_grad=True)
+    leaf.grad = torch.tensor([7.0, 7.0])
+    def inplace_loss(p, t):
+        p = p * 1.0
+        p.mul_(2)
+        return (p * t).sum()
+    g = grad_wrt(inplace_loss, leaf, torch.tensor([3.0, 4.0]))
+    assert g.tolist() == [6.0, 8.0] and leaf.grad.tolist() == [7.0, 7.0] and leaf.tolist() == [1.0, 2.0]
+
+
+def test_grad_wrt_fully_detached_loss_has_zero_gradient():
+    pred = torch.tensor([1.0, -2.0])
+    assert grad_wrt(lambda p, t: ((p - t).detach() ** 2).mean(), pred, 0.0).tolist() == [0.0, 0.0]
+    assert grad_wrt(lambda p, t: torch.tensor(3.0), pred, 0.0).tolist() == [0.0, 0.0]
+
+
+def test_grad_wrt_bad_input():
+    pred = torch.zeros(4)
+    with pytest.raises(ValueError, match=r'loss_fn must return a single-element tensor, got shape \(4,\)'):
+        grad_wrt(lambda p, t: p - t, pred, pred)
+    with pytest.raises(ValueError, match='loss_fn must return a single-element tensor, got float'):
+        grad_wrt(lambda p, t: 1.0, pred, pred)
+    with pytest.raises(ValueError, match=r'pred of shape \(4,\) and target of shape \(3,\) do not broadcast'):
+        grad_wrt(mse, pred, torch.zeros(3))
+    with pytest.raises(TypeError, match='pred must be a torch.Tensor, got list'):
+        grad_wrt(mse, [1.0], torch.zeros(1))
+    with pytest.raises(TypeError, match='pred must be a floating-point tensor, got dtype torch.int64'):
+        grad_wrt(mse, torch.arange(3), torch.zeros(3))
+
+
+# ---------------------------------------------------------------- compositions
+@pytest.mark.parametrize('name', COMPOSITIONS)
+@pytest.mark.parametrize('p', [0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+def test_composition_grad_closed_form(name, p):
+    e = torch.linspace(-3, 3, 61, dtype=F64)
+    got = grad_wrt(composition_loss(name, p, reduction='sum'), e, torch.zeros_like(e))
+    torch.testing.assert_close(got, composition_grad(name, e, p), rtol=1e-12, atol=1e-12)
+    # away from the eps floor, the closed form is an exact power law
+    nz = e.abs() > 0.05
+    a = e[nz].abs()
+    expected = {'e*e': 2 * torch.sign(e[nz]) * a ** (p - 1), 'e*sg(e)': torch.sign(e[nz]) * a ** (p - 1),
+                '|e|*sg(|e|)': torch.sign(e[nz]) * a ** (p - 1), 'e*sg(|e|)': a ** (p - 1),
+                '|e|*sg(e)': a ** (p - 1)}[name]
+    torch.testing.assert_close(got[nz], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', COMPOSITIONS)
+def test_composition_values_at_p2(name):
+    e = torch.tensor([-1.5, -0.5, 0.0, 2.0], dtype=F64)
+    value = composition_loss(name, reduction='none')(e, torch.zeros_like(e))
+    expected = e * e if name in ('e*e', 'e*sg(e)', '|e|*sg(|e|)') else e * e.abs()
+    torch.testing.assert_close(value, expected, rtol=0, atol=0)
+    torch.testing.assert_close(composition_loss(name)(e, torch.zeros_like(e)), expected.mean(), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize('p', [0.5, 1.0, 2.0, 4.0])
+def test_points_downhill_and_sign_table(p):
+    right = {'e*e', 'e*sg(e)', '|e|*sg(|e|)'}
+    for name in COMPOSITIONS: assert points_downhill(name, p) == (name in right)
+    rows = {r['composition']: r for r in sign_table(p)}
+    assert list(rows) == list(COMPOSITIONS)
+    for name, r in rows.items():
+        assert math.copysign(1, r['grad at e=-1']) == (-1 if name in right else 1)
+        assert r['grad at e=+1'] > 0
+        assert r['loss at e=-1'] == (1.0 if name in right else -1.0) and r['loss at e=+1'] == 1.0
+        assert r['points downhill'] == (name in right)
+    assert rows['e*e']['grad at e=-1'] == -2.0 and rows['e*sg(e)']['grad at e=-1'] == -1.0
+
+
+def test_composition_bad_input():
+    with pytest.raises(ValueError, match="name must be one of"): composition_loss('sg(e)*e')
+    with pytest.raises(ValueError, match=r'p must be in \(0, inf\), got -1'): composition_loss('e*e', p=-1)
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'max'"):
+        composition_loss('e*e', reduction='max')
+    with pytest.raises(ValueError, match=r'pred of shape \(2,\) and target of shape \(3,\) do not broadcast'):
+        composition_loss('e*e')(torch.zeros(2), torch.zeros(3))
+
+
+# ---------------------------------------------------------------- value_with_grad_of
+@settings(max_examples=50, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e6))
+def test_value_with_grad_of_exact_value_and_surrogate_gradient(shape, seed, scale):
+    x = (tensor_of(shape, seed) * scale).requires_grad_()
+    out = value_with_grad_of(x.abs().mean(), (x ** 2).mean())
+    assert out.item() == x.abs().mean().item()  # exact, not merely close
+    g, = torch.autograd.grad(out, x)
+    torch.testing.assert_close(g, 2 * x.detach() / x.numel(), rtol=1e-14, atol=0)
+
+
+def test_value_with_grad_of_gradcheck():
+    x = torch.tensor([0.3, -1.2, 2.0], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: value_with_grad_of(x.sin() + 5.0, x.sin()), (x,))
+    with pytest.raises(GradcheckError, match='Jacobian mismatch'):
+        torch.autograd.gradcheck(lambda x: value_with_grad_of(x.cos(), x.sin()), (x,))
+
+
+def test_value_with_grad_of_broadcasts_and_detaches_value():
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    out = value_with_grad_of(torch.tensor(5.0) * x.sum(), 3 * x)  # value's own graph is ignored
+    assert out.tolist() == [15.0, 15.0]
+    out.sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_value_with_grad_of_bad_input():
+    with pytest.raises(ValueError, match=r'value of shape \(3,\) and surrogate of shape \(2,\) do not broadcast'):
+        value_with_grad_of(torch.ones(3), torch.ones(2))
+    with pytest.raises(TypeError, match='value must be a torch.Tensor, got float'):
+        value_with_grad_of(1.0, torch.ones(2))
+    with pytest.raises(TypeError, match='surrogate must be a torch.Tensor, got int'):
+        value_with_grad_of(torch.ones(2), 3)
+
+
+# ---------------------------------------------------------------- straight_through
+@settings(max_examples=50, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 10_000), fn=st.sampled_from([torch.round, torch.sign, torch.floor]))
+def test_straight_through_forward_fn_backward_identity(shape, seed, fn):
+    x = (tensor_of(shape, seed, torch.float32) * 3).requires_grad_()
+    y = straight_through(x, fn)
+    assert torch.equal(y.detach(), fn(x.detach()))  # exact forward value
+    up = tensor_of(shape, seed + 7, torch.float32)
+    g, = torch.autograd.grad(y, x, grad_outputs=up)
+    assert torch.equal(g, up)
+
+
+def test_straight_through_gradcheck():
+    x = torch.tensor([0.2, -1.7, 3.1], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: straight_through(x, lambda t: t + 3.0), (x,))
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(lambda x: straight_through(x, lambda t: 2 * t), (x,))
+
+
+def test_straight_through_bad_input():
+    x = torch.zeros(4)
+    with pytest.raises(ValueError, match=r'fn must keep the shape of x \(4,\), got \(\)'):
+        straight_through(x, lambda t: t.sum())
+    with pytest.raises(ValueError, match=r'fn must keep the shape of x \(4,\), got \(2, 2\)'):
+        straight_through(x, lambda t: t.view(2, 2))
+    with pytest.raises(TypeError, match='fn must return a torch.Tensor, got list'):
+        straight_through(x, lambda t: t.tolist())
+    with pytest.raises(TypeError, match='x must be a torch.Tensor, got list'):
+        straight_through([1.0], torch.round)
+
+
+# ---------------------------------------------------------------- irls_loss
+@settings(max_examples=50, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 10_000), p=st.floats(0.5, 4.0))
+def test_irls_gradient_is_that_of_lp(shape, seed, p):
+    pred, target = tensor_of(shape, seed), tensor_of(shape, seed + 1)
+    e = pred - target
+    pred = torch.where(e.abs() < 1e-3, pred + 0.01, pred)  # stay away from the eps floor
+    lp = lambda q, t: ((q - t).abs() ** p).mean() / p
+    torch.testing.assert_close(grad_wrt(lambda q, t: irls_loss(q, t, p), pred, target), grad_wrt(lp, pred, target),
+                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(irls_loss(pred, target, p), lp(pred, target), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize('p', [0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+def test_irls_gradcheck_float64(p):
+    target = torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=F64)
+    pred = torch.tensor([-2.0, 0.3, 2.8, -0.6], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q: irls_loss(q, target, p), (pred,))
+
+
+@pytest.mark.parametrize('p', [0.25, 0.5, 1.0, 1.5])
+def test_irls_finite_at_zero_error(p):
+    eps = 1e-4
+    pred = torch.tensor([0.0, 1e-6, -1e-6, 2.0], dtype=F64)
+    g = grad_wrt(lambda q, t: irls_loss(q, t, p, eps=eps), pred, torch.zeros(4, dtype=F64))
+    assert torch.isfinite(g).all() and g[0] == 0
+    # inside the floor the weight is eps**(p-2): the gradient is linear in e there
+    torch.testing.assert_close(g[1:3], eps ** (p - 2) * pred[1:3] / 4, rtol=1e-12, atol=0)
+    torch.testing.assert_close(g[3], torch.tensor(2.0 ** (p - 1) / 4, dtype=F64), rtol=1e-12, atol=0)
+
+
+def test_irls_p2_is_half_mse():
+    pred, target = torch.tensor([0.0, 1.0, 3.0]), torch.tensor([1.0, 1.0, 1.0])
+    torch.testing.assert_close(grad_wrt(lambda q, t: irls_loss(q, t, 2.0), pred, target),
+                               grad_wrt(detached, pred, target))
+    assert irls_loss(pred, target, 2.0).item() == pytest.approx(mse(pred, target).item() / 2, rel=1e-7)
+
+
+def test_irls_bad_input():
+    z = torch.zeros(3)
+    with pytest.raises(ValueError, match=r'p must be in \(0, inf\), got 0'): irls_loss(z, z, p=0)
+    with pytest.raises(ValueError, match=r'p must be in \(0, inf\), got -2'): irls_loss(z, z, p=-2)
+    with pytest.raises(ValueError, match=r'eps must be in \(0, inf\), got 0'): irls_loss(z, z, eps=0)
+    with pytest.raises(ValueError, match=r'pred of shape \(3,\) and target of shape \(2,\) do not broadcast'):
+        irls_loss(z, torch.zeros(2))
+
+
+# ---------------------------------------------------------------- training trajectories
+@pytest.fixture(scope='module')
+def data():
+    from lossnotes.core import digits
+    x, y, _, _ = digits()
+    return x[:400], y[:400].float()
+
+
+def test_sgd_double_lr_on_detached_equals_mse(data):
+    x, y = data
+    a = fit_linear(mse, x, y, 'sgd', lr=0.05, steps=25, show_progress=False)
+    b = fit_linear(detached, x, y, 'sgd', lr=0.1, steps=25, show_progress=False)
+    c = fit_linear(detached, x, y, 'sgd', lr=0.05, steps=25, show_progress=False)
+    assert a['params'].shape == (26, 65)
+    assert torch.equal(a['params'], b['params']) and a['loss'] == b['loss']
+    assert (a['params'] - c['params']).abs().max() > 1e-2  # same lr: a different run
+
+
+def test_adam_same_lr_equal_up_to_eps(data):
+    x, y = data
+    tiny = [fit_linear(f, x, y, 'adam', lr=0.05, steps=25, eps=1e-12, show_progress=False)['params']
+            for f in (mse, detached)]
+    assert torch.equal(*tiny)
+    default = [fit_linear(f, x, y, 'adam', lr=0.05, steps=25, show_progress=False)['params'] for f in (mse, detached)]
+    diff = (default[0] - default[1]).abs().max().item()
+    assert 0 < diff < 1e-4
+
+
+def test_sgd_trajectory_matches_manual_update(data):
+    x, y = data
+    fit = fit_linear(detached, x, y, 'sgd', lr=0.1, steps=3, show_progress=False)
+    w = fit['params'][0].clone()
+    for k in range(3):
+        e = x @ w[:-1] + w[-1] - y
+        grad = torch.cat([x.T @ e, e.sum().view(1)]) / len(y)  # gradient of mean(e * sg(e)) is mean(e * de/dw)
+        w = w - 0.1 * grad
+        torch.testing.assert_close(fit['params'][k + 1], w, rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_sign_compositions_diverge(data):
+    x, y = data
+    for name in ('e*sg(|e|)', '|e|*sg(e)'):
+        fit = fit_linear(composition_loss(name), x, y, 'sgd', lr=0.1, steps=30, show_progress=False)
+        assert fit['mae'][-1] > 10 * fit['mae'][0] and fit['loss'][-1] < 0
+    good = fit_linear(composition_loss('e*sg(e)'), x, y, 'sgd', lr=0.1, steps=30, show_progress=False)
+    assert good['mae'][-1] < good['mae'][0]
+
+
+def test_fit_linear_bad_input(data):
+    x, y = data
+    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam', got 'rmsprop'"):
+        fit_linear(mse, x, y, 'rmsprop')
+    with pytest.raises(ValueError, match=r'x must have shape \(N, D\) and y shape \(N,\)'):
+        fit_linear(mse, x, y[:10])
+    with pytest.raises(ValueError, match=r'lr must be in \(0, inf\), got 0'): fit_linear(mse, x, y, lr=0)
+    with pytest.raises(TypeError, match='steps must be an integer'): fit_linear(mse, x, y, steps=2.5)
+
+
+# ---------------------------------------------------------------- plots and the live figure
+def test_explorer_parts_controls():
+    draw, controls = explorer_parts()
+    assert draw is draw_composition
+    assert list(controls) == ['p', 'composition']
+    assert controls['p'].options == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0] and controls['p'].value == 2.0
+    assert controls['composition'].options == list(COMPOSITIONS) and controls['composition'].value == 'e*sg(e)'
+
+
+@pytest.mark.parametrize('composition', COMPOSITIONS)
+@pytest.mark.parametrize('p', [0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+def test_draw_readout_matches_library(p, composition):
+    fig = new_figure()
+    text = draw_composition(fig, p=p, composition=composition)
+    assert len(fig.axes) == 2
+    lines = dict(line.split(': ') for line in text.splitlines())
+    assert list(lines) == ['loss at e=-1', 'grad at e=-1', 'grad at e=+1', 'points downhill']
+    e = torch.tensor([-1.0, 1.0], dtype=F64)
+    g = composition_grad(composition, e, p)  # closed form: |1|**(p-2) = 1, so p does not change these
+    assert float(lines['grad at e=-1']) == pytest.approx(g[0].item(), abs=5e-4)
+    assert float(lines['grad at e=+1']) == pytest.approx(g[1].item(), abs=5e-4)
+    right = composition in ('e*e', 'e*sg(e)', '|e|*sg(|e|)')
+    assert float(lines['loss at e=-1']) == (1.0 if right else -1.0)
+    assert lines['points downhill'] == ('yes' if right else 'no')
+    assert text == composition_readout(composition, p)
+    red = [l for ax in fig.axes for l in ax.get_lines() if l.get_color() == MISTAKE]
+    assert bool(red) == (not right)  # wrong signs are drawn in red, and only then
+
+
+def test_plot_composition_draws_autograd_gradient():
+    e = torch.linspace(-2, 2, 41, dtype=F64)
+    ax = plot_composition('e*sg(e)', 3.0, 'grad', new_figure().subplots(), errors=e)
+    purple = [l for l in ax.get_lines() if l.get_label() == 'e*sg(e)'][0]
+    torch.testing.assert_close(torch.as_tensor(purple.get_ydata()), composition_grad('e*sg(e)', e, 3.0))
+    truth = [l for l in ax.get_lines() if l.get_linestyle() == '--'][0]
+    torch.testing.assert_close(torch.as_tensor(truth.get_ydata()), torch.sign(e) * e.abs() ** 2)
+    ax = plot_composition('e*sg(|e|)', 2.0, 'value', new_figure().subplots(), errors=e)
+    red = [l for l in ax.get_lines() if l.get_color() == MISTAKE][0]
+    y = torch.as_tensor(red.get_ydata())
+    assert torch.isnan(y[e >= 0]).all() and torch.equal(y[e < 0], (e * e.abs())[e < 0])
+    with pytest.raises(ValueError, match="what must be 'grad' or 'value', got 'hessian'"):
+        plot_composition('e*e', what='hessian', ax=new_figure().subplots())
+
+
+def test_plot_fits():
+    fits = {'e*sg(e)': dict(loss=[3.0, 2.0, 1.0], mae=[2.0, 1.5, 1.0]),
+            'e*sg(|e|)': dict(loss=[3.0, -1.0, -5.0], mae=[2.0, 4.0, 8.0])}
+    ax = plot_fits(fits, 'loss', new_figure().subplots())
+    lines = ax.get_lines()
+    assert [l.get_label() for l in lines] == ['e*sg(e)', 'e*sg(|e|)'] and lines[1].get_color() == MISTAKE
+    assert list(lines[1].get_ydata()) == [3.0, -1.0, -5.0] and list(lines[0].get_xdata()) == [1, 2, 3]
+    ax = plot_fits(fits, 'mae', new_figure().subplots())
+    assert list(ax.get_lines()[1].get_ydata()) == [2.0, 4.0, 8.0]
+    with pytest.raises(ValueError, match="metric must be 'mae' or 'loss', got 'acc'"):
+        plot_fits(fits, 'acc', new_figure().subplots())
