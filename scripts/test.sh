@@ -3,6 +3,8 @@
 # and pytest (unit, property-based, wheel, benchmark smoke and browser tests). Exits non-zero on any failure.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+start=$SECONDS; steps=()
+mark() { steps+=("\"$1\": $((SECONDS - start))"); }
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"
@@ -11,6 +13,7 @@ if ! diff -r -x __pycache__ -x notebooks lossnotes "$tmp/lossnotes"; then
   echo "FAIL: lossnotes/ is out of sync with nbs/. Run: .venv/bin/nbdev_export" >&2; exit 1
 fi
 
+mark export
 echo "== 2/4 notebooks are clean"
 (cd "$tmp" && nbdev_clean)
 if ! diff -r -x .ipynb_checkpoints nbs "$tmp/nbs" >/dev/null; then
@@ -18,8 +21,10 @@ if ! diff -r -x .ipynb_checkpoints nbs "$tmp/nbs" >/dev/null; then
   echo "FAIL: notebooks are not clean. Run: .venv/bin/nbdev_clean" >&2; exit 1
 fi
 
+mark clean
 echo "== 3/4 nbdev_test runs every notebook"
 nbdev_test --n_workers 2 --timing
+mark nbdev_test
 
 echo "== 4/4 pytest"
 if [ -x /usr/bin/chromium ]; then
@@ -29,3 +34,6 @@ else
   echo "      Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this)"
 fi
 python -m pytest tests -q -p no:cacheprovider "$@"
+mark pytest
+mkdir -p artifacts  # read by the benchmark report: how long the whole test command took, step by step
+(IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json

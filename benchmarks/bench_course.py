@@ -1,0 +1,48 @@
+"""Course-wide figures: `import lossnotes` against `import torch` alone (fresh processes), and each notebook's
+run time under nbdev_test (one notebook per process, as a learner's kernel would run it)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import row
+
+TITLE = 'Import time and notebook run times'
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _wall(cmd: list[str], repeat: int) -> tuple[float, float, float]:
+    "Median, min and max wall seconds of running `cmd` (a fresh process each time), after one warm-up."
+    import statistics
+    subprocess.run(cmd, check=True, capture_output=True)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), min(ts), max(ts)
+
+
+def run(quick: bool) -> list[dict]:
+    import lossnotes, pkgutil
+    mods = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.name.startswith('_'))
+    repeat = 2 if quick else 15
+    torch_only = _wall([sys.executable, '-c', 'import torch'], repeat)
+    rows = [row('import', 'import torch', torch_only)]
+    for label, code in [('import lossnotes', 'import torch, lossnotes'),
+                        ('import every lossnotes module', 'import torch, ' + ', '.join(f'lossnotes.{m}' for m in mods))]:
+        stats = _wall([sys.executable, '-c', code], repeat)
+        added_ms = (stats[0] - torch_only[0]) * 1e3
+        rows.append(row('import', label, stats, torch_only, 'import torch', target='adds at most 50 ms to import torch',
+                        met=added_ms <= 50, note=f'adds {added_ms:.0f} ms'))
+    if quick: return rows  # notebook run times are measured by the full run only
+    for nb in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        t0 = time.perf_counter()
+        r = subprocess.run([str(BIN / 'nbdev_test'), '--path', str(nb)], cwd=ROOT, capture_output=True, text=True)
+        secs = time.perf_counter() - t0
+        rows.append(row('notebook under nbdev_test', nb.name, (secs, secs, secs), target='under 30 s', met=secs < 30 and r.returncode == 0,
+                        note='' if r.returncode == 0 else 'FAILED'))
+    return rows

@@ -1,0 +1,27 @@
+"""The benchmarks cannot rot: the quick mode of the benchmark command runs every benchmark with tiny sizes, and
+each asserts that its implementations agree. No timing is asserted here."""
+import subprocess
+import sys
+
+from conftest import PY, ROOT
+
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+import run as bench_run  # noqa: E402
+
+
+def test_every_topic_with_a_benchmark_has_one():
+    assert {'course', 'sliders', 'ema', 'batchnorm', 'accumulate'} <= set(bench_run.topics())
+
+
+def test_quick_benchmarks_run():
+    r = subprocess.run([PY, str(ROOT / 'benchmarks' / 'run.py'), '--quick'], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'quick benchmarks ran' in r.stdout
+
+
+def test_report_table_formats_a_row():
+    from common import row
+    r = row('n=10', 'mine', (2e-6, 1e-6, 3e-6), (4e-6, 4e-6, 4e-6), 'theirs', target='at most 1x', met=True)
+    assert r['ratio'] == 0.5
+    line = bench_run.table([r])[-1]
+    assert line == '| n=10 | mine | 2.00 us | 1.00 us | 3.00 us | theirs | 0.50x | at most 1x | yes |  |'
