@@ -1,0 +1,328 @@
+"""lossnotes.losscheck: soft accuracy, check_loss's flags and passes, the weight-space slice, plots and the explorer."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from lossnotes.losscheck import (CHECKS, Check, LossReport, accuracy, check_loss, digits_slice, draw_explorer,
+                                 explorer_parts, mse_on_probabilities, plot_slice, plot_training, slice_curves,
+                                 slice_point, soft_accuracy, train_logreg)
+from lossnotes.plotting import new_figure
+
+torch.set_num_threads(1)
+
+
+def _cls(n=64, c=5, seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(n, c, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+def _reg(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = 1 + torch.rand(n, generator=g)
+    return y + 0.1 * torch.randn(n, generator=g), y
+
+
+# ---------- soft accuracy ----------
+
+def test_soft_accuracy_closed_form():
+    z, y = _cls()
+    p = F.softmax(z / 0.7, dim=1)[torch.arange(len(y)), y].mean()
+    torch.testing.assert_close(soft_accuracy(z, y, 0.7), p, rtol=1e-6, atol=1e-7)
+    two = torch.tensor([[0., 1.5], [2., -1.]])
+    want = (torch.sigmoid(torch.tensor(1.5 / 0.5)) + torch.sigmoid(torch.tensor(-3. / 0.5))) / 2
+    torch.testing.assert_close(soft_accuracy(two, torch.tensor([1, 1]), 0.5), want)
+
+
+def test_soft_accuracy_gradcheck_float64():
+    z = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 3, 2, 1])
+    for t in (0.1, 1.0, 5.0):
+        assert torch.autograd.gradcheck(lambda z: soft_accuracy(z, y, t), (z,))
+
+
+def test_soft_accuracy_spatial_shapes():
+    z = torch.randn(2, 3, 4, 5)
+    y = torch.randint(0, 3, (2, 4, 5))
+    want = F.softmax(z, 1).gather(1, y[:, None]).mean()
+    torch.testing.assert_close(soft_accuracy(z, y), want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), c=st.integers(2, 8))
+def test_soft_accuracy_tends_to_accuracy(seed, n, c):
+    z, y = _cls(n, c, seed)
+    gap = float(z.topk(2, dim=1).values.diff(dim=1).abs().min())
+    if gap == 0: return  # a tie: the limit is not the argmax accuracy
+    torch.testing.assert_close(soft_accuracy(z.double(), y, gap / 40), accuracy(z.double(), y).double(),
+                               rtol=0, atol=1e-12)
+    s = float(soft_accuracy(z, y, 1.0))
+    assert 0.0 <= s <= 1.0
+
+
+def test_soft_accuracy_bad_input():
+    z, y = _cls()
+    for t in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r'temperature must be in \(0, inf\)'): soft_accuracy(z, y, t)
+    with pytest.raises(TypeError, match='temperature must be a real number'): soft_accuracy(z, y, '1')
+    with pytest.raises(ValueError, match='do not fit'): soft_accuracy(z, y[:3])
+    with pytest.raises(TypeError, match='target must be an integer tensor'): soft_accuracy(z, y.float())
+    with pytest.raises(TypeError, match='logits must be a floating-point tensor'): soft_accuracy(y, y)
+
+
+def test_accuracy_and_mse_on_probabilities():
+    z = torch.tensor([[2., 1.], [0., 3.], [1., 0.]])
+    y = torch.tensor([0, 0, 1])
+    assert float(accuracy(z, y)) == pytest.approx(1 / 3)
+    onehot = F.one_hot(y, 2).float()
+    want = (F.softmax(z, 1) - onehot).pow(2).sum(1).mean()
+    torch.testing.assert_close(mse_on_probabilities(z, y), want)
+
+
+# ---------- check_loss: what it flags ----------
+
+def test_flags_accuracy_no_gradient():
+    z, y = _cls()
+    r = check_loss(lambda z, y: 1 - accuracy(z, y), z, y)
+    assert not r.ok and not r['informative gradient'].passed
+    assert r['minimum at target'].passed and r['finite'].passed
+    assert 'no path from the loss to pred' in r['informative gradient'].reason
+
+
+def test_flags_staircase_with_zero_gradient():
+    "A piecewise-constant loss that keeps autograd's graph (gradient exactly 0) is flagged too."
+    z, y = _cls()
+    def stair(z, y): return (1 - soft_accuracy(z, y, 1.0)).mul(0).add(1 - accuracy(z, y))
+    r = check_loss(stair, z, y)
+    assert not r['informative gradient'].passed and 'exactly zero' in r['informative gradient'].reason
+
+
+def test_flags_percentage_loss_with_zero_target():
+    p, y = _reg()
+    y[3] = 0.0
+    r = check_loss(lambda p, y: (1 - p / y).abs().mean(), p, y)
+    assert not r.ok and not r['finite'].passed
+    assert 'inf' in r['finite'].reason
+
+
+def test_flags_log_of_softmax_at_extreme_logits():
+    z, y = _cls(scale=100.0)
+    def nll(z, y): return -torch.log(torch.softmax(z, 1)).gather(1, y[:, None]).mean()
+    r = check_loss(nll, z, y)
+    assert not r['finite'].passed and not r.ok
+    # moderate logits: the example itself is fine, the extreme probes still find the problem
+    z, y = _cls(scale=1.0)
+    r = check_loss(nll, z, y)
+    assert not r['finite'].passed and 'random logits of size' in r['finite'].reason
+    assert check_loss(F.cross_entropy, 100 * z, y).ok
+
+
+def test_flags_sum_reduction_when_asked():
+    p, y = _reg()
+    fn = lambda p, y: F.mse_loss(p, y, reduction='sum')
+    r = check_loss(fn, p, y, batch_consistency=True)
+    assert not r['batch-size consistent'].passed and '(2x)' in r['batch-size consistent'].reason
+    r = check_loss(fn, p, y, batch_consistency=False)
+    assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3])
+    z, c = _cls()
+    assert not check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), z, c)['batch-size consistent'].passed
+
+
+def test_flags_loss_without_minimum_at_target():
+    p, y = _reg()
+    r = check_loss(lambda p, y: (1 - p / y).mean(), p, y)
+    assert not r['minimum at target'].passed
+    z, c = _cls()
+    r = check_loss(lambda z, y: F.cross_entropy(-z, y), z, c)  # sign error
+    assert not r['minimum at target'].passed and not r.ok
+
+
+def test_flags_sqrt_of_square_nan_gradient_at_target():
+    p, y = _reg()
+    r = check_loss(lambda p, y: torch.sqrt((1 - p / y) ** 2).mean(), p, y)
+    assert not r['finite'].passed and 'nan' in r['finite'].reason and 'prediction = target' in r['finite'].reason
+
+
+def test_loss_raising_on_double_batch_fails_batch_check():
+    p, y = _reg()
+    w = torch.ones(len(p))
+    r = check_loss(lambda p, y: (w * (p - y) ** 2).mean(), p, y)
+    assert not r['batch-size consistent'].passed and 'raised' in r['batch-size consistent'].reason
+
+
+# ---------- check_loss: what it passes ----------
+
+@pytest.mark.parametrize('fn', [F.mse_loss, F.l1_loss, F.smooth_l1_loss])
+def test_passes_regression_losses(fn):
+    p, y = _reg()
+    r = check_loss(fn, p, y)
+    assert r.ok, r
+
+
+def test_l1_kink_noted_mse_smooth():
+    p, y = _reg()
+    assert 'kink' in check_loss(F.l1_loss, p, y)['minimum at target'].reason
+    assert 'smooth minimum' in check_loss(F.mse_loss, p, y)['minimum at target'].reason
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+def test_passes_cross_entropy(weighted):
+    z, y = _cls()
+    w = torch.linspace(0.2, 3.0, 5)
+    fn = (lambda z, y: F.cross_entropy(z, y, weight=w)) if weighted else F.cross_entropy
+    r = check_loss(fn, z, y)
+    assert r.ok, r
+    assert r.value == pytest.approx(float(fn(z, y)), rel=1e-6)
+
+
+def test_passes_mse_on_probabilities_and_soft_accuracy():
+    z, y = _cls()
+    assert check_loss(mse_on_probabilities, z, y).ok
+    assert check_loss(lambda z, y: 1 - soft_accuracy(z, y, 0.5), z, y).ok
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), c=st.integers(2, 6))
+def test_cross_entropy_always_passes(seed, n, c):
+    z, y = _cls(n, c, seed)
+    assert check_loss(F.cross_entropy, z, y).ok
+
+
+# ---------- check_loss: hygiene ----------
+
+def test_inputs_and_grad_mode_untouched():
+    z, y = _cls()
+    z0, y0 = z.clone(), y.clone()
+    with torch.no_grad():
+        r = check_loss(F.cross_entropy, z, y)
+        assert not torch.is_grad_enabled()
+    assert r.ok and torch.is_grad_enabled()
+    assert torch.equal(z, z0) and torch.equal(y, y0) and not z.requires_grad and z.grad is None
+    leaf = z.clone().requires_grad_()
+    check_loss(F.cross_entropy, leaf, y)
+    assert leaf.grad is None and leaf.requires_grad
+    # a loss that modifies its inputs in place cannot reach the caller's tensors
+    def rude(p, t): t.mul_(0); return F.mse_loss(p, t)
+    p, t = _reg()
+    t0 = t.clone()
+    check_loss(rude, p, t)
+    assert torch.equal(t, t0)
+
+
+def test_report_table_and_html():
+    p, y = _reg()
+    r = check_loss(F.mse_loss, p, y)
+    text = repr(r)
+    assert text.startswith('check_loss(mse_loss) on a regression batch') and 'usable' in text
+    for name in CHECKS: assert name in text
+    assert text.count('pass') >= 4
+    h = r._repr_html_()
+    assert '<table>' in h and h.count('<tr>') == 5 and '✓ pass' in h
+    bad = check_loss(lambda p, y: (1 - p / y).mean(), p, y, name='ratio')
+    assert 'NOT usable' in repr(bad) and '✗ FAIL' in bad._repr_html_() and 'FAIL' in str(bad)
+    assert isinstance(bad.checks[0], Check) and isinstance(bad, LossReport)
+    assert bad.failed == [c for c in bad.checks if not c.passed]
+    with pytest.raises(KeyError, match='no check named'): r['speed']
+
+
+def test_seeded_probes_are_reproducible():
+    z, y = _cls()
+    assert repr(check_loss(F.cross_entropy, z, y, seed=3)) == repr(check_loss(F.cross_entropy, z, y, seed=3))
+
+
+def test_bad_input():
+    p, y = _reg()
+    with pytest.raises(ValueError, match=r'pred of shape \(3,\) and target of shape \(4,\) do not broadcast'):
+        check_loss(F.mse_loss, torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match='would broadcast pred'):
+        check_loss(F.mse_loss, torch.zeros(3, 1), torch.zeros(3))
+    with pytest.raises(TypeError, match='loss_fn must return a tensor, got 0.5'):
+        check_loss(lambda p, y: 0.5, p, y)
+    with pytest.raises(ValueError, match='single number'):
+        check_loss(lambda p, y: (p - y) ** 2, p, y)
+    with pytest.raises(TypeError, match='loss_fn must be callable'):
+        check_loss('mse', p, y)
+    with pytest.raises(TypeError, match='pred must be a floating-point tensor'):
+        check_loss(F.mse_loss, [1.0], y)
+    z, c = _cls()
+    with pytest.raises(ValueError, match=r'class indices in \[0, 4\]'):
+        check_loss(F.cross_entropy, z, c + 5)
+    with pytest.raises(ValueError, match='do not fit'):
+        check_loss(F.cross_entropy, z, c[:5])
+    with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
+        check_loss(F.cross_entropy, z, c, task='ranking')
+    with pytest.raises(ValueError, match='n_probes must be in'):
+        check_loss(F.cross_entropy, z, c, n_probes=0)
+
+
+# ---------- the weight-space slice, training, plots, explorer ----------
+
+def test_slice_staircase_takes_values_k_over_100():
+    sl = digits_slice()
+    pos = torch.linspace(-2, 2, 201)
+    acc = 1 - slice_curves(sl, pos, 1.0)['accuracy'][0]
+    k = acc * 100
+    torch.testing.assert_close(k, k.round(), rtol=0, atol=1e-4)
+    assert len(acc.unique()) > 20
+
+
+def test_slice_curves_match_direct_evaluation():
+    sl = digits_slice()
+    pos = torch.tensor([-1.0, 0.0, 0.7])
+    c = slice_curves(sl, pos, 0.3)
+    for i, t in enumerate(pos.tolist()):
+        z = sl.logits(t)
+        torch.testing.assert_close(c['cross entropy'][0][i], F.cross_entropy(z, sl.y), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c['soft accuracy'][0][i], 1 - soft_accuracy(z, sl.y, 0.3), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c['MSE on probabilities'][0][i], mse_on_probabilities(z, sl.y), rtol=1e-5, atol=1e-6)
+        pt = slice_point(sl, t, 0.3)
+        assert c['soft accuracy'][1][i].item() == pytest.approx(pt['|grad|'], rel=1e-4)
+        assert c['cross entropy'][1][i].item() == pytest.approx(pt['|grad cross entropy|'], rel=1e-4)
+    assert float(c['accuracy'][1].abs().max()) == 0.0
+
+
+def test_training_accuracy_as_loss_cannot_move():
+    r = train_logreg(lambda z, y: 1 - accuracy(z, y), steps=5, progress=False)
+    assert len(set(r['valid_accuracy'])) == 1
+    ce = train_logreg(F.cross_entropy, steps=30, progress=False)
+    assert ce['valid_accuracy'][-1] > ce['valid_accuracy'][0] + 0.3
+    with pytest.raises(ValueError, match='lr must be in'): train_logreg(F.cross_entropy, lr=0.0)
+
+
+def test_plots():
+    fig = new_figure()
+    ax = plot_slice([0, 1, 2], [0.5, 0.4, 0.4], 'accuracy', ax=fig.subplots(), marker=1.0)
+    assert len(ax.get_lines()) == 2
+    ax = plot_training({'cross entropy': [0.1, 0.5, 0.9], 'accuracy': [0.1, 0.1, 0.1]}, ax=new_figure().subplots())
+    assert [l.get_label() for l in ax.get_lines()] == ['cross entropy', 'accuracy']
+    assert list(ax.get_lines()[0].get_ydata()) == [0.1, 0.5, 0.9]
+
+
+def _parse(readout):
+    return dict((k, float(v)) for k, v in (line.split(': ') for line in readout.split('\n')))
+
+
+def test_explorer_readout_matches_library():
+    draw, controls = explorer_parts()
+    assert list(controls) == ['temperature', 'position']
+    for t in controls['temperature'].options[::2]:
+        for pos in (-2.0, 0.3, 2.0):
+            out = _parse(draw(new_figure(), temperature=t, position=pos))
+            pt = slice_point(digits_slice(), pos, t)
+            assert out['accuracy'] == pytest.approx(pt['accuracy'], abs=0.005)
+            assert out['soft accuracy'] == pytest.approx(pt['soft accuracy'], abs=5e-5)
+            assert out['cross entropy'] == pytest.approx(pt['cross entropy'], abs=5e-5)
+            assert out['|grad|'] == pytest.approx(pt['|grad|'], rel=5e-3)
+    sl = digits_slice()
+    assert _parse(draw(new_figure(), temperature=1.0, position=0.0))['accuracy'] == pytest.approx(
+        float(accuracy(sl.logits(0.0), sl.y)), abs=1e-6)
+
+
+def test_draw_explorer_without_precomputed_curves():
+    fig = new_figure()
+    out = draw_explorer(fig, temperature=0.3, position=0.1)
+    assert len(fig.axes) == 2 and out.startswith('accuracy: ')
+    with pytest.raises(ValueError, match='temperature must be in'):
+        draw_explorer(new_figure(), temperature=0.0)
