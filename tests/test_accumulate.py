@@ -1,0 +1,401 @@
+"""lossnotes.accumulate: epoch summaries, LossMeter (exactness, no host sync, state), DistributedSampler padding,
+the two-process gloo run, the explorer and plots."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch.utils.data import DistributedSampler
+
+from lossnotes.accumulate import (EXPLORER_BATCH_SIZES, SUMMARY_COLORS, LossMeter, batch_means, ddp_epoch_loss,
+                                  digits_item_losses, draw_explorer, epoch_summaries, explorer_parts, padded_shard,
+                                  plot_batches, plot_summary_errors, summary_errors, train_epoch_losses)
+from lossnotes.plotting import new_figure
+
+POST = [4., 5., 2., 4., 3., 2., 3., 1.]
+
+
+# --- the post's numbers -------------------------------------------------------------------------------------
+
+def test_post_batch_size_2():
+    means, sizes = batch_means(POST, 2)
+    assert means.tolist() == [4.5, 3.0, 2.5, 2.0] and sizes.tolist() == [2, 2, 2, 2]
+    assert epoch_summaries(POST, 2) == dict(sum_of_averages=12.0, normalized_sum=24.0, mean_of_averages=3.0,
+                                            per_item_mean=3.0, num_batches=4, num_items=8)
+
+
+def test_post_batch_size_4():
+    assert batch_means(POST, 4)[0].tolist() == [3.75, 2.25]
+    assert epoch_summaries(POST, 4) == dict(sum_of_averages=6.0, normalized_sum=24.0, mean_of_averages=3.0,
+                                            per_item_mean=3.0, num_batches=2, num_items=8)
+
+
+def test_post_total_is_24_not_23():
+    assert sum(POST) == 24.0 and epoch_summaries(POST, 8)['per_item_mean'] == 3.0
+
+
+def test_short_last_batch_breaks_the_approximations():
+    s = epoch_summaries(POST, 3)  # (4, 5, 2), (4, 3, 2), (3, 1)
+    assert s['num_batches'] == 3 and s['num_items'] == 8
+    assert s['sum_of_averages'] == pytest.approx(11 / 3 + 3 + 2, rel=1e-15)
+    assert s['normalized_sum'] == pytest.approx(26.0, rel=1e-15)
+    assert s['mean_of_averages'] == pytest.approx((11 / 3 + 3 + 2) / 3, rel=1e-15)
+    assert s['per_item_mean'] == 3.0
+
+
+def test_drop_last():
+    s = epoch_summaries(POST, 3, drop_last=True)
+    assert (s['num_batches'], s['num_items']) == (2, 6)
+    assert s['per_item_mean'] == pytest.approx(20 / 6, rel=1e-15)
+    assert s['mean_of_averages'] == pytest.approx(s['per_item_mean'], rel=1e-15)  # all batches full
+
+
+def test_no_batch_at_all_with_drop_last():
+    s = epoch_summaries(POST, 100, drop_last=True)
+    assert (s['num_batches'], s['num_items'], s['sum_of_averages']) == (0, 0, 0.0)
+    assert math.isnan(s['mean_of_averages']) and math.isnan(s['per_item_mean'])
+
+
+# --- exactness against numpy ----------------------------------------------------------------------------------
+
+def _ragged(seed, n_items=2000, n_cuts=40, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    items = (torch.rand(n_items, generator=g, dtype=torch.float64) * 5).to(dtype)
+    cuts = torch.sort(torch.randperm(n_items - 1, generator=g)[:n_cuts] + 1).values.tolist()
+    return items, torch.tensor_split(items, cuts)
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_ragged_batch_means_match_numpy_average(seed):
+    items, chunks = _ragged(seed)
+    m = LossMeter()
+    for c in chunks: m.update(c.mean(), n=len(c))
+    means = np.array([c.mean().item() for c in chunks], dtype=np.float64)  # the float32 batch means, as given
+    ref = np.average(means, weights=[len(c) for c in chunks])
+    assert m.compute().item() == pytest.approx(ref, rel=4e-16 * len(chunks), abs=0)
+    assert m.count == len(items)
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_ragged_per_item_losses_match_numpy_mean(seed):
+    items, chunks = _ragged(seed, dtype=torch.float64)
+    m = LossMeter(fold_every=3)
+    for c in chunks: m.update(c)
+    assert m.compute().item() == pytest.approx(np.mean(items.numpy()), rel=1e-14, abs=0)
+
+
+def test_float64_where_float32_drifts():
+    g = torch.Generator().manual_seed(0)
+    many = (2.3 + 0.1 * torch.randn(10_000, generator=g)).float()
+    m = LossMeter()
+    f32_sum, f32_count = torch.zeros(()), torch.zeros(())  # a float32 weighted-sum state
+    for v in many:
+        m.update(v, n=64)
+        f32_sum += v * 64; f32_count += 64
+    exact = np.mean(many.double().numpy())
+    assert m.compute().item() == pytest.approx(exact, rel=1e-15, abs=0)
+    assert abs((f32_sum / f32_count).item() / exact - 1) > 1e-8  # the float32 state is visibly off
+
+
+def test_low_precision_losses_accumulate_in_float64():
+    items = torch.tensor([1.5, 2.25, 3.125, 0.0625])
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        m = LossMeter()
+        m.update(items[:2].to(dtype))
+        m.update(items[2:].to(dtype).mean(), n=2)
+        assert m.compute().dtype == torch.float64
+        assert m.compute().item() == pytest.approx(items.double().mean().item(), rel=1e-3 if dtype != torch.float64 else 1e-15)
+
+
+def test_python_float_losses():
+    m = LossMeter()
+    m.update(2.0, n=3); m.update(5.0); m.update(np.float32(1.0), n=2)
+    assert m.compute().item() == pytest.approx((6 + 5 + 2) / 6, rel=1e-15)
+    assert math.isnan(LossMeter().compute().item())  # no items: NaN, like 0/0
+
+
+def test_fold_every_does_not_change_the_result():
+    _, chunks = _ragged(7, dtype=torch.float64)
+    results = []
+    for k in (1, 2, 5, 64, 10_000):
+        m = LossMeter(fold_every=k)
+        for i, c in enumerate(chunks): m.update(c.mean(), n=len(c)) if i % 2 else m.update(c)
+        results.append(m.compute().item())
+    assert max(results) - min(results) <= 1e-15 * abs(results[0])
+
+
+def test_update_does_not_keep_the_graph():
+    w = torch.tensor(2.0, requires_grad=True)
+    m = LossMeter()
+    m.update(w * 3, n=4); m.update(torch.stack([w, w]))
+    out = m.compute()
+    assert not out.requires_grad and out.item() == pytest.approx((24 + 4) / 6, rel=1e-15)
+
+
+# --- property-based: any partition into batches ----------------------------------------------------------------
+
+losses_st = st.lists(st.floats(0, 50, allow_nan=False, width=32), min_size=1, max_size=200)
+
+
+@settings(max_examples=50, deadline=None)
+@given(losses_st, st.data())
+def test_any_partition_gives_the_per_item_mean(losses, data):
+    x = torch.tensor(losses, dtype=torch.float64)
+    n = len(x)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=20)))) if n > 1 else []
+    m_means, m_items = LossMeter(fold_every=data.draw(st.integers(1, 8))), LossMeter()
+    for c in torch.tensor_split(x, cuts):
+        if len(c) == 0: continue
+        m_means.update(c.mean(), n=len(c))
+        m_items.update(c)
+    ref = math.fsum(losses) / n
+    assert m_means.compute().item() == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    assert m_items.compute().item() == pytest.approx(ref, rel=1e-13, abs=1e-13)
+    assert m_means.count == m_items.count == n
+
+
+@settings(max_examples=50, deadline=None)
+@given(losses_st, st.integers(1, 64), st.booleans())
+def test_summaries_properties(losses, bs, drop_last):
+    s = epoch_summaries(losses, bs, drop_last)
+    n, k = len(losses), s['num_batches']
+    assert k == (n // bs if drop_last else math.ceil(n / bs))
+    assert s['num_items'] == (k * bs if drop_last else n)
+    assert s['normalized_sum'] == pytest.approx(bs * s['sum_of_averages'], rel=1e-15)
+    if k:
+        seen = losses[:s['num_items']]
+        assert s['per_item_mean'] == pytest.approx(math.fsum(seen) / len(seen), rel=1e-12, abs=1e-12)
+        means, sizes = batch_means(losses, bs, drop_last)
+        assert s['mean_of_averages'] == pytest.approx(float(np.mean(means.numpy())), rel=1e-12, abs=1e-12)
+    if n % bs == 0 or drop_last:  # every batch full: the approximations are exact
+        if k:
+            assert s['mean_of_averages'] == pytest.approx(s['per_item_mean'], rel=1e-12, abs=1e-12)
+            assert s['normalized_sum'] == pytest.approx(math.fsum(losses[:s['num_items']]), rel=1e-12, abs=1e-10)
+
+
+@settings(max_examples=50, deadline=None)
+@given(losses_st, st.integers(1, 199))
+def test_merge_of_two_halves_is_the_whole(losses, cut):
+    x = torch.tensor(losses, dtype=torch.float64)
+    a, b, whole = LossMeter(), LossMeter(), LossMeter()
+    a.update(x[:cut]); b.update(x[cut:]) if len(x[cut:]) else None; whole.update(x)
+    assert a.merge(b).compute().item() == pytest.approx(whole.compute().item(), rel=1e-14, abs=1e-14)
+    assert a.count == len(x)
+
+
+# --- no host synchronisation ---------------------------------------------------------------------------------
+
+SYNC_METHODS = ('item', '__bool__', '__float__', '__int__', '__index__', 'tolist', 'numpy', '__array__')
+
+
+@pytest.fixture
+def forbid_host_sync(monkeypatch):
+    "Within the test, every Tensor-to-Python conversion raises."
+    def install():
+        def boom(*a, **k): raise AssertionError('host synchronisation')
+        for name in SYNC_METHODS: monkeypatch.setattr(torch.Tensor, name, boom)
+    return install
+
+
+@pytest.mark.parametrize('skip', [False, True])
+def test_update_makes_no_host_sync(forbid_host_sync, skip):
+    m = LossMeter(skip_nonfinite=skip, fold_every=3)
+    batches = [torch.tensor(float(i)) for i in range(10)]
+    per_item = [torch.full((4,), float(i)) for i in range(10)]
+    forbid_host_sync()
+    with pytest.raises(AssertionError, match='host synchronisation'): bool(torch.tensor(1.))  # the guard is live
+    for b, p in zip(batches, per_item):
+        m.update(b, n=16)
+        m.update(p)
+        m.update(p, n=4)
+    m.update(torch.tensor(float('nan')), n=2)  # the NaN path too
+    state = m.loss_sum  # reading the state folds: also without a sync
+    assert state.dtype == torch.float64
+
+
+# --- NaN -------------------------------------------------------------------------------------------------------
+
+def test_nan_propagates_by_default():
+    m = LossMeter()
+    m.update(torch.tensor(1.0), n=10); m.update(torch.tensor(float('nan')), n=2)
+    assert math.isnan(m.compute().item())
+
+
+def test_skip_nonfinite_counts_what_it_skips():
+    m = LossMeter(skip_nonfinite=True, fold_every=2)
+    m.update(torch.tensor([1., float('nan'), 3., float('inf')]))
+    m.update(torch.tensor(float('-inf')), n=7)
+    m.update(torch.tensor(2.0), n=5)
+    m.update(float('nan'), n=3)
+    assert m.num_skipped.item() == 2 + 7 + 3
+    assert m.count == 4 + 7 + 5 + 3
+    assert m.compute().item() == pytest.approx((1 + 3 + 10) / 7, rel=1e-15)
+
+
+# --- state -----------------------------------------------------------------------------------------------------
+
+def test_state_dict_round_trip_and_resume():
+    _, chunks = _ragged(3)
+    whole, part = LossMeter(), LossMeter()
+    for c in chunks: whole.update(c.mean(), n=len(c))
+    for c in chunks[:20]: part.update(c.mean(), n=len(c))
+    resumed = LossMeter(); resumed.load_state_dict(part.state_dict())
+    for c in chunks[20:]: resumed.update(c.mean(), n=len(c))
+    assert resumed.compute().item() == pytest.approx(whole.compute().item(), rel=1e-15)
+    sd = whole.state_dict()
+    assert set(sd) == {'loss_sum', 'count', 'num_skipped'} and sd['loss_sum'].dtype == torch.float64
+
+
+def test_state_dict_survives_torch_save(tmp_path):
+    m = LossMeter(skip_nonfinite=True)
+    m.update(torch.tensor([1., 2., float('nan')]))
+    torch.save(m.state_dict(), tmp_path / 'meter.pt')
+    r = LossMeter(skip_nonfinite=True); r.load_state_dict(torch.load(tmp_path / 'meter.pt'))
+    assert (r.count, r.num_skipped.item(), r.compute().item()) == (3, 1.0, 1.5)
+
+
+def test_reset_keeps_device_and_zeroes():
+    m = LossMeter()
+    m.update(torch.tensor(3.0), n=2)
+    s = m.loss_sum
+    m.reset()
+    assert m.count == 0 and m.loss_sum is s and s.item() == 0.0 and math.isnan(m.compute().item())
+    m.update(torch.tensor(1.0), n=1)
+    assert m.compute().item() == 1.0
+
+
+def test_device_argument():
+    m = LossMeter(device='cpu')
+    assert m.loss_sum.device.type == 'cpu' and m.loss_sum.dtype == torch.float64
+    assert repr(m) == 'LossMeter(count=0, skip_nonfinite=False)'
+
+
+# --- every documented error ------------------------------------------------------------------------------------
+
+def test_errors():
+    with pytest.raises(ValueError, match=r'n must be in \[1, inf\), got 0'): LossMeter().update(torch.tensor(1.), n=0)
+    with pytest.raises(ValueError, match=r'n must be in \[1, inf\), got -3'): LossMeter().update(2.0, n=-3)
+    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(4\).*got 3'):
+        LossMeter().update(torch.ones(4), n=3)
+    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(1\).*got 64'):
+        LossMeter().update(torch.ones(1), n=64)  # a non-scalar loss with a different n
+    with pytest.raises(TypeError, match='n must be an integer, got 2.5'): LossMeter().update(1.0, n=2.5)
+    with pytest.raises(TypeError, match=r'n must be an integer, got tensor\(3\)'):
+        LossMeter().update(torch.tensor(1.), n=torch.tensor(3))
+    with pytest.raises(TypeError, match="loss must be a tensor or a real number, got '1.0'"): LossMeter().update('1.0')
+    with pytest.raises(TypeError, match='other must be a LossMeter, got int'): LossMeter().merge(3)
+    with pytest.raises(ValueError, match=r'fold_every must be in \[1, inf\), got 0'): LossMeter(fold_every=0)
+    with pytest.raises(TypeError, match='skip_nonfinite must be a bool'): LossMeter(skip_nonfinite=1)
+    with pytest.raises(ValueError, match=r"state is missing \['num_skipped'\]"):
+        LossMeter().load_state_dict({'loss_sum': torch.zeros(()), 'count': 1})
+    with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): epoch_summaries(POST, 0)
+    with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got -1'): batch_means(POST, -1)
+    with pytest.raises(TypeError, match='batch_size must be an integer, got 2.0'): epoch_summaries(POST, 2.0)
+    with pytest.raises(ValueError, match=r'item_losses must be 1-D .* got shape \(2, 4\)'):
+        epoch_summaries(torch.ones(2, 4), 2)
+    with pytest.raises(ValueError, match=r'rank must be in \[0, 1\], got 2'): padded_shard(9, 2, 2)
+    with pytest.raises(ValueError, match=r'world_size must be in \[1, inf\), got 0'): padded_shard(9, 0, 0)
+    with pytest.raises(ValueError, match=r'num_items must be in \[1, inf\), got 0'): padded_shard(0, 2, 0)
+    with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): train_epoch_losses(0)
+    with pytest.raises(ValueError, match=r'lr must be in \(0, inf\), got 0'): train_epoch_losses(16, lr=0)
+    with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): ddp_epoch_loss(POST, batch_size=0)
+
+
+# --- DistributedSampler ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('n,world', [(9, 2), (8, 2), (10, 4), (3, 5), (1, 3), (1437, 8), (17, 16)])
+@pytest.mark.parametrize('shuffle', [False, True])
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_padded_shard_matches_distributed_sampler(n, world, shuffle, drop_last):
+    if drop_last and n < world: return  # the sampler would give every rank nothing
+    seen = []
+    for rank in range(world):
+        ref = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=5, drop_last=drop_last)
+        ref.set_epoch(3)
+        idx, real = padded_shard(n, world, rank, shuffle=shuffle, seed=5, epoch=3, drop_last=drop_last)
+        assert idx == list(ref)
+        seen += idx[:real]
+    if not drop_last: assert sorted(seen) == list(range(n))  # the real prefixes cover every item exactly once
+
+
+# --- the two-process gloo run ----------------------------------------------------------------------------------
+
+def test_two_process_gloo_agrees_exactly_with_one_process():
+    nine = torch.tensor([4., 5., 2., 4., 3., 2., 3., 1., 7.])  # dyadic: every summation order is exact
+    r = ddp_epoch_loss(nine, world_size=2, batch_size=2)
+    assert r['exact'] == r['single_process'] == 31 / 9
+    assert r['unpadded_all_reduce'] == 31 / 9
+    assert r['padded_all_reduce'] == r['padded_mean_of_rank_means'] == 35 / 10  # item 0 (loss 4) twice
+    assert r['unpadded_mean_of_rank_means'] == (19 / 5 + 12 / 4) / 2
+    assert (r['items'], r['real_items'], r['unpadded_items']) == ([5, 5], [5, 4], [5, 4])
+
+
+def test_two_process_gloo_random_losses_shuffled():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(101, generator=g, dtype=torch.float64) * 3
+    r = ddp_epoch_loss(x, world_size=2, batch_size=8, shuffle=True, seed=4)
+    assert r['exact'] == pytest.approx(np.mean(x.numpy()), rel=1e-15, abs=0)
+    assert r['unpadded_all_reduce'] == pytest.approx(np.mean(x.numpy()), rel=1e-15, abs=0)
+    first = torch.randperm(101, generator=torch.Generator().manual_seed(4)).tolist()[0]  # padding repeats it
+    assert r['padded_all_reduce'] == pytest.approx((x.sum() + x[first]).item() / 102, rel=1e-15)
+
+
+# --- training loop ---------------------------------------------------------------------------------------------
+
+def test_train_epoch_losses_per_item_mean_is_the_loss_when_the_model_does_not_move():
+    r = train_epoch_losses(256, epochs=1, lr=1e-30, progress_bar=False)  # the model stays at its initial weights
+    assert r['per_item_mean'][0] == pytest.approx(r['full_pass'][0], rel=1e-6)
+    assert r['normalized_sum'][0] == pytest.approx(256 * r['sum_of_averages'][0], rel=1e-15)
+    assert abs(r['mean_of_averages'][0] - r['full_pass'][0]) > 1e-5  # the short batch of 158 shows
+
+
+# --- plots and the explorer ------------------------------------------------------------------------------------
+
+def test_explorer_parts_contract():
+    draw, controls = explorer_parts()
+    assert list(controls) == ['batch_size', 'drop_last', 'num_items']
+    assert draw is draw_explorer
+    values = {k: c.value for k, c in controls.items()}
+    out = draw(new_figure(), **values)
+    s = epoch_summaries(digits_item_losses()[:values['num_items']], values['batch_size'], values['drop_last'])
+    assert out.split('\n') == [f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS]
+    assert [line.split(':')[0] for line in out.split('\n')] == ['sum_of_averages', 'normalized_sum',
+                                                               'mean_of_averages', 'per_item_mean']
+
+
+def test_explorer_every_value_draws_and_reads_out_library_numbers():
+    draw, controls = explorer_parts()
+    base = {k: c.value for k, c in controls.items()}
+    for name, c in controls.items():
+        for v in c.values():
+            values = {**base, name: v}
+            fig = new_figure()
+            out = draw(fig, **values)
+            x = digits_item_losses()[:values['num_items']]
+            s = epoch_summaries(x, values['batch_size'], values['drop_last'])
+            assert out == '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
+            left, right = fig.axes[:2]
+            assert len(right.get_lines()) >= 4  # one curve per summary
+            assert right.get_lines()[0].get_xdata().tolist() == EXPLORER_BATCH_SIZES
+
+
+def test_plot_batches_segments_and_dropped_items():
+    ax = new_figure().subplots()
+    plot_batches(POST, 3, drop_last=False, ax=ax)
+    segs = [c for c in ax.collections]  # hlines: full batches (black) and the short one (red)
+    assert sum(len(c.get_segments()) for c in segs) == 3
+    ax2 = new_figure().subplots()
+    plot_batches(POST, 3, drop_last=True, ax=ax2)
+    dropped = [l for l in ax2.get_lines() if l.get_label() == 'dropped']
+    assert len(dropped) == 1 and dropped[0].get_ydata().tolist() == [3.0, 1.0]
+
+
+def test_plot_summary_errors_and_values():
+    bss = [1, 2, 3, 8]
+    e = summary_errors(POST, bss)
+    assert e['per_item_mean'].abs().max().item() == 0.0
+    assert e['sum_of_averages'][0].item() == pytest.approx(7.0, rel=1e-15)  # eight one-item means: 8x the mean
+    assert e['normalized_sum'][2].item() == pytest.approx(26 / 24 - 1, rel=1e-12)
+    ax = plot_summary_errors(POST, bss, ax=new_figure().subplots())
+    assert len(ax.get_lines()) == 8 and ax.get_yscale() == 'log'
