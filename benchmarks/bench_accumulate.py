@@ -1,0 +1,120 @@
+"""Per-step cost of accumulating an epoch loss: LossMeter.update vs torchmetrics' MeanMetric.update vs
+`epoch_loss += loss.item() * bs`, per call and as a share of one training step of a 784-50-10 MLP at batch 64."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from common import measure, row
+from lossnotes.accumulate import LossMeter
+
+TITLE = 'Epoch-loss accumulation: LossMeter.update vs MeanMetric.update vs .item(), per training step'
+THREADS = int(os.environ.get('LOSSNOTES_BENCH_THREADS', '1'))  # the runner's setting
+BS = 64
+
+
+def _losses(n: int) -> list[torch.Tensor]:
+    "n batch-mean losses near 2.3 (a 10-class cross-entropy early in training), float32 0-d tensors."
+    g = torch.Generator().manual_seed(0)
+    return list((2.3 + 0.1 * torch.randn(n, generator=g)).unbind())
+
+
+def _mlp_step():
+    "One SGD step of a 784-50-10 MLP on a batch of 64 (forward, loss, backward, step)."
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(BS, 784), torch.randint(0, 10, (BS,))
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _exactness(n: int) -> dict:
+    "Relative error of a float32 MeanMetric and of LossMeter against a float64 oracle after n updates."
+    from torchmetrics import MeanMetric
+    losses = _losses(n)
+    mm, lm = MeanMetric(), LossMeter()
+    for l in losses:
+        mm.update(l, weight=BS)
+        lm.update(l, n=BS)
+    exact = torch.stack(losses).double().mean().item()
+    return dict(meanmetric=abs(mm.compute().item() / exact - 1), lossmeter=abs(lm.compute().item() / exact - 1))
+
+
+def run(quick: bool) -> list[dict]:
+    from torchmetrics import MeanMetric
+    torch.set_num_threads(THREADS)
+    number, repeat = (50, 3) if quick else (2000, 9)
+    losses = _losses(number)
+    it = iter(())
+
+    def cycling():
+        nonlocal it
+        try: return next(it)
+        except StopIteration:
+            it = iter(losses)
+            return next(it)
+
+    lm, mm, buf = LossMeter(), MeanMetric(), torch.zeros((), dtype=torch.float64)
+    acc = [0.0]
+
+    def lossmeter(): lm.update(cycling(), n=BS)
+    def meanmetric(): mm.update(cycling(), weight=BS)
+    def item(): acc[0] += cycling().item() * BS
+    def add_floor(): buf.add_(cycling(), alpha=BS)
+
+    if quick:  # the implementations agree on the same losses
+        for f in (lossmeter, meanmetric, item):
+            it = iter(())  # start each at the first loss
+            for _ in range(number): f()
+        exact = torch.stack(losses).double().mean().item()
+        assert abs(lm.compute().item() - exact) <= 1e-15 * exact
+        assert abs(acc[0] / (BS * number) - exact) <= 1e-12 * exact
+        assert abs(mm.compute().item() - exact) <= 1e-5 * exact
+        ex = _exactness(200)
+        assert ex['lossmeter'] <= 1e-15
+
+    t_mm = measure(meanmetric, repeat=repeat, number=number)
+    t_lm = measure(lossmeter, repeat=repeat, number=number)
+    t_item = measure(item, repeat=repeat, number=number)
+    t_add = measure(add_floor, repeat=repeat, number=number)
+    step = _mlp_step()
+    t_step = measure(step, repeat=repeat, number=max(10, number // 20))
+
+    ex = _exactness(200 if quick else 10_000)
+    note = f'CPU, torch.set_num_threads({THREADS}); per call, batch size {BS}'
+    us = lambda t: f'{t[0] * 1e6:.2f} us'
+    rows = [
+        row('update per call', 'MeanMetric.update(loss, weight=bs)', t_mm,
+            note=f'{note}; {us(t_mm)}; float32 state: rel. error {ex["meanmetric"]:.1e} after '
+                 f'{200 if quick else 10_000} updates'),
+        row('update per call', 'LossMeter.update(loss, n=bs)', t_lm, t_mm, 'MeanMetric.update(loss, weight=bs)',
+            target='<= 0.1x MeanMetric.update, <= 3 us, exact in float64',
+            met=(t_lm[0] <= 0.1 * t_mm[0]) and t_lm[0] <= 3e-6 and ex['lossmeter'] <= 1e-15,
+            note=f'{note}; {us(t_lm)}; float64 state: rel. error {ex["lossmeter"]:.1e}'),
+        row('update per call', 'epoch_loss += loss.item() * bs', t_item, t_mm, 'MeanMetric.update(loss, weight=bs)',
+            note=f'{note}; {us(t_item)}; on a GPU each call is a device-to-host synchronisation'),
+        row('update per call', 'float64 buffer add_(loss, alpha=bs) (floor of a per-call kernel)', t_add, t_mm,
+            'MeanMetric.update(loss, weight=bs)', note=f'{note}; {us(t_add)}'),
+        row('share of a training step', 'MLP 784-50-10 SGD step, batch 64', t_step,
+            note=f'{note}; {us(t_step)} per step'),
+    ]
+    for name, t in (('LossMeter.update(loss, n=bs)', t_lm), ('MeanMetric.update(loss, weight=bs)', t_mm),
+                    ('epoch_loss += loss.item() * bs', t_item)):
+        rows.append(row('share of a training step', name, t, t_step, 'MLP 784-50-10 SGD step, batch 64',
+                        note=f'{note}; {100 * t[0] / t_step[0]:.2f}% of a step'))
+    return rows
+
+
+if __name__ == '__main__':
+    import sys
+    for r in run(quick='--quick' in sys.argv):
+        ratio = '' if r['ratio'] is None else f"{r['ratio']:.3f}x {r['ref']}"
+        print(f"{r['case']:26s} {r['impl']:66s} {r['median_s'] * 1e6:9.2f} us  {ratio:45s} {r['met']}  {r['note']}")
