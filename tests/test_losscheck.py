@@ -326,3 +326,17 @@ def test_draw_explorer_without_precomputed_curves():
     assert len(fig.axes) == 2 and out.startswith('accuracy: ')
     with pytest.raises(ValueError, match='temperature must be in'):
         draw_explorer(new_figure(), temperature=0.0)
+
+
+def test_target_broadcast_over_rows_keeps_batch_check_working():
+    p = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0.5, -1.0, 2.0])  # one target per column, shared by every row
+    r = check_loss(lambda p, y: ((p - y) ** 2).mean(), p, y)
+    assert r.ok, r
+
+
+def test_zero_targets_named_in_reason():
+    p, y = _reg()
+    y[[1, 5]] = 0.0
+    r = check_loss(lambda p, y: (1 - p / y).abs().mean(), p, y)
+    assert '(the target holds 2 zeros)' in r['finite'].reason
