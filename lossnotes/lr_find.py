@@ -1,6 +1,6 @@
 __all__ = ['SEEDED', 'lr_schedule', 'LRFinderResult', 'lr_range_test', 'plot_lr_curves', 'synthetic_lr_curve', 'minimum_shift', 'steepest_lr', 'smooth', 'draw_smoothing', 'explorer_parts']
 
-# %% ../nbs/01_ema.ipynb #c214e1cf
+# %% ../nbs/01_ema.ipynb #39540b9b
 import math  # no `from __future__` here: nbdev appends this module's cells after its `__all__` line
 from dataclasses import dataclass
 from functools import lru_cache
@@ -9,10 +9,10 @@ from typing import Callable, Iterable
 import torch
 
 from .core import check_number, progress as _progress
-from .ema import ema, ema_seeded, ema_lag, zero_lag, _check_beta
+from .ema import ema, ema_seeded, ema_lag, zero_lag, zero_lag_beta, _check_beta
 from .plotting import style, get_ax, mark_point, slider, choice
 
-# %% ../nbs/01_ema.ipynb #6073c0a7
+# %% ../nbs/01_ema.ipynb #dbae609b
 def lr_schedule(start_lr: float = 1e-7, # first learning rate
                 end_lr: float = 10.0, # last learning rate
                 num_it: int = 100, # number of steps
@@ -42,7 +42,7 @@ def _valley_index(y: torch.Tensor) -> int:
     sections = (end - start) / 3
     return max(0, start + int(sections) + int(sections / 2))
 
-# %% ../nbs/01_ema.ipynb #b112e5d4
+# %% ../nbs/01_ema.ipynb #0197b3d3
 @dataclass
 class LRFinderResult:
     "A range test's record: learning rates, raw losses, their debiased EMA, and suggestions from any curve."
@@ -52,12 +52,13 @@ class LRFinderResult:
     beta: float = 0.98 # the smoothing used during the test
 
     def curve(self, kind: str = 'smoothed', # 'raw', 'smoothed' or 'zero_lag'
-              beta: float | None = None, # smoothing of 'smoothed'/'zero_lag'; None: the test's beta
+              beta: float | None = None, # EMA beta (None: the test's); 'zero_lag' leaves as much noise as it
              ) -> torch.Tensor:
-        "The raw, smoothed (debiased EMA) or zero-lag (forward-backward EMA of log loss) curve, NaN after a blow-up."
+        "The raw, smoothed (debiased EMA) or zero-lag (forward-backward EMA of log loss, as much noise left) curve."
         if kind not in ('raw', 'smoothed', 'zero_lag'):
             raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
         beta = self.beta if beta is None else _check_beta(beta)
+        if kind == 'zero_lag': beta = zero_lag_beta(beta)
         if kind == 'raw': return self.losses
         if kind == 'smoothed' and beta == self.beta: return self.smoothed
         n = _finite_prefix(self.losses)
@@ -99,7 +100,7 @@ class LRFinderResult:
         "Loss against learning rate (log axis) with each curve's minimum marked; returns the axes."
         return plot_lr_curves(self.lrs, {k: self.curve(k) for k in kinds}, ax=ax)
 
-# %% ../nbs/01_ema.ipynb #3928c6c0
+# %% ../nbs/01_ema.ipynb #06489932
 def lr_range_test(model: torch.nn.Module, # trained in place during the test, restored afterwards
                   loss_fn: Callable, # loss_fn(model(xb), yb) -> 0-d tensor
                   batches: Iterable, # (xb, yb) pairs; iterated again from the start if shorter than num_it
@@ -151,7 +152,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     return LRFinderResult(lrs[:n].clone(), torch.tensor(losses, dtype=torch.float64),
                           torch.tensor(smoothed, dtype=torch.float64), beta)
 
-# %% ../nbs/01_ema.ipynb #0fd2ac57
+# %% ../nbs/01_ema.ipynb #d331b536
 def plot_lr_curves(lrs, # (n,) learning rates
                    curves: dict, # kind ('raw', 'smoothed'/'debiased', 'ema', 'zero_lag', 'truth') -> (n,) losses
                    ax=None, # axes, or None for a new figure
@@ -180,7 +181,7 @@ def plot_lr_curves(lrs, # (n,) learning rates
     ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/01_ema.ipynb #6cceebde
+# %% ../nbs/01_ema.ipynb #0042ecfd
 def synthetic_lr_curve(num_it: int = 100, # steps of the range test
                        start_lr: float = 1e-7, end_lr: float = 10.0, # schedule ends
                        noise: float = 0.12, # relative noise (standard deviation of log loss)
@@ -211,7 +212,7 @@ def steepest_lr(lrs, # (n,) learning rates
     n = _finite_prefix(curve)
     return float(lrs[torch.gradient(curve[:n], spacing=(lrs[:n].log10(),))[0].argmin()])
 
-# %% ../nbs/01_ema.ipynb #c64bcff5
+# %% ../nbs/01_ema.ipynb #66fec3ca
 _INITS = ('zero + debias', 'zero', 'first value')
 SEEDED = '#9467bd'  # purple: EMA seeded with the first value (this notebook's extra concept)
 
@@ -229,13 +230,13 @@ def smooth(values, # 1-D losses
 def _explorer_curve(num_it: int) -> tuple: return synthetic_lr_curve(num_it=num_it, seed=0)
 
 def draw_smoothing(fig, # a matplotlib Figure to draw into
-                   beta: float = 0.98, # decay of the EMA and of each zero-lag pass
+                   beta: float = 0.98, # decay of the EMA; the zero-lag curve leaves as much noise
                    num_it: int = 100, # steps of the synthetic range test (1e-7 to 10)
                    init: str = 'zero + debias', # how the EMA starts
                   ) -> str:
     "Raw, smoothed and zero-lag LR-finder curves with their minima; returns the readout (shift in decades, lag)."
     lrs, noise_free, raw = _explorer_curve(int(num_it))
-    sm, zl = smooth(raw, beta, init), zero_lag(raw.log(), beta).exp()
+    sm, zl = smooth(raw, beta, init), zero_lag(raw.log(), zero_lag_beta(beta)).exp()  # as much noise left as the EMA
     ax = fig.subplots()
     kind = {'zero + debias': 'debiased', 'zero': 'ema', 'first value': 'debiased'}[init]
     sm_style = style(kind, **({'color': SEEDED} if init == 'first value' else {}))
