@@ -1,6 +1,6 @@
 __all__ = ['SEEDED', 'lr_schedule', 'LRFinderResult', 'lr_range_test', 'plot_lr_curves', 'synthetic_lr_curve', 'minimum_shift', 'steepest_lr', 'smooth', 'draw_smoothing', 'explorer_parts']
 
-# %% ../nbs/01_ema.ipynb #39540b9b
+# %% ../nbs/01_ema.ipynb #7ed42325
 import math  # no `from __future__` here: nbdev appends this module's cells after its `__all__` line
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,7 +12,7 @@ from .core import check_number, progress as _progress
 from .ema import ema, ema_seeded, ema_lag, zero_lag, zero_lag_beta, _check_beta
 from .plotting import style, get_ax, mark_point, slider, choice
 
-# %% ../nbs/01_ema.ipynb #dbae609b
+# %% ../nbs/01_ema.ipynb #f074f2b9
 def lr_schedule(start_lr: float = 1e-7, # first learning rate
                 end_lr: float = 10.0, # last learning rate
                 num_it: int = 100, # number of steps
@@ -42,7 +42,7 @@ def _valley_index(y: torch.Tensor) -> int:
     sections = (end - start) / 3
     return max(0, start + int(sections) + int(sections / 2))
 
-# %% ../nbs/01_ema.ipynb #0197b3d3
+# %% ../nbs/01_ema.ipynb #942a6ea5
 @dataclass
 class LRFinderResult:
     "A range test's record: learning rates, raw losses, their debiased EMA, and suggestions from any curve."
@@ -100,7 +100,7 @@ class LRFinderResult:
         "Loss against learning rate (log axis) with each curve's minimum marked; returns the axes."
         return plot_lr_curves(self.lrs, {k: self.curve(k) for k in kinds}, ax=ax)
 
-# %% ../nbs/01_ema.ipynb #06489932
+# %% ../nbs/01_ema.ipynb #5ebb5d5c
 def lr_range_test(model: torch.nn.Module, # trained in place during the test, restored afterwards
                   loss_fn: Callable, # loss_fn(model(xb), yb) -> 0-d tensor
                   batches: Iterable, # (xb, yb) pairs; iterated again from the start if shorter than num_it
@@ -152,7 +152,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     return LRFinderResult(lrs[:n].clone(), torch.tensor(losses, dtype=torch.float64),
                           torch.tensor(smoothed, dtype=torch.float64), beta)
 
-# %% ../nbs/01_ema.ipynb #d331b536
+# %% ../nbs/01_ema.ipynb #b8288469
 def plot_lr_curves(lrs, # (n,) learning rates
                    curves: dict, # kind ('raw', 'smoothed'/'debiased', 'ema', 'zero_lag', 'truth') -> (n,) losses
                    ax=None, # axes, or None for a new figure
@@ -181,7 +181,7 @@ def plot_lr_curves(lrs, # (n,) learning rates
     ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/01_ema.ipynb #0042ecfd
+# %% ../nbs/01_ema.ipynb #9bf54a3a
 def synthetic_lr_curve(num_it: int = 100, # steps of the range test
                        start_lr: float = 1e-7, end_lr: float = 10.0, # schedule ends
                        noise: float = 0.12, # relative noise (standard deviation of log loss)
@@ -212,7 +212,7 @@ def steepest_lr(lrs, # (n,) learning rates
     n = _finite_prefix(curve)
     return float(lrs[torch.gradient(curve[:n], spacing=(lrs[:n].log10(),))[0].argmin()])
 
-# %% ../nbs/01_ema.ipynb #66fec3ca
+# %% ../nbs/01_ema.ipynb #93b88a99
 _INITS = ('zero + debias', 'zero', 'first value')
 SEEDED = '#9467bd'  # purple: EMA seeded with the first value (this notebook's extra concept)
 
