@@ -1,0 +1,111 @@
+"""Forward + backward of RunningBatchNorm against nn.BatchNorm2d (and the course's layer), eager and compiled,
+at three activation shapes, with the graph-break count of `torch._dynamo.explain`."""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+from common import measure, row
+from lossnotes.batchnorm import RunningBatchNorm
+
+TITLE = 'RunningBatchNorm vs nn.BatchNorm2d: forward + backward, eager and torch.compile'
+THREADS = int(os.environ.get('LOSSNOTES_BENCH_THREADS', '1'))  # the runner's setting
+SHAPES = [(64, 32, 28, 28), (8, 64, 14, 14), (2, 32, 28, 28)]
+QUICK_SHAPES = [(4, 3, 5, 5)]
+
+
+class CourseRunningBatchNorm(nn.Module):
+    "fastai course-v3, nbs/dl2/07_batchnorm.ipynb, re-typed: the layer this topic starts from."
+    def __init__(self, nf, mom=0.1, eps=1e-5):
+        super().__init__()
+        self.mom, self.eps = mom, eps
+        self.mults = nn.Parameter(torch.ones(nf, 1, 1))
+        self.adds = nn.Parameter(torch.zeros(nf, 1, 1))
+        for name in ('sums', 'sqrs'): self.register_buffer(name, torch.zeros(1, nf, 1, 1))
+        for name in ('batch', 'count', 'step', 'dbias'): self.register_buffer(name, torch.tensor(0.))
+
+    def update_stats(self, x):
+        bs, nc, *_ = x.shape
+        self.sums.detach_(); self.sqrs.detach_()
+        dims = (0, 2, 3)
+        s, ss = x.sum(dims, keepdim=True), (x * x).sum(dims, keepdim=True)
+        c = self.count.new_tensor(x.numel() / nc)
+        mom1 = self.dbias.new_tensor(1 - (1 - self.mom) / math.sqrt(bs - 1))
+        self.sums.lerp_(s, mom1); self.sqrs.lerp_(ss, mom1); self.count.lerp_(c, mom1)
+        self.dbias = self.dbias * (1 - mom1) + mom1
+        self.batch += bs; self.step += 1
+
+    def forward(self, x):
+        if self.training: self.update_stats(x)
+        sums, sqrs, c = self.sums, self.sqrs, self.count
+        if self.step < 100: sums, sqrs, c = sums / self.dbias, sqrs / self.dbias, c / self.dbias
+        means = sums / c
+        vars = (sqrs / c).sub_(means * means)
+        if bool(self.batch < 20): vars.clamp_min_(0.01)
+        x = (x - means).div_((vars.add_(self.eps)).sqrt())
+        return x.mul_(self.mults).add_(self.adds)
+
+
+def _step(module, x, g):
+    "One forward + backward: gradients of the input and of the parameters."
+    params = list(module.parameters())
+    def f():
+        return torch.autograd.grad(module(x), [x, *params], g)
+    return f
+
+
+def run(quick: bool) -> list[dict]:
+    torch.set_num_threads(THREADS)
+    note_threads = f'torch.set_num_threads({THREADS})'
+    rows = []
+    shapes = QUICK_SHAPES if quick else SHAPES
+    repeat, number, warmup = (3, 1, 1) if quick else (9, 5, 3)
+    for shape in shapes:
+        case = 'x'.join(map(str, shape))
+        c = shape[1]
+        gen = torch.Generator().manual_seed(0)
+        x = (torch.randn(shape, generator=gen) * 2 + 1).requires_grad_()
+        g = torch.randn(shape, generator=gen)
+        bn, rbn, course = nn.BatchNorm2d(c), RunningBatchNorm(c), CourseRunningBatchNorm(c)
+        ref = measure(_step(bn, x, g), repeat, number, warmup)
+        rows.append(row(case, 'nn.BatchNorm2d (eager)', ref, note=note_threads))
+        eager = measure(_step(rbn, x, g), repeat, number, warmup)
+        big = shape == SHAPES[0]
+        rows.append(row(case, 'RunningBatchNorm (eager)', eager, ref, 'nn.BatchNorm2d (eager)',
+                        target='<= 1.5x' if big else '', met=(eager[0] / ref[0] <= 1.5) if big else None))
+        rows.append(row(case, 'course RunningBatchNorm (eager)', measure(_step(course, x, g), repeat, number, warmup),
+                        ref, 'nn.BatchNorm2d (eager)'))
+        torch._dynamo.reset()
+        bn_c = torch.compile(nn.BatchNorm2d(c), dynamic=False)
+        ours_twin = RunningBatchNorm(c)
+        ours_twin.load_state_dict(rbn.state_dict())
+        rbn_c = torch.compile(ours_twin, dynamic=False)
+        if quick:  # compiled and eager agree, step after step
+            a, b = RunningBatchNorm(c), RunningBatchNorm(c)
+            b_c = torch.compile(b, dynamic=False)
+            for _ in range(5):
+                ga, gb = _step(a, x, g)(), _step(b_c, x, g)()
+                for u, v in zip(ga, gb): torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
+        rows.append(row(case, 'nn.BatchNorm2d (compiled)', measure(_step(bn_c, x, g), repeat, number, warmup),
+                        ref, 'nn.BatchNorm2d (eager)'))
+        compiled = measure(_step(rbn_c, x, g), repeat, number, warmup)
+        rows.append(row(case, 'RunningBatchNorm (compiled)', compiled, eager, 'RunningBatchNorm (eager)',
+                        target='< 1x', met=compiled[0] < eager[0]))
+        torch._dynamo.reset()
+    xe = torch.randn(shapes[0], requires_grad=True)
+    breaks = {}
+    for name, m in (('RunningBatchNorm', RunningBatchNorm(shapes[0][1])),
+                    ('course RunningBatchNorm', CourseRunningBatchNorm(shapes[0][1]))):
+        e = torch._dynamo.explain(m)(xe)
+        breaks[name] = e.graph_break_count
+    torch._dynamo.reset()
+    if quick: assert breaks['RunningBatchNorm'] == 0
+    rows.append(row('graph breaks', 'RunningBatchNorm', (0.0, 0.0, 0.0), target='0 breaks',
+                    met=breaks['RunningBatchNorm'] == 0,
+                    note=f"torch._dynamo.explain: {breaks['RunningBatchNorm']} breaks; course layer: "
+                         f"{breaks['course RunningBatchNorm']} (bool(self.batch < 20), self.step < 100)"))
+    return rows
