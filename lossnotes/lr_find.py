@@ -1,6 +1,6 @@
 __all__ = ['SEEDED', 'lr_schedule', 'LRFinderResult', 'lr_range_test', 'plot_lr_curves', 'synthetic_lr_curve', 'minimum_shift', 'steepest_lr', 'smooth', 'draw_smoothing', 'explorer_parts']
 
-# %% ../nbs/01_ema.ipynb #7ed42325
+# %% ../nbs/01_ema.ipynb #3ec38b7e
 import math  # no `from __future__` here: nbdev appends this module's cells after its `__all__` line
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,7 +12,7 @@ from .core import check_number, progress as _progress
 from .ema import ema, ema_seeded, ema_lag, zero_lag, zero_lag_beta, _check_beta
 from .plotting import style, get_ax, mark_point, slider, choice
 
-# %% ../nbs/01_ema.ipynb #f074f2b9
+# %% ../nbs/01_ema.ipynb #a05944ff
 def lr_schedule(start_lr: float = 1e-7, # first learning rate
                 end_lr: float = 10.0, # last learning rate
                 num_it: int = 100, # number of steps
@@ -40,9 +40,11 @@ def _valley_index(y: torch.Tensor) -> int:
     end = int(lds.argmax())  # first index reaching the longest run
     start = end - int(lds[end])
     sections = (end - start) / 3
+    # fastai's start is one before the run, so a run from step 0 gives index -1, which Python reads as the
+    # largest lr; the first lr is meant
     return max(0, start + int(sections) + int(sections / 2))
 
-# %% ../nbs/01_ema.ipynb #942a6ea5
+# %% ../nbs/01_ema.ipynb #14397114
 @dataclass
 class LRFinderResult:
     "A range test's record: learning rates, raw losses, their debiased EMA, and suggestions from any curve."
@@ -100,7 +102,7 @@ class LRFinderResult:
         "Loss against learning rate (log axis) with each curve's minimum marked; returns the axes."
         return plot_lr_curves(self.lrs, {k: self.curve(k) for k in kinds}, ax=ax)
 
-# %% ../nbs/01_ema.ipynb #5ebb5d5c
+# %% ../nbs/01_ema.ipynb #a9f4d9b2
 def lr_range_test(model: torch.nn.Module, # trained in place during the test, restored afterwards
                   loss_fn: Callable, # loss_fn(model(xb), yb) -> 0-d tensor
                   batches: Iterable, # (xb, yb) pairs; iterated again from the start if shorter than num_it
@@ -152,7 +154,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     return LRFinderResult(lrs[:n].clone(), torch.tensor(losses, dtype=torch.float64),
                           torch.tensor(smoothed, dtype=torch.float64), beta)
 
-# %% ../nbs/01_ema.ipynb #b8288469
+# %% ../nbs/01_ema.ipynb #28215006
 def plot_lr_curves(lrs, # (n,) learning rates
                    curves: dict, # kind ('raw', 'smoothed'/'debiased', 'ema', 'zero_lag', 'truth') -> (n,) losses
                    ax=None, # axes, or None for a new figure
@@ -181,7 +183,7 @@ def plot_lr_curves(lrs, # (n,) learning rates
     ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/01_ema.ipynb #9bf54a3a
+# %% ../nbs/01_ema.ipynb #da05880b
 def synthetic_lr_curve(num_it: int = 100, # steps of the range test
                        start_lr: float = 1e-7, end_lr: float = 10.0, # schedule ends
                        noise: float = 0.12, # relative noise (standard deviation of log loss)
@@ -212,7 +214,7 @@ def steepest_lr(lrs, # (n,) learning rates
     n = _finite_prefix(curve)
     return float(lrs[torch.gradient(curve[:n], spacing=(lrs[:n].log10(),))[0].argmin()])
 
-# %% ../nbs/01_ema.ipynb #93b88a99
+# %% ../nbs/01_ema.ipynb #5c764def
 _INITS = ('zero + debias', 'zero', 'first value')
 SEEDED = '#9467bd'  # purple: EMA seeded with the first value (this notebook's extra concept)
 
