@@ -300,6 +300,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): train_epoch_losses(0)
     with pytest.raises(ValueError, match=r'lr must be in \(0, inf\), got 0'): train_epoch_losses(16, lr=0)
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): ddp_epoch_loss(POST, batch_size=0)
+    with pytest.raises(ValueError, match=r'timeout must be in \(0, inf\), got 0'): ddp_epoch_loss(POST, timeout=0)
 
 
 # --- DistributedSampler ----------------------------------------------------------------------------------------
@@ -329,6 +330,11 @@ def test_two_process_gloo_agrees_exactly_with_one_process():
     assert r['padded_all_reduce'] == r['padded_mean_of_rank_means'] == 35 / 10  # item 0 (loss 4) twice
     assert r['unpadded_mean_of_rank_means'] == (19 / 5 + 12 / 4) / 2
     assert (r['items'], r['real_items'], r['unpadded_items']) == ([5, 5], [5, 4], [5, 4])
+
+
+def test_two_process_timeout_stops_the_processes():
+    with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.05 s'):
+        ddp_epoch_loss(torch.ones(5), timeout=0.05)  # starting two processes takes longer than that
 
 
 def test_two_process_gloo_random_losses_shuffled():
