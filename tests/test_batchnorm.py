@@ -228,7 +228,7 @@ def test_to_dtype_and_state_dict_round_trip():
 def test_batch_size_one_and_first_step():
     m = RunningBatchNorm(3)
     y = m(torch.randn(1, 3))  # one sample, no spatial dims: variance 0 on the very first step
-    assert torch.isfinite(y).all() and y.abs().max() == 0  # x equals the mean; the clamp keeps 1/sqrt finite
+    assert torch.isfinite(y).all() and y.abs().max() < 1e-6  # x equals the mean; the clamp keeps 1/sqrt finite
     for _ in range(40): y = m(torch.randn(1, 3) * 2 + 1)
     assert torch.isfinite(y).all()
     assert m.num_samples_tracked.item() == 41
