@@ -2,8 +2,10 @@
 at three activation shapes, with the graph-break count of `torch._dynamo.explain`."""
 from __future__ import annotations
 
+import logging
 import math
 import os
+import statistics
 
 import torch
 from torch import nn
@@ -57,12 +59,21 @@ def _step(module, x, g):
     return f
 
 
+def _interleaved(fns: dict, rounds: int, number: int, warmup: int) -> dict:
+    "Time each fn once per round, in turn, so that a slow spell of a shared machine hits all of them alike."
+    times = {k: [] for k in fns}
+    for k, f in fns.items(): measure(f, 1, 1, warmup)
+    for _ in range(rounds):
+        for k, f in fns.items(): times[k].append(measure(f, 1, number, 0)[0])
+    return {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}
+
+
 def run(quick: bool) -> list[dict]:
     torch.set_num_threads(THREADS)
     note_threads = f'torch.set_num_threads({THREADS})'
     rows = []
     shapes = QUICK_SHAPES if quick else SHAPES
-    repeat, number, warmup = (3, 1, 1) if quick else (9, 5, 3)
+    rounds, number, warmup = (3, 1, 1) if quick else (15, 3, 3)
     for shape in shapes:
         case = 'x'.join(map(str, shape))
         c = shape[1]
@@ -70,14 +81,14 @@ def run(quick: bool) -> list[dict]:
         x = (torch.randn(shape, generator=gen) * 2 + 1).requires_grad_()
         g = torch.randn(shape, generator=gen)
         bn, rbn, course = nn.BatchNorm2d(c), RunningBatchNorm(c), CourseRunningBatchNorm(c)
-        ref = measure(_step(bn, x, g), repeat, number, warmup)
-        rows.append(row(case, 'nn.BatchNorm2d (eager)', ref, note=note_threads))
-        eager = measure(_step(rbn, x, g), repeat, number, warmup)
+        t = _interleaved({'bn': _step(bn, x, g), 'ours': _step(rbn, x, g), 'course': _step(course, x, g)},
+                         rounds, number, warmup)
+        ref, eager = t['bn'], t['ours']
+        rows.append(row(case, 'nn.BatchNorm2d (eager)', ref, note=f'{note_threads}; eager rows timed in turn'))
         big = shape == SHAPES[0]
         rows.append(row(case, 'RunningBatchNorm (eager)', eager, ref, 'nn.BatchNorm2d (eager)',
                         target='<= 1.5x' if big else '', met=(eager[0] / ref[0] <= 1.5) if big else None))
-        rows.append(row(case, 'course RunningBatchNorm (eager)', measure(_step(course, x, g), repeat, number, warmup),
-                        ref, 'nn.BatchNorm2d (eager)'))
+        rows.append(row(case, 'course RunningBatchNorm (eager)', t['course'], ref, 'nn.BatchNorm2d (eager)'))
         torch._dynamo.reset()
         bn_c = torch.compile(nn.BatchNorm2d(c), dynamic=False)
         ours_twin = RunningBatchNorm(c)
@@ -90,18 +101,21 @@ def run(quick: bool) -> list[dict]:
                 ga, gb = _step(a, x, g)(), _step(b_c, x, g)()
                 for u, v in zip(ga, gb): torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
-        rows.append(row(case, 'nn.BatchNorm2d (compiled)', measure(_step(bn_c, x, g), repeat, number, warmup),
-                        ref, 'nn.BatchNorm2d (eager)'))
-        compiled = measure(_step(rbn_c, x, g), repeat, number, warmup)
+        tc = _interleaved({'bn': _step(bn_c, x, g), 'ours': _step(rbn_c, x, g)}, rounds, number, warmup)
+        rows.append(row(case, 'nn.BatchNorm2d (compiled)', tc['bn'], ref, 'nn.BatchNorm2d (eager)'))
+        compiled = tc['ours']
         rows.append(row(case, 'RunningBatchNorm (compiled)', compiled, eager, 'RunningBatchNorm (eager)',
                         target='< 1x', met=compiled[0] < eager[0]))
         torch._dynamo.reset()
     xe = torch.randn(shapes[0], requires_grad=True)
     breaks = {}
+    log = logging.getLogger('torch._dynamo')
+    level, log.level = log.level, logging.ERROR  # dynamo logs each of the course layer's graph breaks
     for name, m in (('RunningBatchNorm', RunningBatchNorm(shapes[0][1])),
                     ('course RunningBatchNorm', CourseRunningBatchNorm(shapes[0][1]))):
         e = torch._dynamo.explain(m)(xe)
         breaks[name] = e.graph_break_count
+    log.setLevel(level)
     torch._dynamo.reset()
     if quick: assert breaks['RunningBatchNorm'] == 0
     rows.append(row('graph breaks', 'RunningBatchNorm', (0.0, 0.0, 0.0), target='0 breaks',
