@@ -1,6 +1,6 @@
 """Write README.md from nbs/index.ipynb (the course's home page); `--check` exits 1 when README.md is stale.
 
-Markdown cells are copied, code cells become ```python blocks, cells starting with `#| hide` are left out,
+Markdown cells are copied, code cells become ```python blocks, cells starting with `#| hide` are left out, `#| echo: false` cells show only their output,
 and each PNG output is written to docs/readme/ and linked, so the README shows the home page's figures."""
 import base64, hashlib, re, sys
 from pathlib import Path
@@ -20,7 +20,8 @@ def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):
         if cell.cell_type == 'markdown': parts.append(src + '\n\n'); continue
         if 'hide' in directives: continue
         code = '\n'.join(l for l in src.split('\n') if not l.startswith('#|')).strip()
-        if code and 'hide_input' not in directives: parts.append(f'```python\n{code}\n```\n\n')
+        echo = not re.search(r'^#\|\s*echo:\s*false', src, flags=re.M)
+        if code and echo: parts.append(f'```python\n{code}\n```\n\n')
         for out in cell.get('outputs', []):
             data = out.get('data', {})
             if 'image/png' in data:

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import PY, ROOT
 from lossnotes import exercises
-from lossnotes.course import BEGIN, END, course_notebooks, learner_notebook
+from lossnotes.course import BEGIN, END, course_notebooks, has_exercises, learner_notebook
 
-LESSONS = [p for p in course_notebooks(ROOT / 'nbs') if p.name != 'index.ipynb']
+LESSONS = [p for p in course_notebooks(ROOT / 'nbs') if has_exercises(p)]
 CLI = str(Path(PY).parent / 'lossnotes')
 
 
