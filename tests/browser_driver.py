@@ -92,9 +92,12 @@ def browser():
 
 
 def module_of(nb: str):
-    "The library module a notebook exports (its `#| default_exp`)."
-    first = ''.join(json.loads((ROOT / 'nbs' / nb).read_text())['cells'][0]['source'])
-    return importlib.import_module('lossnotes.' + re.search(r'default_exp\s+(\S+)', first).group(1))
+    "The library module whose `explorer_parts` the notebook shows: one it imports it from, else its default_exp."
+    cells = [''.join(c['source']) for c in json.loads((ROOT / 'nbs' / nb).read_text())['cells']]
+    code = '\n'.join(cells)
+    imported = re.search(r'from lossnotes\.(\w+) import [^\n]*\bexplorer_parts\b', code)
+    name = imported.group(1) if imported else re.search(r'default_exp\s+(\S+)', cells[0]).group(1)
+    return importlib.import_module('lossnotes.' + name)
 
 
 def expected_readout(draw, values: dict) -> str:

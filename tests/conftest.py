@@ -19,3 +19,4 @@ def free_port() -> int:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, ROOT
-from lossnotes import exercises
 from lossnotes.course import BEGIN, END, course_notebooks, has_exercises, learner_notebook
 
 LESSONS = [p for p in course_notebooks(ROOT / 'nbs') if has_exercises(p)]
@@ -39,18 +38,25 @@ def test_lesson_has_the_three_kinds_of_exercise(nb):
     assert 'course_progress()' in _code(nb)[-1], 'the last code cell shows course_progress()'
 
 
+RUN_LEARNER = """
+import json, sys
+from execnb.nbio import dict2nb
+from execnb.shell import CaptureShell
+from lossnotes import exercises
+from lossnotes.course import learner_notebook
+nb = dict2nb(learner_notebook(json.loads(open(sys.argv[1]).read())))
+CaptureShell().run_all(nb, exc_stop=True)
+print(json.dumps(exercises.summary()))
+"""
+
+
 @pytest.mark.parametrize('nb', LESSONS, ids=lambda p: p.stem)
-def test_learner_version_runs_and_says_not_yet(nb, monkeypatch):
-    "The learner version runs top to bottom; every checker answers 'not yet' and none crashes."
-    from execnb.nbio import dict2nb
-    from execnb.shell import CaptureShell
-    learner = dict2nb(learner_notebook(json.loads(nb.read_text())))
-    monkeypatch.setenv('IN_TEST', '1')
-    monkeypatch.setenv('LOSSNOTES_LEARNER', '1')
-    monkeypatch.chdir(nb.parent)
-    exercises.HISTORY.clear()
-    CaptureShell().run_all(learner, exc_stop=True)
-    statuses = exercises.summary()
+def test_learner_version_runs_and_says_not_yet(nb):
+    "The learner version runs top to bottom (in a fresh process); every checker answers 'not yet', none crashes."
+    env = {**os.environ, 'IN_TEST': '1', 'LOSSNOTES_LEARNER': '1', 'MPLBACKEND': 'Agg'}
+    r = subprocess.run([PY, '-c', RUN_LEARNER, str(nb)], cwd=nb.parent, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    statuses = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(statuses) >= 3, statuses
     assert set(statuses.values()) == {'not yet'}, statuses
 
@@ -79,4 +85,5 @@ def test_packaged_notebooks_hold_no_solutions():
         assert nb['metadata']['lossnotes'] == {'version': 'learner'}
         for c in nb['cells']:
             if c['cell_type'] == 'code':
-                assert BEGIN not in ''.join(c['source']) and not c['outputs']
+                lines = [l.strip() for l in ''.join(c['source']).split('\n')]
+                assert BEGIN not in lines and END not in lines and not c['outputs']
