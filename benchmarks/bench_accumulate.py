@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from common import measure, row
+from common import measure, mlp_step, row
 from lossnotes.accumulate import LossMeter
 
 TITLE = 'Epoch-loss accumulation: LossMeter.update vs MeanMetric.update vs .item(), per training step'
@@ -18,22 +18,6 @@ def _losses(n: int) -> list[torch.Tensor]:
     "n batch-mean losses near 2.3 (a 10-class cross-entropy early in training), float32 0-d tensors."
     g = torch.Generator().manual_seed(0)
     return list((2.3 + 0.1 * torch.randn(n, generator=g)).unbind())
-
-
-def _mlp_step():
-    "One SGD step of a 784-50-10 MLP on a batch of 64 (forward, loss, backward, step)."
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(BS, 784), torch.randint(0, 10, (BS,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-    return step
 
 
 def _exactness(n: int) -> dict:
@@ -85,7 +69,7 @@ def run(quick: bool) -> list[dict]:
     t_lm = measure(lossmeter, repeat=repeat, number=number)
     t_item = measure(item, repeat=repeat, number=number)
     t_add = measure(add_floor, repeat=repeat, number=number)
-    step = _mlp_step()
+    step = mlp_step(BS)
     t_step = measure(step, repeat=repeat, number=max(10, number // 20))
 
     ex = _exactness(200 if quick else 10_000)

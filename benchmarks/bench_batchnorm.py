@@ -3,52 +3,24 @@ at three activation shapes, with the graph-break count of `torch._dynamo.explain
 from __future__ import annotations
 
 import logging
-import math
 import os
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from common import measure, row
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tests'))
+from course_batchnorm import CourseRunningBatchNorm  # noqa: E402  the course's layer, re-typed
 from lossnotes.batchnorm import RunningBatchNorm
 
 TITLE = 'RunningBatchNorm vs nn.BatchNorm2d: forward + backward, eager and torch.compile'
 THREADS = int(os.environ.get('LOSSNOTES_BENCH_THREADS', '1'))  # the runner's setting
 SHAPES = [(64, 32, 28, 28), (8, 64, 14, 14), (2, 32, 28, 28)]
 QUICK_SHAPES = [(4, 3, 5, 5)]
-
-
-class CourseRunningBatchNorm(nn.Module):
-    "fastai course-v3, nbs/dl2/07_batchnorm.ipynb, re-typed: the layer this topic starts from."
-    def __init__(self, nf, mom=0.1, eps=1e-5):
-        super().__init__()
-        self.mom, self.eps = mom, eps
-        self.mults = nn.Parameter(torch.ones(nf, 1, 1))
-        self.adds = nn.Parameter(torch.zeros(nf, 1, 1))
-        for name in ('sums', 'sqrs'): self.register_buffer(name, torch.zeros(1, nf, 1, 1))
-        for name in ('batch', 'count', 'step', 'dbias'): self.register_buffer(name, torch.tensor(0.))
-
-    def update_stats(self, x):
-        bs, nc, *_ = x.shape
-        self.sums.detach_(); self.sqrs.detach_()
-        dims = (0, 2, 3)
-        s, ss = x.sum(dims, keepdim=True), (x * x).sum(dims, keepdim=True)
-        c = self.count.new_tensor(x.numel() / nc)
-        mom1 = self.dbias.new_tensor(1 - (1 - self.mom) / math.sqrt(bs - 1))
-        self.sums.lerp_(s, mom1); self.sqrs.lerp_(ss, mom1); self.count.lerp_(c, mom1)
-        self.dbias = self.dbias * (1 - mom1) + mom1
-        self.batch += bs; self.step += 1
-
-    def forward(self, x):
-        if self.training: self.update_stats(x)
-        sums, sqrs, c = self.sums, self.sqrs, self.count
-        if self.step < 100: sums, sqrs, c = sums / self.dbias, sqrs / self.dbias, c / self.dbias
-        means = sums / c
-        vars = (sqrs / c).sub_(means * means)
-        if bool(self.batch < 20): vars.clamp_min_(0.01)
-        x = (x - means).div_((vars.add_(self.eps)).sqrt())
-        return x.mul_(self.mults).add_(self.adds)
 
 
 def _step(module, x, g):

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from common import measure, row
+from common import measure, mlp_step, row
 from lossnotes.ema import EMA, ema
 
 TITLE = 'EMA: vectorised ema() vs pandas ewm and scipy lfilter; streaming EMA.update vs loss.item() per step'
@@ -59,22 +59,6 @@ def _series(n: int, quick: bool) -> list[dict]:
     ]
 
 
-def _mlp_step():
-    "One SGD step of a 784-50-10 MLP on a batch of 64 (forward, loss, backward, step); returns the loss."
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(BS, 784), torch.randint(0, 10, (BS,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-    return step
-
-
 def _streaming(quick: bool) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     losses = list((2.3 + 0.1 * torch.randn(1000, generator=g)).unbind())  # float32 0-d tensors, as a loop sees them
@@ -103,7 +87,7 @@ def _streaming(quick: bool) -> list[dict]:
     upd = measure(lambda: e.update(next_loss()), repeat, number)
     e2 = EMA(BETA)
     upd_float = measure(lambda: e2.update(2.3), repeat, number)
-    step = measure(_mlp_step(), repeat, max(1, number // 20))
+    step = measure(mlp_step(BS), repeat, max(1, number // 20))
     case = 'per training step'
     pct = lambda s: f'{100 * s[0] / step[0]:.1f}% of a training step'
     return [

@@ -32,3 +32,20 @@ def row(case: str, impl: str, stats: tuple[float, float, float], ref_stats: tupl
     ratio = med / ref_stats[0] if ref_stats else None
     return dict(case=case, impl=impl, median_s=med, min_s=lo, max_s=hi, ref=ref, ratio=ratio, target=target,
                 met=met, note=note)
+
+
+def mlp_step(batch_size: int = 64) -> Callable[[], object]:
+    "One SGD step of a 784-50-10 MLP on a random batch (forward, loss, backward, step), as a callable that returns the loss."
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(batch_size, 784), torch.randint(0, 10, (batch_size,))
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
