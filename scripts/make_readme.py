@@ -17,7 +17,8 @@ def render(nb_path=ROOT / 'nbs' / 'index.ipynb'):
         src = cell.source.strip()
         if not src: continue
         directives = re.findall(r'^#\|\s*(\w+)', src, flags=re.M)
-        if cell.cell_type == 'markdown': parts.append(src + '\n\n'); continue
+        if cell.cell_type == 'markdown':  # links between notebooks, from the repository root
+            parts.append(re.sub(r'\]\(([\w.-]+\.ipynb)\)', r'](nbs/\1)', src) + '\n\n'); continue
         if 'hide' in directives: continue
         code = '\n'.join(l for l in src.split('\n') if not l.startswith('#|')).strip()
         echo = not re.search(r'^#\|\s*echo:\s*false', src, flags=re.M)
