@@ -54,7 +54,9 @@ def _series(n: int, quick: bool) -> list[dict]:
         row(case, 'lossnotes ema()', mine, pandas, 'pandas', target='<= 2x pandas' if small else '',
             met=(mine[0] <= 2 * pandas[0]) if small else None, note=f'{per(mine)}; max |ema - pandas| = {err:.1e}'),
         row(case, 'lossnotes ema()', mine, lf, 'scipy lfilter (no debias)', target='<= 1.0x lfilter' if big else '',
-            met=(mine[0] <= lf[0]) if big else None, note=per(mine)),
+            met=(mine[0] <= lf[0]) if big else None,
+            note=per(mine) + ('' if not big or mine[0] <= lf[0] else f'; allocating and writing the output alone '
+                              f'(a plain copy) takes {per(copy)}: memory traffic, not arithmetic, sets the pace')),
         row(case, 'plain copy (tensor.clone)', copy, mine, 'lossnotes ema()', note=per(copy)),
     ]
 
