@@ -11,6 +11,8 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from lossnotes.course import course_notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,7 +28,7 @@ def export(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(template_name='lab', embed_images=True)
     pages, rows = [], []
-    for p in [ROOT / 'nbs' / 'index.ipynb'] + sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
+    for p in course_notebooks(ROOT / 'nbs'):
         nb = nbformat.read(p, as_version=4)
         body, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': title(nb)}})
         out = dest / (p.stem + '.html')

@@ -11,6 +11,7 @@ import pytest
 
 import browser_driver as bd
 from conftest import PY, ROOT
+from lossnotes.course import course_notebooks
 
 pytestmark = pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')
 ARTIFACTS = ROOT / 'artifacts' / 'browser'
@@ -79,7 +80,7 @@ def test_static_html_shows_every_figure_offline(tmp_path):
                    capture_output=True)
     with bd.browser() as page:
         page.route(re.compile(r'^https?://'), lambda route: route.abort())
-        for nb_path in [ROOT / 'nbs' / 'index.ipynb'] + sorted((ROOT / 'nbs').glob('[0-9]*.ipynb')):
+        for nb_path in course_notebooks(ROOT / 'nbs'):
             stored = sum('image/png' in o.get('data', {}) for c in json.loads(nb_path.read_text())['cells']
                          for o in c.get('outputs', []))
             page.goto((tmp_path / 'site' / f'{nb_path.stem}.html').as_uri())

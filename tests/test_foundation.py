@@ -1,13 +1,10 @@
 """The project's foundation: import weight, packaging, README freshness, notebook layout, the open command."""
 import configparser
 import json
-import os
 import pkgutil
 import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import lossnotes
-from conftest import PY, ROOT, free_port
+import browser_driver as bd
+from conftest import PY, ROOT
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.name.startswith('_'))
 
@@ -83,28 +81,15 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
 
 def test_open_command_serves_jupyterlab_with_token(tmp_path):
     "The README's open command serves JupyterLab on 127.0.0.1, and /api/status needs the token."
-    port, token = free_port(), 'lossnotes-test-token'
-    env = {**os.environ, 'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt'), 'JUPYTER_CONFIG_DIR': str(tmp_path / 'cfg')}
-    proc = subprocess.Popen(['bash', str(ROOT / 'scripts' / 'course.sh'), f'--port={port}',
-                             f'--IdentityProvider.token={token}', '--ServerApp.open_browser=False'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    try:
-        base, status = f'http://127.0.0.1:{port}', None
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f'{base}/api/status?token={token}', timeout=2) as r:
-                    status = json.loads(r.read())
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.5)
-        assert status is not None and 'started' in status, 'JupyterLab did not answer /api/status'
+    port, token = bd.free_port(), 'lossnotes-test-token'
+    env = {'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt'), 'JUPYTER_CONFIG_DIR': str(tmp_path / 'cfg')}
+    cmd = ['bash', str(ROOT / 'scripts' / 'course.sh'), f'--port={port}', f'--IdentityProvider.token={token}']
+    with bd.server(cmd, port, tmp_path, env=env, ready_path=f'/api/status?token={token}', timeout=120):
+        base = f'http://127.0.0.1:{port}'
+        with urllib.request.urlopen(f'{base}/api/status?token={token}', timeout=5) as r:
+            assert 'started' in json.loads(r.read())
         with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(f'{base}/api/contents', timeout=2)
+            urllib.request.urlopen(f'{base}/api/contents', timeout=5)
         assert e.value.code == 403
         with urllib.request.urlopen(f'{base}/api/contents/index.ipynb?content=0&token={token}', timeout=5) as r:
             assert json.loads(r.read())['name'] == 'index.ipynb'
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL)
