@@ -18,7 +18,7 @@ TITLE = 'Live figures: slider latency in Voila'
 
 def run(quick: bool) -> list[dict]:
     if bd.CHROMIUM is None: raise RuntimeError('Debian chromium is needed: apt-get install chromium')
-    from lossnotes.plotting import Explorer
+    from lossnotes.lessons.plotting import Explorer
     moves = 2 if quick else 12
     rows = []
     for nb in bd.TOPICS:

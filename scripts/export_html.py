@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from lossnotes.course import course_notebooks
+from lossnotes.course.build import course_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 which the package ships for `lossnotes course DEST`. `--check` exits 1 when they are out of date."""
 import filecmp, sys, tempfile
 from pathlib import Path
-from lossnotes.course import build_course
+from lossnotes.course.build import build_course
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / 'lossnotes' / 'notebooks'

@@ -95,14 +95,14 @@ def module_of(nb: str):
     "The library module whose `explorer_parts` the notebook shows: one it imports it from, else its default_exp."
     cells = [''.join(c['source']) for c in json.loads((ROOT / 'nbs' / nb).read_text())['cells']]
     code = '\n'.join(cells)
-    imported = re.search(r'from lossnotes\.(\w+) import [^\n]*\bexplorer_parts\b', code)
+    imported = re.search(r'from lossnotes\.([\w.]+) import [^\n]*\bexplorer_parts\b', code)
     name = imported.group(1) if imported else re.search(r'default_exp\s+(\S+)', cells[0]).group(1)
     return importlib.import_module('lossnotes.' + name)
 
 
 def expected_readout(draw, values: dict) -> str:
     "What the explorer prints for `values`, computed by the library in this process."
-    from lossnotes.plotting import new_figure
+    from lossnotes.lessons.plotting import new_figure
     return str(draw(new_figure(), **values) or '')
 
 

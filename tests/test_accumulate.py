@@ -8,10 +8,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch.utils.data import DistributedSampler
 
-from lossnotes.accumulate import (EXPLORER_BATCH_SIZES, SUMMARY_COLORS, LossMeter, batch_means, ddp_epoch_loss,
-                                  digits_item_losses, draw_explorer, epoch_summaries, explorer_parts, padded_shard,
-                                  plot_batches, plot_summary_errors, summary_errors, train_epoch_losses)
-from lossnotes.plotting import new_figure
+from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, SUMMARY_COLORS, ddp_epoch_loss, digits_item_losses, draw_explorer, explorer_parts, padded_shard, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
+from lossnotes.accumulate import LossMeter, batch_means, epoch_summaries
+from lossnotes.lessons.plotting import new_figure
 
 POST = [4., 5., 2., 4., 3., 2., 3., 1.]
 
@@ -322,6 +321,7 @@ def test_padded_shard_matches_distributed_sampler(n, world, shuffle, drop_last):
 
 # --- the two-process gloo run ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_process_gloo_agrees_exactly_with_one_process():
     nine = torch.tensor([4., 5., 2., 4., 3., 2., 3., 1., 7.])  # dyadic: every summation order is exact
     r = ddp_epoch_loss(nine, world_size=2, batch_size=2)
@@ -332,11 +332,13 @@ def test_two_process_gloo_agrees_exactly_with_one_process():
     assert (r['items'], r['real_items'], r['unpadded_items']) == ([5, 5], [5, 4], [5, 4])
 
 
+@pytest.mark.slow
 def test_two_process_timeout_stops_the_processes():
     with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.05 s'):
         ddp_epoch_loss(torch.ones(5), timeout=0.05)  # starting two processes takes longer than that
 
 
+@pytest.mark.slow
 def test_two_process_gloo_random_losses_shuffled():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(101, generator=g, dtype=torch.float64) * 3

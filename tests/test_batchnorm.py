@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from lossnotes.batchnorm import (RunningBatchNorm, debias_stream, digits_cnn, draw_debias, effective_momentum,
-                                 explorer_parts, init_cnn, merge_stats, plot_debias, ratio_change, running_sums,
-                                 train_digits)
+from lossnotes.batchnorm import RunningBatchNorm, effective_momentum, merge_stats
+from lossnotes.lessons.batchnorm import explorer_parts
+from lossnotes.lessons.batchnorm import debias_stream, digits_cnn, draw_debias, init_cnn, plot_debias, ratio_change, running_sums, train_digits
 from course_batchnorm import CourseRunningBatchNorm
-from lossnotes.plotting import DEBIASED, EMA, RAW, new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, new_figure
 
 torch.set_num_threads(1)
 

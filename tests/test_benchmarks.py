@@ -3,6 +3,8 @@ each asserts that its implementations agree. No timing is asserted here."""
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PY, ROOT
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
@@ -13,6 +15,7 @@ def test_every_topic_with_a_benchmark_has_one():
     assert {'course', 'sliders', 'ema', 'batchnorm', 'accumulate'} <= set(bench_run.topics())
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_run():
     r = subprocess.run([PY, str(ROOT / 'benchmarks' / 'run.py'), '--quick'], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -11,9 +11,9 @@ import pytest
 
 import browser_driver as bd
 from conftest import PY, ROOT
-from lossnotes.course import course_notebooks
+from lossnotes.course.build import course_notebooks
 
-pytestmark = pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')]
 ARTIFACTS = ROOT / 'artifacts' / 'browser'
 
 

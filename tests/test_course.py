@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, ROOT
-from lossnotes.course import BEGIN, END, course_notebooks, has_exercises, learner_notebook
+from lossnotes.course.build import BEGIN, END, course_notebooks, has_exercises, learner_notebook
 
 LESSONS = [p for p in course_notebooks(ROOT / 'nbs') if has_exercises(p)]
 CLI = str(Path(PY).parent / 'lossnotes')
@@ -42,14 +42,15 @@ RUN_LEARNER = """
 import json, sys
 from execnb.nbio import dict2nb
 from execnb.shell import CaptureShell
-from lossnotes import exercises
-from lossnotes.course import learner_notebook
+from lossnotes.course import exercises
+from lossnotes.course.build import learner_notebook
 nb = dict2nb(learner_notebook(json.loads(open(sys.argv[1]).read())))
 CaptureShell().run_all(nb, exc_stop=True)
 print(json.dumps(exercises.summary()))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('nb', LESSONS, ids=lambda p: p.stem)
 def test_learner_version_runs_and_says_not_yet(nb):
     "The learner version runs top to bottom (in a fresh process); every checker answers 'not yet', none crashes."
@@ -61,6 +62,7 @@ def test_learner_version_runs_and_says_not_yet(nb):
     assert set(statuses.values()) == {'not yet'}, statuses
 
 
+@pytest.mark.slow
 def test_cli_copies_and_never_overwrites(tmp_path):
     dest = tmp_path / 'my-course'
     r = subprocess.run([CLI, 'course', str(dest)], capture_output=True, text=True)

@@ -12,21 +12,54 @@ from pathlib import Path
 import pytest
 
 import lossnotes
+import lossnotes.course
+import lossnotes.lessons
 import browser_driver as bd
 from conftest import PY, ROOT
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.name.startswith('_'))
+TOOLS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.ispkg and m.name != '_modidx')
+LESSONS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.lessons.__path__))
+COURSE = sorted(m.name for m in pkgutil.iter_modules(lossnotes.course.__path__))
+MODULES = TOOLS + [f'lessons.{m}' for m in LESSONS] + [f'course.{m}' for m in COURSE]
+HEAVY = ('matplotlib', 'ipywidgets', 'sklearn', 'pandas', 'IPython')
 
 
 def test_modules_found():
-    assert {'core', 'exercises', 'plotting'} <= set(MODULES)
+    assert {'_checks', 'ema', 'lr_find', 'losscheck', 'gradtricks', 'batchnorm', 'accumulate'} == set(TOOLS)
+    assert {'plotting', 'data', 'lr_find', 'losscheck', 'gradtricks', 'batchnorm', 'accumulate'} <= set(LESSONS)
+    assert {'exercises', 'build'} <= set(COURSE)
 
 
-@pytest.mark.parametrize('mod', ['lossnotes'] + [f'lossnotes.{m}' for m in MODULES])
+@pytest.mark.parametrize('mod', TOOLS)
+def test_tools_never_import_lessons_or_course(mod):
+    "A tool imports torch and other tools only: importing it loads no lesson, course or heavy module."
+    code = (f"import sys, lossnotes.{mod}; print(sorted(m for m in sys.modules if m.startswith(('lossnotes.lessons', "
+            f"'lossnotes.course')) or m.split('.')[0] in {HEAVY!r}))")
+    out = subprocess.run([PY, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]', f'lossnotes.{mod} imports {out}'
+
+
+@pytest.mark.parametrize('mod', TOOLS)
+def test_tool_all_holds_tools_only(mod):
+    "No tool module exports a figure, explorer, colour, demo data set or demo trainer."
+    import importlib
+    names = getattr(importlib.import_module(f'lossnotes.{mod}'), '__all__', [])
+    bad = [n for n in names if re.search(r'plot|draw|explorer|COLOR|digits|train_|SEEDED|synthetic', n)]
+    assert not bad, bad
+
+
+def test_top_level_api():
+    "The practitioner's tools are importable from the package itself."
+    expected = set('ema ema_seeded zero_lag ema_lag EMA lr_range_test check_loss soft_accuracy grad_wrt value_with_grad_of '
+                   'straight_through irls_loss RunningBatchNorm LossMeter epoch_summaries real_items'.split())
+    assert expected <= set(lossnotes.__all__)
+    for n in lossnotes.__all__: assert getattr(lossnotes, n).__module__.startswith('lossnotes.'), n
+
+
+@pytest.mark.parametrize('mod', ['lossnotes'] + [f'lossnotes.{m}' for m in TOOLS])
 def test_import_is_light(mod):
-    "Importing the library or any module (plotting included: it imports lazily) loads no plotting stack."
-    code = (f"import sys, {mod}; heavy = sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython', 'pandas') "
-            "if m in sys.modules); print(heavy)")
+    "Importing the library or any tool loads none of matplotlib, ipywidgets, scikit-learn, pandas or IPython."
+    code = (f"import sys, {mod}; heavy = sorted(m for m in {HEAVY!r} if m in sys.modules); print(heavy)")
     out = subprocess.run([PY, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == '[]', f'{mod} imports {out}'
 
@@ -60,6 +93,7 @@ def test_notebook_opens_the_house_way(nb):
     assert cells[3]['cell_type'] == 'markdown' and title[0].startswith('# ') and title[2].startswith('> ')
 
 
+@pytest.mark.slow
 def test_wheel_installs_into_a_clean_venv(tmp_path):
     "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
     subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(ROOT)],
@@ -73,12 +107,13 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     course = subprocess.run([str(venv / "bin" / "lossnotes"), "course", str(tmp_path / "c")], capture_output=True, text=True)
     assert course.returncode == 0, course.stderr
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(p.name for p in (ROOT / "lossnotes" / "notebooks").glob("*.ipynb"))
-    code = ("import sys, lossnotes, lossnotes.core as c; "
-            "print(lossnotes.__version__, c.check_number('beta', 0.5, 0, 1), 'matplotlib' in sys.modules)")
+    code = ("import sys, lossnotes, lossnotes._checks as c; from lossnotes import LossMeter, EMA, RunningBatchNorm, check_loss, lr_range_test, real_items; "
+            "print(lossnotes.__version__, c.check_number('beta', 0.5, 0, 1), any(m in sys.modules for m in ('matplotlib', 'ipywidgets', 'sklearn', 'pandas', 'IPython')))")
     out = subprocess.run([vpy, '-c', code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
     assert out == [lossnotes.__version__, '0.5', 'False']
 
 
+@pytest.mark.slow
 def test_open_command_serves_jupyterlab_with_token(tmp_path):
     "The README's open command serves JupyterLab on 127.0.0.1, and /api/status needs the token."
     port, token = bd.free_port(), 'lossnotes-test-token'

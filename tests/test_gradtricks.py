@@ -6,11 +6,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
-from lossnotes.gradtricks import (COMPOSITIONS, composition_grad, composition_loss, composition_readout,
-                                  draw_composition, explorer_parts, fit_linear, grad_wrt, irls_loss,
-                                  plot_composition, plot_fits, points_downhill, sign_table, straight_through,
-                                  value_with_grad_of)
-from lossnotes.plotting import MISTAKE, new_figure
+from lossnotes.lessons.gradtricks import COMPOSITIONS, composition_grad, composition_loss, composition_readout, draw_composition, fit_linear, plot_composition, plot_fits, points_downhill, sign_table
+from lossnotes.lessons.gradtricks import explorer_parts
+from lossnotes.gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
+from lossnotes.lessons.plotting import MISTAKE, new_figure
 
 F64 = torch.float64
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
@@ -244,7 +243,7 @@ def test_irls_bad_input():
 # ---------------------------------------------------------------- training trajectories
 @pytest.fixture(scope='module')
 def data():
-    from lossnotes.core import digits
+    from lossnotes.lessons.data import digits
     x, y, _, _ = digits()
     return x[:400], y[:400].float()
 

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from lossnotes.losscheck import (CHECKS, Check, LossReport, accuracy, check_loss, digits_slice, draw_explorer,
-                                 explorer_parts, mse_on_probabilities, plot_slice, plot_training, slice_curves,
-                                 slice_point, soft_accuracy, train_logreg)
-from lossnotes.plotting import new_figure
+from lossnotes.losscheck import CHECKS, Check, LossReport, check_loss, mse_on_probabilities, soft_accuracy
+from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
+from lossnotes.lessons.losscheck import accuracy, digits_slice, plot_slice, plot_training, slice_curves, slice_point, train_logreg
+from lossnotes.lessons.plotting import new_figure
 
 torch.set_num_threads(1)
 

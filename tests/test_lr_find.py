@@ -6,11 +6,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from lossnotes.core import digits
+from lossnotes.lessons.data import digits
 from lossnotes.ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
-from lossnotes.lr_find import (LRFinderResult, draw_smoothing, explorer_parts, lr_range_test, lr_schedule,
-                               minimum_shift, plot_lr_curves, smooth, steepest_lr, synthetic_lr_curve)
-from lossnotes.plotting import Control, new_figure
+from lossnotes.lr_find import LRFinderResult, lr_range_test, lr_schedule, steepest_lr
+from lossnotes.lessons.lr_find import explorer_parts
+from lossnotes.lessons.lr_find import draw_smoothing, minimum_shift, plot_lr_curves, smooth, synthetic_lr_curve
+from lossnotes.lessons.plotting import Control, new_figure
 
 F = torch.nn.functional
 
@@ -214,7 +215,7 @@ def test_plots_return_axes(data):
     import matplotlib
     matplotlib.use('Agg')
     res = lr_range_test(mlp(), F.cross_entropy, data, num_it=30, progress=False)
-    ax = res.plot()
+    ax = plot_lr_curves(res.lrs, {k: res.curve(k) for k in ('raw', 'smoothed', 'zero_lag')})
     assert ax.get_xscale() == 'log' and len(ax.get_lines()) >= 3
     fig = new_figure()
     ax2 = fig.subplots()
