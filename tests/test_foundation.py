@@ -111,6 +111,11 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
             "print(lossnotes.__version__, c.check_number('beta', 0.5, 0, 1), any(m in sys.modules for m in ('matplotlib', 'ipywidgets', 'sklearn', 'pandas', 'IPython')))")
     out = subprocess.run([vpy, '-c', code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
     assert out == [lossnotes.__version__, '0.5', 'False']
+    # without the viz extra, a lesson's figure or demo data names the extra to install
+    for code in ("from lossnotes.lessons.data import digits; digits()",
+                 "from lossnotes.lessons.plotting import new_figure; new_figure()"):
+        r = subprocess.run([vpy, '-c', code], capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 1 and 'ImportError' in r.stderr and 'pip install "lossnotes[viz]"' in r.stderr, r.stderr
 
 
 @pytest.mark.slow
