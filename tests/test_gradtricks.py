@@ -291,7 +291,7 @@ def test_adam_same_lr_equal_up_to_eps(data):
     l2 = [fit_linear(f, x, y, ADAM(0.05, eps=1e-12, weight_decay=0.1), steps=25, progress=False)['params']
           for f in (mse, detached)]
     assert (l2[0] - l2[1]).abs().max() > 1e-2  # L2 decay is added to the gradient before the moments
-    dec = [fit_linear(f, x, y, ADAM(0.05, eps=1e-12, weight_decay=0.1, decoupled_weight_decay=True), steps=25,
+    dec = [fit_linear(f, x, y, functools.partial(torch.optim.AdamW, lr=0.05, eps=1e-12, weight_decay=0.1), steps=25,
                       progress=False)['params'] for f in (mse, detached)]
     assert torch.equal(*dec)
 
