@@ -375,3 +375,20 @@ def test_grad_wrt_on_the_meta_device():
 def test_the_bad_input_table_is_large_enough():
     n = len(RAISES) + len(IRLS_VALUES) + len(VWG_VALUES) + len(ST_VALUES) + len(GRAD_VALUES)
     assert len(RAISES) >= 60 and n >= 120, n
+
+
+@pytest.mark.slow
+def test_tools_compile_without_graph_breaks():
+    "The autograd Function behind the tools traces whole under torch.compile(fullgraph=True); values and gradients match eager."
+    torch._dynamo.reset()
+    x = torch.randn(16, generator=torch.Generator().manual_seed(0), dtype=F64, requires_grad=True)
+    t = torch.randn(16, generator=torch.Generator().manual_seed(1), dtype=F64)
+    calls = [lambda x: irls_loss(x, t, p=1.5), lambda x: straight_through(x, torch.round) * 3,
+             lambda x: value_with_grad_of(x.abs().mean(), (x ** 2).mean())]
+    for fn in calls:
+        compiled = torch.compile(fn, fullgraph=True, backend='aot_eager')
+        out, ref = compiled(x), fn(x)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+        g, = torch.autograd.grad(out.sum(), x)
+        g_ref, = torch.autograd.grad(ref.sum(), x)
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=0)
