@@ -375,8 +375,8 @@ def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ((p - t) ** 2).mean()))
     assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ...))
     spec = EXERCISES['adam-indifference']
-    assert check('gradtricks/adam-indifference', 'a')
-    for letter in 'bcd': assert not check('gradtricks/adam-indifference', letter)
+    assert check('gradtricks/adam-indifference', 'c')
+    for letter in 'abd': assert not check('gradtricks/adam-indifference', letter)
     feedback = list(spec['options'].values())
     assert len(set(feedback)) == len(feedback) == 4  # each wrong option gets its own feedback
     assert check('gradtricks/first-adam-step', 1.0) and not check('gradtricks/first-adam-step', 0.5)

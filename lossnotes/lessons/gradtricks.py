@@ -211,7 +211,7 @@ def explorer_parts() -> tuple:
                     composition=choice('e*sg(e)', list(COMPOSITIONS), description='composition'))
     return draw_composition, controls
 
-# %% ../../nbs/03_detach_gradients.ipynb #adfdffd2
+# %% ../../nbs/03_detach_gradients.ipynb #dcf10790
 def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
                   ) -> Callable:
     "`fn` turned into `(pred, target) -> (value, d value / d pred)`, so a checker can compare both."
@@ -253,16 +253,16 @@ EXERCISES = {
     'adam-indifference': dict(
         kind='choice',
         options={
-            'Adam divides its running mean of gradients by the root of its running mean of squared gradients, '
-            'so a constant factor on every gradient cancels (up to eps)':
-                'Right: m scales by 1/2 and sqrt(v) by 1/2, so m / (sqrt(v) + eps) is unchanged wherever eps is '
-                'small next to sqrt(v). The first step is already the same length for both losses.',
             'Both losses print the same value, and Adam steps according to the loss value':
-                'No optimiser in torch.optim sees the loss value: step() reads only each parameter\'s .grad. '
+                'Adam never sees the loss value: its step() reads only each parameter\'s .grad (torch/optim/adam.py). '
                 'SGD on the same two losses differs by exactly the factor 2, so the equal values cannot be the reason.',
             "Adam's bias correction divides out the factor 2":
                 'Bias correction divides m and v by 1 - beta**t to undo their zero start; it is the same for both '
                 'losses and is not what cancels the 2. Put g/2 into m / sqrt(v) and watch the 2 go.',
+            'Adam divides its running mean of gradients by the root of its running mean of squared gradients, '
+            'so a constant factor on every gradient cancels (up to eps)':
+                'Right: m scales by 1/2 and sqrt(v) by 1/2, so m / (sqrt(v) + eps) is unchanged wherever eps is '
+                'small next to sqrt(v). The first step is already the same length for both losses.',
             'Adam adapts its step size over many steps, so after a while any constant factor is learned away':
                 'The equality is not a long-run effect: Adam\'s very first step has the same length on both losses '
                 '(measure it). The cancellation is in the ratio m / sqrt(v) at every step, from the first.',
