@@ -70,7 +70,7 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     g, = torch.autograd.grad(loss.reshape(()), p, allow_unused=True)  # returns, frees the graph, no .grad
     return torch.zeros_like(p) if g is None else g
 
-# %% ../nbs/reference/gradtricks.ipynb #c7d1b41c
+# %% ../nbs/reference/gradtricks.ipynb #4a3dd147
 def _same_device(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> torch.Tensor:
     "`x` on `other`'s device (a 0-d CPU tensor is moved, as torch's operators allow), else a ValueError naming both."
     if x.device == other.device: return x
@@ -85,10 +85,15 @@ def _broadcast_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
 
 class _ValueWithGradOf(torch.autograd.Function):
     "Forward: `value` broadcast to the common shape. Backward: the incoming gradient goes to `surrogate` alone."
+    generate_vmap_rule = True  # with setup_context below, torch.func.grad and vmap work too
+
     @staticmethod
-    def forward(ctx, value, surrogate, shape, dtype):
-        ctx.surrogate_shape, ctx.surrogate_dtype = surrogate.shape, surrogate.dtype
+    def forward(value, surrogate, shape, dtype):
         return value.to(dtype).expand(shape).clone(memory_format=torch.contiguous_format)  # a new tensor, never a view
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.surrogate_shape, ctx.surrogate_dtype = inputs[1].shape, inputs[1].dtype
 
     @staticmethod
     def backward(ctx, grad):

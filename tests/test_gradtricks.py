@@ -437,3 +437,16 @@ def test_plot_fits():
     assert list(ax.get_lines()[1].get_ydata()) == [2.0, 4.0, 8.0]
     with pytest.raises(ValueError, match="metric must be 'mae' or 'loss', got 'acc'"):
         plot_fits(fits, 'acc', new_figure().subplots())
+
+
+# ---------------------------------------------------------------- torch.func
+def test_tools_work_under_torch_func_grad_and_vmap():
+    from torch.func import grad, vmap
+    x = tensor_of((5,), 11)
+    torch.testing.assert_close(grad(lambda x: value_with_grad_of(x.abs().mean(), (x ** 2).mean()))(x), 2 * x / 5)
+    torch.testing.assert_close(grad(lambda x: straight_through(x, torch.round).pow(2).sum())(x), 2 * torch.round(x))
+    batch = tensor_of((4, 5), 12)
+    per_row = vmap(grad(lambda r: irls_loss(r, 0.0, p=1.5)))(batch)
+    loop = torch.stack([grad_wrt(lambda q, t: irls_loss(q, t, p=1.5), r, 0.0) for r in batch])
+    torch.testing.assert_close(per_row, loop, rtol=1e-14, atol=0)
+    torch.testing.assert_close(vmap(lambda r: irls_loss(r, 0.0, p=3.0))(batch), (batch.abs() ** 3).mean(1) / 3, rtol=1e-14, atol=0)
