@@ -211,7 +211,7 @@ def explorer_parts() -> tuple:
                     composition=choice('e*sg(e)', list(COMPOSITIONS), description='composition'))
     return draw_composition, controls
 
-# %% ../../nbs/03_detach_gradients.ipynb #dcf10790
+# %% ../../nbs/03_detach_gradients.ipynb #0bea5b0b
 def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
                   ) -> Callable:
     "`fn` turned into `(pred, target) -> (value, d value / d pred)`, so a checker can compare both."
@@ -244,7 +244,7 @@ EXERCISES = {
         kind='number', rtol=1e-6,
         answer=lambda: (grad_wrt(lambda p, t: ((p - t) ** 2).mean(), torch.tensor([6.0]), 0.0)
                         / grad_wrt(lambda p, t: ((p - t) ** 2).mean(), torch.tensor([3.0]), 0.0)).item(),
-        hint='Differentiate e**2 by hand, or measure it with grad_wrt at e = 3 and e = 6.'),
+        hint='The value e**2 grows fourfold when e doubles; what does its derivative do? Measure it with grad_wrt at e = 3 and e = 6.'),
     'shown-mse-trained-mae': dict(
         kind='function', reference=_reference_shown_mse_trained_mae, rtol=1e-6, atol=1e-7,
         cases=lambda: [(torch.tensor([0.5, 2.0, -1.0, 4.0]), torch.ones(4)),
