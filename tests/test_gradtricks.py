@@ -1,4 +1,6 @@
-"""lossnotes.gradtricks: detach compositions, value/gradient tricks, trajectories, and the live figure."""
+"""lossnotes.gradtricks and its lesson: detach compositions, value/gradient tricks, trajectories, docstrings, and the live figure."""
+import doctest
+import functools
 import math
 
 import pytest
@@ -69,14 +71,19 @@ def test_grad_wrt_bad_input():
     pred = torch.zeros(4)
     with pytest.raises(ValueError, match=r'loss_fn must return a single-element tensor, got shape \(4,\)'):
         grad_wrt(lambda p, t: p - t, pred, pred)
-    with pytest.raises(ValueError, match='loss_fn must return a single-element tensor, got float'):
+    with pytest.raises(TypeError, match='loss_fn must return a tensor, got 1.0 of type float'):
         grad_wrt(lambda p, t: 1.0, pred, pred)
-    with pytest.raises(ValueError, match=r'pred of shape \(4,\) and target of shape \(3,\) do not broadcast'):
-        grad_wrt(mse, pred, torch.zeros(3))
-    with pytest.raises(TypeError, match='pred must be a torch.Tensor, got list'):
+    with pytest.raises(TypeError, match=r'pred must be a torch.Tensor, got \[1.0\] of type list'):
         grad_wrt(mse, [1.0], torch.zeros(1))
-    with pytest.raises(TypeError, match='pred must be a floating-point tensor, got dtype torch.int64'):
+    with pytest.raises(TypeError, match='pred must have a floating-point dtype, got torch.int64'):
         grad_wrt(mse, torch.arange(3), torch.zeros(3))
+
+
+def test_grad_wrt_passes_class_indices_to_the_loss():
+    logits = tensor_of((5, 3), 3)
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    expected = (logits.softmax(1) - torch.nn.functional.one_hot(labels, 3).to(F64)) / 5
+    torch.testing.assert_close(grad_wrt(torch.nn.functional.cross_entropy, logits, labels), expected, rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------- compositions
@@ -123,8 +130,6 @@ def test_composition_bad_input():
     with pytest.raises(ValueError, match=r'p must be in \(0, inf\), got -1'): composition_loss('e*e', p=-1)
     with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'max'"):
         composition_loss('e*e', reduction='max')
-    with pytest.raises(ValueError, match=r'pred of shape \(2,\) and target of shape \(3,\) do not broadcast'):
-        composition_loss('e*e')(torch.zeros(2), torch.zeros(3))
 
 
 # ---------------------------------------------------------------- value_with_grad_of
@@ -156,9 +161,9 @@ def test_value_with_grad_of_broadcasts_and_detaches_value():
 def test_value_with_grad_of_bad_input():
     with pytest.raises(ValueError, match=r'value of shape \(3,\) and surrogate of shape \(2,\) do not broadcast'):
         value_with_grad_of(torch.ones(3), torch.ones(2))
-    with pytest.raises(TypeError, match='value must be a torch.Tensor, got float'):
+    with pytest.raises(TypeError, match='value must be a torch.Tensor, got 1.0 of type float'):
         value_with_grad_of(1.0, torch.ones(2))
-    with pytest.raises(TypeError, match='surrogate must be a torch.Tensor, got int'):
+    with pytest.raises(TypeError, match='surrogate must be a torch.Tensor, got 3 of type int'):
         value_with_grad_of(torch.ones(2), 3)
 
 
@@ -189,8 +194,10 @@ def test_straight_through_bad_input():
         straight_through(x, lambda t: t.view(2, 2))
     with pytest.raises(TypeError, match='fn must return a torch.Tensor, got list'):
         straight_through(x, lambda t: t.tolist())
-    with pytest.raises(TypeError, match='x must be a torch.Tensor, got list'):
+    with pytest.raises(TypeError, match=r'x must be a torch.Tensor, got \[1.0\] of type list'):
         straight_through([1.0], torch.round)
+    with pytest.raises(TypeError, match="fn must be callable, got 'round'"):
+        straight_through(x, 'round')
 
 
 # ---------------------------------------------------------------- irls_loss
@@ -248,29 +255,50 @@ def data():
     return x[:400], y[:400].float()
 
 
+def SGD(lr, **kw): return functools.partial(torch.optim.SGD, lr=lr, **kw)
+def ADAM(lr, **kw): return functools.partial(torch.optim.Adam, lr=lr, **kw)
+
+
 def test_sgd_double_lr_on_detached_equals_mse(data):
     x, y = data
-    a = fit_linear(mse, x, y, 'sgd', lr=0.05, steps=25, show_progress=False)
-    b = fit_linear(detached, x, y, 'sgd', lr=0.1, steps=25, show_progress=False)
-    c = fit_linear(detached, x, y, 'sgd', lr=0.05, steps=25, show_progress=False)
+    a = fit_linear(mse, x, y, SGD(0.05), steps=25, progress=False)
+    b = fit_linear(detached, x, y, SGD(0.1), steps=25, progress=False)
+    c = fit_linear(detached, x, y, SGD(0.05), steps=25, progress=False)
     assert a['params'].shape == (26, 65)
     assert torch.equal(a['params'], b['params']) and a['loss'] == b['loss']
     assert (a['params'] - c['params']).abs().max() > 1e-2  # same lr: a different run
 
 
+@pytest.mark.parametrize('kw, equal', [(dict(momentum=0.9), True), (dict(weight_decay=0.1), False)])
+def test_sgd_double_lr_condition(data, kw, equal):
+    "Momentum is linear in the gradients and keeps the equality; coupled weight decay is not halved and breaks it."
+    x, y = data
+    a = fit_linear(mse, x, y, SGD(0.05, **kw), steps=25, progress=False)
+    b = fit_linear(detached, x, y, SGD(0.1, **kw), steps=25, progress=False)
+    assert torch.equal(a['params'], b['params']) == equal
+    if not equal:  # halving the detached run's weight decay restores the equality
+        c = fit_linear(detached, x, y, SGD(0.1, weight_decay=kw['weight_decay'] / 2), steps=25, progress=False)
+        assert torch.equal(a['params'], c['params'])
+
+
 def test_adam_same_lr_equal_up_to_eps(data):
     x, y = data
-    tiny = [fit_linear(f, x, y, 'adam', lr=0.05, steps=25, eps=1e-12, show_progress=False)['params']
-            for f in (mse, detached)]
+    tiny = [fit_linear(f, x, y, ADAM(0.05, eps=1e-12), steps=25, progress=False)['params'] for f in (mse, detached)]
     assert torch.equal(*tiny)
-    default = [fit_linear(f, x, y, 'adam', lr=0.05, steps=25, show_progress=False)['params'] for f in (mse, detached)]
+    default = [fit_linear(f, x, y, ADAM(0.05), steps=25, progress=False)['params'] for f in (mse, detached)]
     diff = (default[0] - default[1]).abs().max().item()
     assert 0 < diff < 1e-4
+    l2 = [fit_linear(f, x, y, ADAM(0.05, eps=1e-12, weight_decay=0.1), steps=25, progress=False)['params']
+          for f in (mse, detached)]
+    assert (l2[0] - l2[1]).abs().max() > 1e-2  # L2 decay is added to the gradient before the moments
+    dec = [fit_linear(f, x, y, functools.partial(torch.optim.AdamW, lr=0.05, eps=1e-12, weight_decay=0.1), steps=25,
+                      progress=False)['params'] for f in (mse, detached)]
+    assert torch.equal(*dec)
 
 
 def test_sgd_trajectory_matches_manual_update(data):
     x, y = data
-    fit = fit_linear(detached, x, y, 'sgd', lr=0.1, steps=3, show_progress=False)
+    fit = fit_linear(detached, x, y, SGD(0.1), steps=3, progress=False)
     w = fit['params'][0].clone()
     for k in range(3):
         e = x @ w[:-1] + w[-1] - y
@@ -279,23 +307,79 @@ def test_sgd_trajectory_matches_manual_update(data):
         torch.testing.assert_close(fit['params'][k + 1], w, rtol=1e-5, atol=1e-6)
 
 
+def test_fit_linear_generator_is_explicit_and_global_rng_untouched(data):
+    x, y = data
+    state = torch.get_rng_state()
+    a = fit_linear(mse, x, y, SGD(0.05), steps=2, progress=False)
+    b = fit_linear(mse, x, y, SGD(0.05), steps=2, progress=False, generator=torch.Generator().manual_seed(0))
+    c = fit_linear(mse, x, y, SGD(0.05), steps=2, progress=False, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a['params'], b['params']) and not torch.equal(a['params'], c['params'])
+
+
 def test_wrong_sign_compositions_diverge(data):
     x, y = data
     for name in ('e*sg(|e|)', '|e|*sg(e)'):
-        fit = fit_linear(composition_loss(name), x, y, 'sgd', lr=0.1, steps=30, show_progress=False)
+        fit = fit_linear(composition_loss(name), x, y, SGD(0.1), steps=30, progress=False)
         assert fit['mae'][-1] > 10 * fit['mae'][0] and fit['loss'][-1] < 0
-    good = fit_linear(composition_loss('e*sg(e)'), x, y, 'sgd', lr=0.1, steps=30, show_progress=False)
+    good = fit_linear(composition_loss('e*sg(e)'), x, y, SGD(0.1), steps=30, progress=False)
     assert good['mae'][-1] < good['mae'][0]
 
 
 def test_fit_linear_bad_input(data):
     x, y = data
-    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam', got 'rmsprop'"):
-        fit_linear(mse, x, y, 'rmsprop')
-    with pytest.raises(ValueError, match=r'x must have shape \(N, D\) and y shape \(N,\)'):
-        fit_linear(mse, x, y[:10])
-    with pytest.raises(ValueError, match=r'lr must be in \(0, inf\), got 0'): fit_linear(mse, x, y, lr=0)
-    with pytest.raises(TypeError, match='steps must be an integer'): fit_linear(mse, x, y, steps=2.5)
+    with pytest.raises(TypeError, match="opt_func must be callable, got 'sgd'"):
+        fit_linear(mse, x, y, 'sgd')
+    with pytest.raises(TypeError, match='opt_func must return a torch.optim.Optimizer, got list'):
+        fit_linear(mse, x, y, list)
+    with pytest.raises(ValueError, match=r'y must have shape \(400,\) like x.s rows, got \(10,\)'):
+        fit_linear(mse, x, y[:10], SGD(0.1))
+    with pytest.raises(ValueError, match=r'x must have 2 dimension\(s\), got shape \(400,\)'):
+        fit_linear(mse, y, y, SGD(0.1))
+    with pytest.raises(TypeError, match='steps must be an integer'): fit_linear(mse, x, y, SGD(0.1), steps=2.5)
+    with pytest.raises(TypeError, match="progress must be a bool .*got 'no'"): fit_linear(mse, x, y, SGD(0.1), progress='no')
+    with pytest.raises(TypeError, match='generator must be a torch.Generator or None, got 0'):
+        fit_linear(mse, x, y, SGD(0.1), generator=0)
+
+
+# ---------------------------------------------------------------- docstrings, help() and the exercises
+@pytest.mark.parametrize('name', ['grad_wrt', 'value_with_grad_of', 'straight_through', 'irls_loss'])
+def test_help_explains_every_parameter(name):
+    import inspect
+    import lossnotes.gradtricks as gt
+    fn = getattr(gt, name)
+    doc = inspect.getdoc(fn)
+    for section in ('Parameters\n----------', 'Returns\n-------', 'Examples\n--------'):
+        assert section in doc, (name, section)
+    params = doc.split('Parameters\n----------')[1].split('Returns')[0]
+    for p in inspect.signature(fn).parameters:
+        assert f'\n{p} : ' in '\n' + params, (name, p)
+
+
+def test_docstring_examples_run():
+    import lossnotes.gradtricks as gt
+    result = doctest.testmod(gt, extraglobs={'torch': torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 12 and result.failed == 0
+
+
+def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.gradtricks import EXERCISES, value_and_grad
+    assert 3 <= len(EXERCISES) <= 5
+    assert check('gradtricks/predict-sign', 3.0) and not check('gradtricks/predict-sign', -3.0)
+    assert check('gradtricks/mse-doubling', 2.0) and not check('gradtricks/mse-doubling', 4.0)
+    right = lambda p, t: value_with_grad_of(((p - t) ** 2).mean(), (p - t).abs().mean())
+    swapped = lambda p, t: value_with_grad_of((p - t).abs().mean(), ((p - t) ** 2).mean())
+    assert check('gradtricks/shown-mse-trained-mae', value_and_grad(right))
+    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(swapped))
+    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ((p - t) ** 2).mean()))
+    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ...))
+    spec = EXERCISES['adam-indifference']
+    assert check('gradtricks/adam-indifference', 'c')
+    for letter in 'abd': assert not check('gradtricks/adam-indifference', letter)
+    feedback = list(spec['options'].values())
+    assert len(set(feedback)) == len(feedback) == 4  # each wrong option gets its own feedback
+    assert check('gradtricks/first-adam-step', 1.0) and not check('gradtricks/first-adam-step', 0.5)
 
 
 # ---------------------------------------------------------------- plots and the live figure
@@ -353,3 +437,16 @@ def test_plot_fits():
     assert list(ax.get_lines()[1].get_ydata()) == [2.0, 4.0, 8.0]
     with pytest.raises(ValueError, match="metric must be 'mae' or 'loss', got 'acc'"):
         plot_fits(fits, 'acc', new_figure().subplots())
+
+
+# ---------------------------------------------------------------- torch.func
+def test_tools_work_under_torch_func_grad_and_vmap():
+    from torch.func import grad, vmap
+    x = tensor_of((5,), 11)
+    torch.testing.assert_close(grad(lambda x: value_with_grad_of(x.abs().mean(), (x ** 2).mean()))(x), 2 * x / 5)
+    torch.testing.assert_close(grad(lambda x: straight_through(x, torch.round).pow(2).sum())(x), 2 * torch.round(x))
+    batch = tensor_of((4, 5), 12)
+    per_row = vmap(grad(lambda r: irls_loss(r, 0.0, p=1.5)))(batch)
+    loop = torch.stack([grad_wrt(lambda q, t: irls_loss(q, t, p=1.5), r, 0.0) for r in batch])
+    torch.testing.assert_close(per_row, loop, rtol=1e-14, atol=0)
+    torch.testing.assert_close(vmap(lambda r: irls_loss(r, 0.0, p=3.0))(batch), (batch.abs() ** 3).mean(1) / 3, rtol=1e-14, atol=0)
