@@ -408,3 +408,85 @@ def test_plot_summary_errors_and_values():
     assert e['normalized_sum'][2].item() == pytest.approx(26 / 24 - 1, rel=1e-12)
     ax = plot_summary_errors(POST, bss, ax=new_figure().subplots())
     assert len(ax.get_lines()) == 8 and ax.get_yscale() == 'log'
+
+
+# --- the lesson's demo data, demo trainer and exercises ------------------------------------------------------
+
+def test_demo_data_cache_is_not_handed_out_mutable():
+    from lossnotes.lessons.accumulate import digits_classifier, digits_item_losses
+    a, w = digits_item_losses(), digits_classifier()
+    a.zero_(); w.zero_()
+    assert digits_item_losses().mean().item() == pytest.approx(0.8781616, rel=1e-6)
+    assert digits_classifier().abs().sum().item() > 0
+
+
+def test_digit_sequences_mask_and_tokens():
+    from lossnotes.lessons.accumulate import digit_sequences
+    from lossnotes.lessons.data import digits
+    x, y, mask = digit_sequences()
+    assert x.shape == (12, 16, 64) and y.shape == mask.shape == (12, 16)
+    assert mask.sum(1).tolist() == [13, 16, 6, 1, 4, 12, 4, 8, 10, 4, 6, 3]
+    images, labels, _, _ = digits(dtype=torch.float64)
+    n = int(mask.sum())
+    assert torch.equal(x[mask.bool()], images[:n]) and torch.equal(y[mask.bool()], labels[:n])
+    assert x[~mask.bool()].abs().sum().item() == 0.0
+
+
+def test_train_epoch_losses_leaves_the_global_rng_and_threads():
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    a = train_epoch_losses(512, epochs=1, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert a == train_epoch_losses(512, epochs=1, progress=False)  # the seed alone decides
+    with pytest.raises(TypeError, match="progress must be a bool"): train_epoch_losses(512, progress='no')
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_fixed_gradient_accumulation_equals_the_full_batch(seed):
+    "Ragged micro-batches and a padding mask: summed losses over the window's item count give the full-batch gradient."
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(50, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (50,), generator=g)
+    w0 = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    cuts = sorted(torch.randperm(49, generator=g)[:4].add(1).tolist())
+    def grad(step):
+        w = w0.clone().requires_grad_(); step(w); return w.grad
+    full = grad(lambda w: torch.nn.functional.cross_entropy(x @ w, y).backward())
+    def fixed(w):
+        for xb, yb in zip(x.tensor_split(cuts), y.tensor_split(cuts)):
+            (torch.nn.functional.cross_entropy(xb @ w, yb, reduction='sum') / len(y)).backward()
+    def naive(w):
+        for xb, yb in zip(x.tensor_split(cuts), y.tensor_split(cuts)):
+            (torch.nn.functional.cross_entropy(xb @ w, yb) / (len(cuts) + 1)).backward()
+    assert (grad(fixed) - full).abs().max().item() <= 1e-12 * full.abs().max().item()
+    assert (grad(naive) - full).abs().max().item() > 1e-3 * full.abs().max().item()  # ragged: the naive one is off
+    mask = (torch.rand(50, generator=g) < 0.7).double()  # a token mask: the loss is the mean over the real tokens
+    tok = lambda w, s: torch.nn.functional.cross_entropy(x[s] @ w, y[s], reduction='none') * mask[s]
+    full_m = grad(lambda w: (tok(w, slice(None)).sum() / mask.sum()).backward())
+    def fixed_m(w):
+        for s in (slice(0, 20), slice(20, 35), slice(35, 50)): (tok(w, s).sum() / mask.sum()).backward()
+    assert (grad(fixed_m) - full_m).abs().max().item() <= 1e-12 * full_m.abs().max().item()
+    m = LossMeter()
+    with torch.no_grad():
+        for s in (slice(0, 20), slice(20, 35), slice(35, 50)):
+            m.update(torch.nn.functional.cross_entropy(x[s] @ w0, y[s], reduction='none'), weight=mask[s])
+        ref = np.average(torch.nn.functional.cross_entropy(x @ w0, y, reduction='none').numpy(), weights=mask.numpy())
+    assert m.compute().item() == pytest.approx(ref, rel=1e-14)
+
+
+def test_exercises_accept_the_solution_and_explain_wrong_answers():
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.accumulate import EXERCISES, _reference_exact_epoch_loss
+    assert set(EXERCISES) == {'predict-mean-of-averages', 'exact-epoch-loss', 'accumulation-divisor',
+                              'ddp-padded-loss', 'who-calls-compute'}
+    assert check('accumulate/predict-mean-of-averages', 2.8).correct
+    assert not check('accumulate/predict-mean-of-averages', 3.0).correct  # the per-item mean is not the answer
+    assert check('accumulate/exact-epoch-loss', _reference_exact_epoch_loss).correct
+    assert not check('accumulate/exact-epoch-loss', lambda m, n: float(m.double().mean())).correct  # a mean of means
+    assert check('accumulate/accumulation-divisor', 'c').correct
+    wrong = check('accumulate/accumulation-divisor', 'a')
+    assert not wrong.correct and 'mean of the micro-batch means' in wrong.message
+    # the reported padded loss, against the real sampler: item 0 (loss 19) twice among ten
+    idx = [i for r in range(2) for i in DistributedSampler(range(9), num_replicas=2, rank=r, shuffle=False)]
+    assert sorted(idx) == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert check('accumulate/ddp-padded-loss', (2 * 19 + 8) / 10).correct
+    assert check('accumulate/who-calls-compute', 'b').correct
+    assert 'timeout' in check('accumulate/who-calls-compute', 'a').message
