@@ -129,7 +129,7 @@ _N_REQUIRED = ("n is required for a batch mean (a 0-d loss or a number, got {!r}
 
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
-# %% ../nbs/reference/accumulate.ipynb #32a4defe
+# %% ../nbs/reference/accumulate.ipynb #1ff9732e
 class LossMeter:
     """Exact running mean of per-item losses: a float64 sum and weight on the loss's device, an item count on the host.
 
@@ -328,13 +328,20 @@ class LossMeter:
                 raise ValueError(f"weight must be {what}, got shape {tuple(weight.shape)}")
             if weight.device != loss.device:
                 raise ValueError(f"weight is on {weight.device}, but loss is on {loss.device}: put them on the same device")
-            return weight.detach().to(torch.float64)
+            return weight.detach() if weight.dtype == torch.bool else weight.detach().to(torch.float64)
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             raise TypeError(f"weight must be a tensor or a real number, got {weight!r} of type {type(weight).__name__}")
         return torch.full((), float(check_number('weight', weight, 0)), dtype=torch.float64, device=loss.device)
 
     def _add(self, loss: torch.Tensor, w: torch.Tensor | None, items_per_row: int) -> None:
         "Add `loss` (0-d, or rows along dim 0) with weights `w` (None, 0-d or loss's shape) to the device state."
+        if w is not None and w.dtype == torch.bool and not self.skip_nonfinite:  # a mask: 5 kernels, not 13
+            m = w.expand(loss.shape)
+            self._sum.add_(torch.where(m, loss, 0).sum(dtype=torch.float64))  # products by 0/1: exact in any dtype
+            self._wsum.add_(m.sum())
+            if loss.dim() == 0: self.count += items_per_row
+            return
+        if w is not None and w.dtype == torch.bool: w = w.to(torch.float64)
         x = loss.to(torch.float64)
         if w is None: lw, wv, keep = x, None, None
         else:
