@@ -129,7 +129,7 @@ _N_REQUIRED = ("n is required for a batch mean (a 0-d loss or a number, got {!r}
 
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
-# %% ../nbs/reference/accumulate.ipynb #1ff9732e
+# %% ../nbs/reference/accumulate.ipynb #301d6536
 class LossMeter:
     """Exact running mean of per-item losses: a float64 sum and weight on the loss's device, an item count on the host.
 
@@ -479,8 +479,11 @@ class LossMeter:
         if not isinstance(other, LossMeter):
             raise TypeError(f"other must be a LossMeter, got {other!r} of type {type(other).__name__}")
         self._flush(); other._flush()
-        for mine, theirs in ((self._sum, other._sum), (self._wsum, other._wsum), (self._skipped, other._skipped)):
-            mine.add_(theirs.to(mine.device))
+        try: theirs = [t.to(self._dev) for t in (other._sum, other._wsum, other._skipped)]  # another device: a copy
+        except (RuntimeError, NotImplementedError) as e:
+            raise ValueError(f"other's state is on {other._dev} and cannot be moved to this meter's device "
+                             f"{self._dev}: {e}") from None
+        for mine, t in zip((self._sum, self._wsum, self._skipped), theirs): mine.add_(t)
         self.count += other.count
         return self
 

@@ -103,6 +103,7 @@ ERRORS = [
     # compute, merge
     ('compute sync str', lambda: LossMeter().compute(sync='yes'), TypeError, "sync must be a bool (True or False), got 'yes'"),
     ('merge int', lambda: LossMeter().merge(3), TypeError, 'other must be a LossMeter, got 3 of type int'),
+    ('merge a meta meter', lambda: upd((T([1.]),)).merge(upd((torch.ones(2, device='meta'),))), ValueError, "other's state is on meta and cannot be moved to this meter's device cpu"),
     # load_state_dict
     ('num_skipped above count', lambda: state(loss_sum=T(6.), count=3, num_skipped=10), ValueError, "state['num_skipped'] must be in [0, count=3]"),
     ('missing keys', lambda: state(count=3), ValueError, "state is missing ['loss_sum', 'num_skipped']"),
