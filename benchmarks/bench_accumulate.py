@@ -50,6 +50,14 @@ def run(quick: bool) -> list[dict]:
     def item(): acc[0] += cycling().item() * BS
     def add_floor(): buf.add_(cycling(), alpha=BS)
 
+    g = torch.Generator().manual_seed(1)
+    tok = torch.rand(BS, 32, generator=g) * 4  # (batch, tokens) per-token losses of a padded batch
+    mask = torch.arange(32) < torch.randint(1, 33, (BS, 1), generator=g)  # (batch, tokens): False on padding
+    lm_w, mm_w = LossMeter(), MeanMetric()
+
+    def lossmeter_mask(): lm_w.update(tok, weight=mask)
+    def meanmetric_mask(): mm_w.update(tok, weight=mask.float())
+
     if quick:  # the implementations agree on the same losses
         for f in (lossmeter, meanmetric, item):
             it = itertools.cycle(losses)  # start each at the first loss
@@ -65,6 +73,12 @@ def run(quick: bool) -> list[dict]:
     t_lm = measure(lossmeter, repeat=repeat, number=number)
     t_item = measure(item, repeat=repeat, number=number)
     t_add = measure(add_floor, repeat=repeat, number=number)
+    t_mm_w = measure(meanmetric_mask, repeat=repeat, number=number)
+    t_lm_w = measure(lossmeter_mask, repeat=repeat, number=number)
+    if quick:  # both give the per-token mean over the real tokens
+        exact = tok.double()[mask].mean().item()
+        assert abs(lm_w.compute().item() - exact) <= 1e-15 * exact
+        assert abs(mm_w.compute().item() - exact) <= 1e-5 * exact
     step = mlp_step(BS)
     t_step = measure(step, repeat=repeat, number=max(10, number // 20))
 
@@ -83,6 +97,11 @@ def run(quick: bool) -> list[dict]:
             note=f'{note}; {us(t_item)}; on a GPU each call is a device-to-host synchronisation'),
         row('update per call', 'float64 buffer add_(loss, alpha=bs) (floor of a per-call kernel)', t_add, t_mm,
             'MeanMetric.update(loss, weight=bs)', note=f'{note}; {us(t_add)}'),
+        row('update per call, padding mask', 'MeanMetric.update(losses, weight=mask)', t_mm_w,
+            note=f'{note}; {us(t_mm_w)}; (64, 32) token losses, float32 state'),
+        row('update per call, padding mask', 'LossMeter.update(losses, weight=mask)', t_lm_w, t_mm_w,
+            'MeanMetric.update(losses, weight=mask)', target='<= 1x MeanMetric.update(losses, weight=mask)',
+            met=t_lm_w[0] <= t_mm_w[0], note=f'{note}; {us(t_lm_w)}; (64, 32) token losses, float64 state'),
         row('share of a training step', 'MLP 784-50-10 SGD step, batch 64', t_step,
             note=f'{note}; {us(t_step)} per step'),
     ]

@@ -109,7 +109,7 @@ def test_low_precision_losses_accumulate_in_float64():
 
 def test_python_float_losses():
     m = LossMeter()
-    m.update(2.0, n=3); m.update(5.0); m.update(np.float32(1.0), n=2)
+    m.update(2.0, n=3); m.update(5.0, n=1); m.update(np.float32(1.0), n=2)
     assert m.compute().item() == pytest.approx((6 + 5 + 2) / 6, rel=1e-15)
     assert math.isnan(LossMeter().compute().item())  # no items: NaN, like 0/0
 
@@ -218,7 +218,8 @@ def test_update_makes_no_host_sync(forbid_host_sync, skip):
 def test_nan_propagates_by_default():
     m = LossMeter()
     m.update(torch.tensor(1.0), n=10); m.update(torch.tensor(float('nan')), n=2)
-    assert math.isnan(m.compute().item())
+    with pytest.warns(RuntimeWarning, match='the mean is NaN because a loss passed to update'):
+        assert math.isnan(m.compute().item())
 
 
 def test_skip_nonfinite_counts_what_it_skips():
@@ -243,7 +244,7 @@ def test_state_dict_round_trip_and_resume():
     for c in chunks[20:]: resumed.update(c.mean(), n=len(c))
     assert resumed.compute().item() == pytest.approx(whole.compute().item(), rel=1e-15)
     sd = whole.state_dict()
-    assert set(sd) == {'loss_sum', 'count', 'num_skipped'} and sd['loss_sum'].dtype == torch.float64
+    assert set(sd) == {'loss_sum', 'weight_sum', 'count', 'num_skipped'} and sd['loss_sum'].dtype == torch.float64
 
 
 def test_state_dict_survives_torch_save(tmp_path):
@@ -267,7 +268,7 @@ def test_reset_keeps_device_and_zeroes():
 def test_device_argument():
     m = LossMeter(device='cpu')
     assert m.loss_sum.device.type == 'cpu' and m.loss_sum.dtype == torch.float64
-    assert repr(m) == 'LossMeter(count=0, skip_nonfinite=False)'
+    assert repr(m) == 'LossMeter(count=0, max_items=None, skip_nonfinite=False)'
 
 
 # --- every documented error ------------------------------------------------------------------------------------
@@ -275,15 +276,15 @@ def test_device_argument():
 def test_errors():
     with pytest.raises(ValueError, match=r'n must be in \[1, inf\), got 0'): LossMeter().update(torch.tensor(1.), n=0)
     with pytest.raises(ValueError, match=r'n must be in \[1, inf\), got -3'): LossMeter().update(2.0, n=-3)
-    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(4\).*got 3'):
+    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(4, .*got 3'):
         LossMeter().update(torch.ones(4), n=3)
-    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(1\).*got 64'):
+    with pytest.raises(ValueError, match=r'n must equal the number of per-item losses \(1, .*got 64'):
         LossMeter().update(torch.ones(1), n=64)  # a non-scalar loss with a different n
     with pytest.raises(TypeError, match='n must be an integer, got 2.5'): LossMeter().update(1.0, n=2.5)
     with pytest.raises(TypeError, match=r'n must be an integer, got tensor\(3\)'):
         LossMeter().update(torch.tensor(1.), n=torch.tensor(3))
     with pytest.raises(TypeError, match="loss must be a tensor or a real number, got '1.0'"): LossMeter().update('1.0')
-    with pytest.raises(TypeError, match='other must be a LossMeter, got int'): LossMeter().merge(3)
+    with pytest.raises(TypeError, match='other must be a LossMeter, got 3 of type int'): LossMeter().merge(3)
     with pytest.raises(ValueError, match=r'fold_every must be in \[1, inf\), got 0'): LossMeter(fold_every=0)
     with pytest.raises(TypeError, match='skip_nonfinite must be a bool'): LossMeter(skip_nonfinite=1)
     with pytest.raises(ValueError, match=r"state is missing \['num_skipped'\]"):
@@ -327,7 +328,7 @@ def test_two_process_gloo_agrees_exactly_with_one_process():
     r = ddp_epoch_loss(nine, world_size=2, batch_size=2)
     assert r['exact'] == r['single_process'] == 31 / 9
     assert r['unpadded_all_reduce'] == 31 / 9
-    assert r['padded_all_reduce'] == r['padded_mean_of_rank_means'] == 35 / 10  # item 0 (loss 4) twice
+    assert r['padded_all_reduce'] == 35 / 10  # item 0 (loss 4) twice
     assert r['unpadded_mean_of_rank_means'] == (19 / 5 + 12 / 4) / 2
     assert (r['items'], r['real_items'], r['unpadded_items']) == ([5, 5], [5, 4], [5, 4])
 
@@ -352,7 +353,7 @@ def test_two_process_gloo_random_losses_shuffled():
 # --- training loop ---------------------------------------------------------------------------------------------
 
 def test_train_epoch_losses_per_item_mean_is_the_loss_when_the_model_does_not_move():
-    r = train_epoch_losses(256, epochs=1, lr=1e-30, progress_bar=False)  # the model stays at its initial weights
+    r = train_epoch_losses(256, epochs=1, lr=1e-30, progress=False)  # the model stays at its initial weights
     assert r['per_item_mean'][0] == pytest.approx(r['full_pass'][0], rel=1e-6)
     assert r['normalized_sum'][0] == pytest.approx(256 * r['sum_of_averages'][0], rel=1e-15)
     assert abs(r['mean_of_averages'][0] - r['full_pass'][0]) > 1e-5  # the short batch of 158 shows
@@ -407,3 +408,85 @@ def test_plot_summary_errors_and_values():
     assert e['normalized_sum'][2].item() == pytest.approx(26 / 24 - 1, rel=1e-12)
     ax = plot_summary_errors(POST, bss, ax=new_figure().subplots())
     assert len(ax.get_lines()) == 8 and ax.get_yscale() == 'log'
+
+
+# --- the lesson's demo data, demo trainer and exercises ------------------------------------------------------
+
+def test_demo_data_cache_is_not_handed_out_mutable():
+    from lossnotes.lessons.accumulate import digits_classifier, digits_item_losses
+    a, w = digits_item_losses(), digits_classifier()
+    a.zero_(); w.zero_()
+    assert digits_item_losses().mean().item() == pytest.approx(0.8781616, rel=1e-6)
+    assert digits_classifier().abs().sum().item() > 0
+
+
+def test_digit_sequences_mask_and_tokens():
+    from lossnotes.lessons.accumulate import digit_sequences
+    from lossnotes.lessons.data import digits
+    x, y, mask = digit_sequences()
+    assert x.shape == (12, 16, 64) and y.shape == mask.shape == (12, 16)
+    assert mask.sum(1).tolist() == [13, 16, 6, 1, 4, 12, 4, 8, 10, 4, 6, 3]
+    images, labels, _, _ = digits(dtype=torch.float64)
+    n = int(mask.sum())
+    assert torch.equal(x[mask.bool()], images[:n]) and torch.equal(y[mask.bool()], labels[:n])
+    assert x[~mask.bool()].abs().sum().item() == 0.0
+
+
+def test_train_epoch_losses_leaves_the_global_rng_and_threads():
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    a = train_epoch_losses(512, epochs=1, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert a == train_epoch_losses(512, epochs=1, progress=False)  # the seed alone decides
+    with pytest.raises(TypeError, match="progress must be a bool"): train_epoch_losses(512, progress='no')
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_fixed_gradient_accumulation_equals_the_full_batch(seed):
+    "Ragged micro-batches and a padding mask: summed losses over the window's item count give the full-batch gradient."
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(50, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (50,), generator=g)
+    w0 = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    cuts = sorted(torch.randperm(49, generator=g)[:4].add(1).tolist())
+    def grad(step):
+        w = w0.clone().requires_grad_(); step(w); return w.grad
+    full = grad(lambda w: torch.nn.functional.cross_entropy(x @ w, y).backward())
+    def fixed(w):
+        for xb, yb in zip(x.tensor_split(cuts), y.tensor_split(cuts)):
+            (torch.nn.functional.cross_entropy(xb @ w, yb, reduction='sum') / len(y)).backward()
+    def naive(w):
+        for xb, yb in zip(x.tensor_split(cuts), y.tensor_split(cuts)):
+            (torch.nn.functional.cross_entropy(xb @ w, yb) / (len(cuts) + 1)).backward()
+    assert (grad(fixed) - full).abs().max().item() <= 1e-12 * full.abs().max().item()
+    assert (grad(naive) - full).abs().max().item() > 1e-3 * full.abs().max().item()  # ragged: the naive one is off
+    mask = (torch.rand(50, generator=g) < 0.7).double()  # a token mask: the loss is the mean over the real tokens
+    tok = lambda w, s: torch.nn.functional.cross_entropy(x[s] @ w, y[s], reduction='none') * mask[s]
+    full_m = grad(lambda w: (tok(w, slice(None)).sum() / mask.sum()).backward())
+    def fixed_m(w):
+        for s in (slice(0, 20), slice(20, 35), slice(35, 50)): (tok(w, s).sum() / mask.sum()).backward()
+    assert (grad(fixed_m) - full_m).abs().max().item() <= 1e-12 * full_m.abs().max().item()
+    m = LossMeter()
+    with torch.no_grad():
+        for s in (slice(0, 20), slice(20, 35), slice(35, 50)):
+            m.update(torch.nn.functional.cross_entropy(x[s] @ w0, y[s], reduction='none'), weight=mask[s])
+        ref = np.average(torch.nn.functional.cross_entropy(x @ w0, y, reduction='none').numpy(), weights=mask.numpy())
+    assert m.compute().item() == pytest.approx(ref, rel=1e-14)
+
+
+def test_exercises_accept_the_solution_and_explain_wrong_answers():
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.accumulate import EXERCISES, _reference_exact_epoch_loss
+    assert set(EXERCISES) == {'predict-mean-of-averages', 'exact-epoch-loss', 'accumulation-divisor',
+                              'ddp-padded-loss', 'who-calls-compute'}
+    assert check('accumulate/predict-mean-of-averages', 2.8).correct
+    assert not check('accumulate/predict-mean-of-averages', 3.0).correct  # the per-item mean is not the answer
+    assert check('accumulate/exact-epoch-loss', _reference_exact_epoch_loss).correct
+    assert not check('accumulate/exact-epoch-loss', lambda m, n: float(m.double().mean())).correct  # a mean of means
+    assert check('accumulate/accumulation-divisor', 'c').correct
+    wrong = check('accumulate/accumulation-divisor', 'a')
+    assert not wrong.correct and 'mean of the micro-batch means' in wrong.message
+    # the reported padded loss, against the real sampler: item 0 (loss 19) twice among ten
+    idx = [i for r in range(2) for i in DistributedSampler(range(9), num_replicas=2, rank=r, shuffle=False)]
+    assert sorted(idx) == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert check('accumulate/ddp-padded-loss', (2 * 19 + 8) / 10).correct
+    assert check('accumulate/who-calls-compute', 'b').correct
+    assert 'timeout' in check('accumulate/who-calls-compute', 'a').message
