@@ -69,7 +69,8 @@ def test_soft_accuracy_bad_input():
     with pytest.raises(TypeError, match='temperature must be a real number'): soft_accuracy(z, y, '1')
     with pytest.raises(ValueError, match='do not fit'): soft_accuracy(z, y[:3])
     with pytest.raises(TypeError, match='target must be an integer tensor'): soft_accuracy(z, y.float())
-    with pytest.raises(TypeError, match='logits must be a floating-point tensor'): soft_accuracy(y, y)
+    with pytest.raises(TypeError, match='logits must have a floating-point dtype, got torch.int64'): soft_accuracy(y, y)
+    with pytest.raises(ValueError, match='temperature must be finite, got inf'): soft_accuracy(z, y, math.inf)
 
 
 def test_accuracy_and_mse_on_probabilities():
@@ -119,15 +120,37 @@ def test_flags_log_of_softmax_at_extreme_logits():
     assert check_loss(F.cross_entropy, 100 * z, y).ok
 
 
-def test_flags_sum_reduction_when_asked():
+def test_sum_reduction_warns_with_the_reason():
     p, y = _reg()
     fn = lambda p, y: F.mse_loss(p, y, reduction='sum')
     r = check_loss(fn, p, y, batch_consistency=True)
-    assert not r['batch-size consistent'].passed and '(2x)' in r['batch-size consistent'].reason
+    c = r['batch-size consistent']
+    assert r.ok and c.passed and c.warning and c.status == 'warn' and r.warnings == [c]
+    assert f'{2 * float(fn(p, y)):.4g} = 2 x {float(fn(p, y)):.4g}' in c.reason and 'effective learning rate is lr x N' in c.reason
+    assert 'usable, with 1 warning' in repr(r) and '! warn' in r._repr_html_()
     r = check_loss(fn, p, y, batch_consistency=False)
-    assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3])
+    assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3]) and not r.warnings
     z, c = _cls()
-    assert not check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), z, c)['batch-size consistent'].passed
+    assert check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), z, c)['batch-size consistent'].status == 'warn'
+    # neither a mean nor a sum: a failure
+    r = check_loss(lambda p, y: F.mse_loss(p, y, reduction='sum') ** 2, p, y)
+    assert not r['batch-size consistent'].passed and '(4x)' in r['batch-size consistent'].reason
+
+
+def test_label_smoothing_has_a_finite_minimum_by_design():
+    "The optimum margin with smoothing eps over C classes is log((1 - eps + eps / C) / (eps / C))."
+    z, c = _cls(c=5)
+    for eps in (0.05, 0.1, 0.3):
+        r = check_loss(lambda z, y: F.cross_entropy(z, y, label_smoothing=eps), z, c)
+        assert r.ok, r
+        reason = r['minimum at target'].reason
+        assert 'Finite minimum by design' in reason
+        margin = math.log((1 - eps + eps / 5) / (eps / 5))
+        assert f'margin of {margin:.3g} logits' in reason, (margin, reason)
+    # soft targets given as probabilities: the same finite optimum
+    q = torch.full((64, 5), 0.05); q[torch.arange(64), c] = 0.8
+    r = check_loss(lambda z, y: F.cross_entropy(z, q[:len(z)].repeat(len(z) // 64, 1)), z, c)
+    assert r.ok and f'margin of {math.log(0.8 / 0.05):.3g} logits' in r['minimum at target'].reason
 
 
 def test_flags_loss_without_minimum_at_target():
@@ -227,9 +250,14 @@ def test_report_table_and_html():
     with pytest.raises(KeyError, match='no check named'): r['speed']
 
 
-def test_seeded_probes_are_reproducible():
+def test_probes_use_only_the_generator_given():
     z, y = _cls()
-    assert repr(check_loss(F.cross_entropy, z, y, seed=3)) == repr(check_loss(F.cross_entropy, z, y, seed=3))
+    gen = lambda: torch.Generator().manual_seed(3)
+    state = torch.get_rng_state()
+    assert repr(check_loss(F.cross_entropy, z, y, generator=gen())) == repr(check_loss(F.cross_entropy, z, y, generator=gen()))
+    p, t = _reg()
+    assert repr(check_loss(F.l1_loss, p, t)) == repr(check_loss(F.l1_loss, p, t, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_bad_input():
@@ -244,7 +272,7 @@ def test_bad_input():
         check_loss(lambda p, y: (p - y) ** 2, p, y)
     with pytest.raises(TypeError, match='loss_fn must be callable'):
         check_loss('mse', p, y)
-    with pytest.raises(TypeError, match='pred must be a floating-point tensor'):
+    with pytest.raises(TypeError, match='pred must be a floating-point torch.Tensor'):
         check_loss(F.mse_loss, [1.0], y)
     z, c = _cls()
     with pytest.raises(ValueError, match=r'class indices in \[0, 4\]'):
