@@ -55,7 +55,7 @@ def _check_class_args(logits, target, logits_name: str = 'logits', target_name: 
                              f"{logits_name} with {logits.shape[1]} classes, got values from {lo} to {hi}")
     return target if target.dtype == torch.int64 else target.long()
 
-# %% ../nbs/reference/losscheck.ipynb #a0e1337d
+# %% ../nbs/reference/losscheck.ipynb #70bf4d3b
 def soft_accuracy(logits: torch.Tensor, # (N, C, ...) scores, any floating dtype
                   target: torch.Tensor, # (N, ...) class indices, an integer tensor
                   temperature: float = 1.0, # T > 0, finite; as T -> 0 this tends to the accuracy
@@ -72,7 +72,8 @@ def soft_accuracy(logits: torch.Tensor, # (N, C, ...) scores, any floating dtype
         logits' device. Checking the range costs one host sync.
     temperature : float, default 1.0
         T, a finite real number > 0. Small T makes the softmax sharper: soft accuracy tends to the
-        accuracy as T -> 0, and its gradient vanishes on confidently classified examples.
+        accuracy as T -> 0, and its gradient vanishes on confidently classified examples. A T below the
+        smallest normal number of the computing dtype (1.2e-38 in float32) acts as that number.
 
     Returns
     -------
@@ -101,6 +102,7 @@ def soft_accuracy(logits: torch.Tensor, # (N, C, ...) scores, any floating dtype
     check_number('temperature', temperature, 0, low_open=True)
     target = _check_class_args(logits, target)
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    temperature = max(float(temperature), torch.finfo(z.dtype).tiny)  # T must not round to 0 in z's dtype
     z = (z - z.amax(1, keepdim=True).detach()) / temperature  # every entry <= 0: z / T cannot overflow
     logp = F.log_softmax(z, dim=1)  # log first: no 0 * inf at small T
     return logp.gather(1, target.unsqueeze(1)).exp().mean().to(logits.dtype)
