@@ -8,7 +8,10 @@ from hypothesis import given, settings, strategies as st
 
 from lossnotes.losscheck import CHECKS, Check, LossReport, check_loss, mse_on_probabilities, soft_accuracy
 from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
-from lossnotes.lessons.losscheck import accuracy, digits_slice, plot_slice, plot_training, slice_curves, slice_point, train_logreg
+from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_over_n, accuracy, digits_slice, digits_split,
+                                        fit_bias_only, overfit_one_batch, plot_slice, plot_temperature_sweep, plot_training,
+                                        slice_curves, slice_point, sweep_losses, train_logreg)
+from lossnotes.lessons.losscheck import _one_minus_soft
 from lossnotes.lessons.plotting import new_figure
 
 torch.set_num_threads(1)
@@ -312,11 +315,76 @@ def test_slice_curves_match_direct_evaluation():
 
 
 def test_training_accuracy_as_loss_cannot_move():
-    r = train_logreg(lambda z, y: 1 - accuracy(z, y), steps=5, progress=False)
-    assert len(set(r['valid_accuracy'])) == 1
-    ce = train_logreg(F.cross_entropy, steps=30, progress=False)
-    assert ce['valid_accuracy'][-1] > ce['valid_accuracy'][0] + 0.3
-    with pytest.raises(ValueError, match='lr must be in'): train_logreg(F.cross_entropy, lr=0.0)
+    r = train_logreg(lambda z, y: 1 - accuracy(z, y), steps=5)
+    assert r['valid_accuracy'].shape == (1, 6) and len(set(r['valid_accuracy'][0].tolist())) == 1
+    ce = train_logreg(F.cross_entropy, steps=30)
+    assert ce['valid_accuracy'][0, -1] > ce['valid_accuracy'][0, 0] + 0.3
+    with pytest.raises(ValueError, match='steps must be in'): train_logreg(F.cross_entropy, steps=-1)
+    with pytest.raises(TypeError, match='progress must be a bool'): train_logreg(F.cross_entropy, steps=1, progress='no')
+    with pytest.raises(ValueError, match=r'init must have shape \(2, 64, 10\)'):
+        train_logreg(F.cross_entropy, steps=1, n_models=2, init=torch.zeros(1, 64, 10))
+
+
+def test_models_trained_side_by_side_match_one_at_a_time():
+    "Stacking S models in one run gives each the gradient of its own mean: the same run as training it alone."
+    import functools
+    opt = functools.partial(torch.optim.SGD, lr=0.5)  # SGD: no per-coordinate normalisation to hide a scale error
+    both = train_logreg(F.cross_entropy, steps=20, opt_func=opt, n_models=2, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    inits = 0.01 * torch.randn(2, 64, 10, generator=g)
+    for s in range(2):
+        one = train_logreg(F.cross_entropy, steps=20, opt_func=opt, init=inits[s:s + 1])
+        torch.testing.assert_close(both['weight'][s], one['weight'][0], rtol=1e-4, atol=1e-6)
+
+
+def test_sweep_soft_runs_match_the_library_soft_accuracy():
+    "The sweep trains every temperature at once with its own soft-accuracy code; one run with soft_accuracy agrees."
+    runs = sweep_losses(temperatures=(0.3,), n_models=1, steps=30)
+    lib = train_logreg(lambda z, y: _one_minus_soft(z, y, 0.3), steps=30)
+    torch.testing.assert_close(runs['soft accuracy, T = 0.3'], lib['valid_accuracy'], rtol=0, atol=0.006)
+    torch.testing.assert_close(runs['cross entropy'], train_logreg(F.cross_entropy, steps=30)['valid_accuracy'])
+
+
+def test_lesson_helpers_leave_global_state_alone():
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    train_logreg(F.cross_entropy, steps=2)
+    overfit_one_batch(F.cross_entropy, n=8, steps=2)
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+    a, b = digits_split(), digits_split()
+    a[0].zero_()
+    assert b[0].abs().sum() > 0 and digits_split()[0].abs().sum() > 0  # every call gets its own copies
+    sl = digits_slice()
+    sl.weight.zero_()
+    assert digits_slice().weight.abs().sum() > 0
+
+
+def test_bias_only_model_learns_weighted_frequencies():
+    "With class weights w and frequencies q the optimum is p = w q / sum(w q)."
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    q = torch.tensor([0.6, 0.3, 0.1])
+    for w in (None, torch.tensor([1., 2., 6.])):
+        want = q if w is None else w * q / (w * q).sum()
+        torch.testing.assert_close(fit_bias_only(y, w, steps=400), want, rtol=0, atol=2e-3)
+
+
+def test_overfit_one_batch_reaches_near_zero():
+    out = overfit_one_batch(F.cross_entropy, n=32, steps=100)
+    assert len(out) == 101 and out[0] == pytest.approx(math.log(10), abs=0.02) and out[-1] < 0.01
+
+
+def test_exercises_reference_and_answers():
+    from lossnotes.course.exercises import check
+    assert 3 <= len(EXERCISES) <= 5
+    assert EXERCISES['calibrated-p9']['answer']() == pytest.approx(5 * 0.02 / (5 * 0.02 + 0.98), rel=1e-3)
+    z, y = torch.randn(6, 10), torch.tensor([0, 9, 9, 3, 1, 9])
+    w = torch.linspace(0.5, 2.0, 10)
+    want = (w[y] * F.cross_entropy(z, y, reduction='none')).mean()
+    torch.testing.assert_close(_reference_weighted_nll_sum_over_n(z, y, w), want)
+    assert check('losscheck/weighted-nll', _reference_weighted_nll_sum_over_n).correct
+    assert not check('losscheck/weighted-nll', lambda z, y, w: F.cross_entropy(z, y, weight=w)).correct  # the weighted mean
+    spec = EXERCISES['why-stall']
+    assert spec['answer'] in spec['options'] and all(spec['options'].values())
+    assert check('losscheck/why-stall', 'c').correct and not check('losscheck/why-stall', 'a').correct
 
 
 def test_plots():
@@ -325,7 +393,14 @@ def test_plots():
     assert len(ax.get_lines()) == 2
     ax = plot_training({'cross entropy': [0.1, 0.5, 0.9], 'accuracy': [0.1, 0.1, 0.1]}, ax=new_figure().subplots())
     assert [l.get_label() for l in ax.get_lines()] == ['cross entropy', 'accuracy']
-    assert list(ax.get_lines()[0].get_ydata()) == [0.1, 0.5, 0.9]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.1, 0.5, 0.9])
+    ax = plot_training({'cross entropy': torch.tensor([[0.1, 0.5], [0.3, 0.7]])}, ax=new_figure().subplots())
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.2, 0.6])  # the mean over runs
+    runs = {'cross entropy': torch.tensor([[0.1, 0.9]]), 'MSE on probabilities': torch.tensor([[0.1, 0.8]]),
+            'soft accuracy, T = 0.1': torch.tensor([[0.1, 0.5], [0.1, 0.7]]), 'soft accuracy, T = 1': torch.tensor([[0.1, 0.6]])}
+    ax = plot_temperature_sweep(runs, ax=new_figure().subplots())
+    mean_line = [l for l in ax.get_lines() if l.get_label() == 'soft accuracy (mean)'][0]
+    assert list(mean_line.get_xdata()) == [0.1, 1.0] and list(mean_line.get_ydata()) == pytest.approx([0.6, 0.6])
 
 
 def _parse(readout):
