@@ -443,3 +443,13 @@ def test_zero_targets_named_in_reason():
     y[[1, 5]] = 0.0
     r = check_loss(lambda p, y: (1 - p / y).abs().mean(), p, y)
     assert '(the target holds 2 zeros)' in r['finite'].reason
+
+
+@pytest.mark.parametrize('fn', [check_loss, soft_accuracy, mse_on_probabilities])
+def test_help_explains_every_parameter(fn):
+    "help() shows a numpy-style docstring: every parameter of the signature with its meaning, Returns and Examples."
+    import inspect, pydoc
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    for section in ('Parameters', 'Returns', 'Raises', 'Examples'): assert section in text, section
+    for name in inspect.signature(fn).parameters:
+        assert f'{name} : ' in text, f'{name} is not documented in help({fn.__name__})'

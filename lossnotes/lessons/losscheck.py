@@ -24,7 +24,7 @@ __all__ = ['LOSS_COLORS', 'TEMPERATURES', 'EXERCISES', 'digits_split', 'accuracy
            'fit_bias_only', 'overfit_one_batch', 'WeightSlice', 'digits_slice', 'slice_curves', 'plot_slice',
            'plot_training', 'plot_temperature_sweep', 'slice_point', 'draw_explorer', 'explorer_parts']
 
-# %% ../../nbs/02_loss_differentiability.ipynb #763277a8
+# %% ../../nbs/02_loss_differentiability.ipynb #32eb1498
 LOSS_COLORS = {  # one colour per loss in this lesson (the course's MISTAKE red marks accuracy)
     'accuracy': MISTAKE, 'cross entropy': '#6a3d9a', 'MSE on probabilities': '#b15928',
     'soft accuracy': '#17becf'}
@@ -138,7 +138,7 @@ def overfit_one_batch(loss_fn: Callable, # loss_fn(logits, target) -> scalar ten
                       generator: torch.Generator | None = None, # draws the initial weights; default seeded with 0
                      ) -> list:
     "The loss before each step and after the last, training a logistic regression on the first `n` training digits."
-    check_number('n', n, 1, 1437, integer=True)
+    check_number('n', n, 1, 1438, integer=True)
     check_number('steps', steps, 0, integer=True)
     opt_func = opt_func or partial(torch.optim.Adam, lr=0.1)
     generator = generator or torch.Generator().manual_seed(0)
