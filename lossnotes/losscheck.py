@@ -143,10 +143,27 @@ def mse_on_probabilities(logits: torch.Tensor, # (N, C, ...) scores, any floatin
     onehot = F.one_hot(target, z.shape[1]).movedim(-1, 1).to(z.dtype)
     return (F.softmax(z, dim=1) - onehot).pow(2).sum(1).mean().to(logits.dtype)
 
-# %% ../nbs/reference/losscheck.ipynb #02085cde
+# %% ../nbs/reference/losscheck.ipynb #b29ed778
 @dataclass
 class Check:
-    "One check of a loss: its name, whether it passed, a one-sentence reason with the numbers, and whether it warns."
+    """One check of a loss: its name, whether it passed, a one-sentence reason with the numbers, and whether it warns.
+
+    Parameters
+    ----------
+    name : str
+        One of `CHECKS`: 'finite', 'minimum at target', 'informative gradient', 'batch-size consistent'.
+    passed : bool
+        False when the loss is not usable as it is.
+    reason : str
+        What was measured, with the numbers.
+    warning : bool, default False
+        True for a pass with something to know (a sum reduction); `status` is then 'warn'.
+
+    Examples
+    --------
+    >>> Check('finite', True, 'all finite').status
+    'pass'
+    """
     name: str # one of CHECKS
     passed: bool # False: the loss is not usable as it is
     reason: str # what was measured, with the numbers
@@ -159,7 +176,28 @@ CHECKS = ('finite', 'minimum at target', 'informative gradient', 'batch-size con
 
 @dataclass
 class LossReport:
-    "The result of `check_loss`: one `Check` per property, printed as a table."
+    """The result of `check_loss`: one `Check` per property, printed as a table (HTML in a notebook).
+
+    Parameters
+    ----------
+    loss : str
+        The loss function's name.
+    task : str
+        'classification' or 'regression'.
+    value : float
+        The loss at the example given.
+    checks : list of Check
+        One per property, in the order of `CHECKS`.
+
+    `ok` is True when no check failed, `failed` and `warnings` list the checks concerned, and
+    `report['finite']` looks a check up by name (KeyError for an unknown name).
+
+    Examples
+    --------
+    >>> r = LossReport('mse', 'regression', 0.5, [Check('finite', True, 'all finite')])
+    >>> r.ok, r['finite'].status
+    (True, 'pass')
+    """
     loss: str # the loss function's name
     task: str # 'classification' or 'regression'
     value: float # the loss at the example given

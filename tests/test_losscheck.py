@@ -453,3 +453,10 @@ def test_help_explains_every_parameter(fn):
     for section in ('Parameters', 'Returns', 'Raises', 'Examples'): assert section in text, section
     for name in inspect.signature(fn).parameters:
         assert f'{name} : ' in text, f'{name} is not documented in help({fn.__name__})'
+
+
+def test_docstring_examples_run():
+    import doctest
+    import lossnotes.losscheck
+    result = doctest.testmod(lossnotes.losscheck)
+    assert result.attempted >= 10 and result.failed == 0, result
