@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ._checks import check_bool, check_number, check_tensor
 
 # %% auto #0
-__all__ = ['CHECKS', 'soft_accuracy', 'mse_on_probabilities', 'Check', 'LossReport', 'check_loss']
+__all__ = ['CHECKS', 'TASKS', 'soft_accuracy', 'mse_on_probabilities', 'Check', 'LossReport', 'check_loss']
 
 # %% ../nbs/reference/losscheck.ipynb #4b6524db
 def _describe(x) -> str:
@@ -143,7 +143,7 @@ def mse_on_probabilities(logits: torch.Tensor, # (N, C, ...) scores, any floatin
     onehot = F.one_hot(target, z.shape[1]).movedim(-1, 1).to(z.dtype)
     return (F.softmax(z, dim=1) - onehot).pow(2).sum(1).mean().to(logits.dtype)
 
-# %% ../nbs/reference/losscheck.ipynb #b29ed778
+# %% ../nbs/reference/losscheck.ipynb #0784fe7d
 @dataclass
 class Check:
     """One check of a loss: its name, whether it passed, a one-sentence reason with the numbers, and whether it warns.
@@ -183,7 +183,7 @@ class LossReport:
     loss : str
         The loss function's name.
     task : str
-        'classification' or 'regression'.
+        'classification', 'soft classification' or 'regression'.
     value : float
         The loss at the example given.
     checks : list of Check
@@ -199,7 +199,7 @@ class LossReport:
     (True, 'pass')
     """
     loss: str # the loss function's name
-    task: str # 'classification' or 'regression'
+    task: str # 'classification', 'soft classification' or 'regression'
     value: float # the loss at the example given
     checks: list = field(default_factory=list) # one Check per property
 
@@ -259,7 +259,7 @@ def _bad_grad(g) -> str:
     n_nan, n_inf = int(g.isnan().sum()), int(g.isinf().sum())
     return ', '.join(s for s in (f'{n_nan} nan' if n_nan else '', f'{n_inf} inf' if n_inf else '') if s)
 
-# %% ../nbs/reference/losscheck.ipynb #05f733be
+# %% ../nbs/reference/losscheck.ipynb #f572b815
 def _first_bad(x: torch.Tensor) -> str:
     "'' if `x` is finite, else how many NaN/inf entries it holds and where the first one is."
     bad = ~torch.isfinite(x)
@@ -269,8 +269,16 @@ def _first_bad(x: torch.Tensor) -> str:
     what = ' and '.join(s for s in (f'{n_nan} NaN' if n_nan else '', f'{n_inf} inf' if n_inf else '') if s)
     return f'{what} (the first at index {first})'
 
-def _check_example(pred, target, task) -> str:
-    "Validate the example batch; return the task ('classification' or 'regression')."
+TASKS = ('classification', 'soft classification', 'regression')
+
+def _looks_like_probabilities(pred, target) -> bool:
+    "Whether a floating `target` of `pred`'s shape (N, C, ...) holds rows >= 0 that sum to 1 over dim 1."
+    if not target.is_floating_point() or target.shape != pred.shape or target.dim() < 2: return False
+    if not bool(torch.isfinite(target).all()) or bool((target < 0).any()): return False
+    return bool(((target.double().sum(1) - 1).abs() <= 1e-3).all())
+
+def _check_example(pred, target, task) -> str | None:
+    "Validate the example batch; return the task (None: floating targets, regression or soft classification)."
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a floating-point torch.Tensor, got {_describe(pred)}")
     check_tensor('pred', pred, floating=True)
@@ -279,15 +287,15 @@ def _check_example(pred, target, task) -> str:
     if pred.device.type == 'meta' or target.device.type == 'meta':
         which = 'pred' if pred.device.type == 'meta' else 'target'
         raise ValueError(f"{which} is on the meta device, which holds no values: check_loss needs real numbers")
-    if task is None: task = 'regression' if target.is_floating_point() else 'classification'
-    if task not in ('classification', 'regression'):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if task is None and not target.is_floating_point(): task = 'classification'
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
     if pred.numel() == 0:
         raise ValueError(f"pred of shape {tuple(pred.shape)} is empty: check_loss needs at least one example")
     if task == 'classification': _check_class_args(pred, target, 'pred', 'target')
     else:
         if not target.is_floating_point():
-            raise TypeError(f"target must be a floating-point tensor for task='regression', got {_describe(target)}")
+            raise TypeError(f"target must be a floating-point tensor for task={task!r}, got {_describe(target)}")
         if target.device != pred.device:
             raise ValueError(f"target is on {target.device} but pred is on {pred.device}: put both on one device")
         try: shape = torch.broadcast_shapes(pred.shape, target.shape)
@@ -300,6 +308,11 @@ def _check_example(pred, target, task) -> str:
         if target.numel() == 0: raise ValueError(f"target of shape {tuple(target.shape)} is empty")
         bad = _first_bad(target)
         if bad: raise ValueError(f"target holds {bad}: fix the data before judging a loss on it")
+        if task == 'soft classification' and not _looks_like_probabilities(pred, target):
+            sums = target.double().sum(1) if target.dim() > 1 else target.double()
+            raise ValueError(f"target must hold class probabilities of pred's shape (N, C, ...), >= 0 and summing to 1 "
+                             f"over dim 1, for task='soft classification'; got shape {tuple(target.shape)}, smallest "
+                             f"value {float(target.min()):.4g}, row sums from {float(sums.min()):.4g} to {float(sums.max()):.4g}")
     bad = _first_bad(pred)
     if bad:
         raise ValueError(f"pred holds {bad}: the example is not finite, so any loss on it would be; find where "
@@ -410,7 +423,25 @@ def _check_minimum_classification(loss_fn, pred, target, M: float = 30.0) -> Che
                                              f'targets do; another class winning gives {_fmt(v_wrong)}. The model is '
                                              f'pushed to a bounded confidence, not to infinite logits.')
 
-# %% ../nbs/reference/losscheck.ipynb #43c32f09
+# %% ../nbs/reference/losscheck.ipynb #e02bb330
+def _check_minimum_soft(loss_fn, pred, target, value, gen) -> Check:
+    z = target.detach().to(pred.dtype).clamp_min(torch.finfo(pred.dtype).tiny).log()  # softmax(z) = target
+    v0, _ = _evaluate(loss_fn, z, target, 'logits = log(target)')
+    if not math.isfinite(v0): return Check('minimum at target', False, f'The loss at logits = log(target) is {v0}.')
+    worst = math.inf
+    for _ in range(8):
+        d = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z.device, z.dtype)
+        for h in (1e-1, -1e-1, 1e-2, -1e-2): worst = min(worst, _evaluate(loss_fn, z + h * d, target, 'logits near log(target)')[0] - v0)
+    tol = 1e-6 * max(abs(v0), 1.0)
+    if worst < -tol or value < v0 - tol:
+        return Check('minimum at target', False, f'The loss is {_fmt(min(worst + v0, value))} at logits near log(target) '
+                                                 f'but {_fmt(v0)} where softmax(pred) equals the target: the soft target '
+                                                 f'is not its minimum.')
+    return Check('minimum at target', True, f'Finite minimum by design: lowest ({_fmt(v0)}, vs {_fmt(value)} at the example) '
+                                             f'at logits = log(target), where softmax(pred) equals the soft target, and '
+                                             f'higher in all 16 random directions around it, as soft targets do.')
+
+# %% ../nbs/reference/losscheck.ipynb #cea8dd15
 def _check_gradient(results: list, v_min: float) -> Check:
     "results: [(label, value, grad)] at points that are not the target."
     if not any(math.isfinite(v) for _, v, _ in results):
@@ -430,7 +461,7 @@ def _check_gradient(results: list, v_min: float) -> Check:
     return Check('informative gradient', True, f'Non-zero gradient at all {len(results)} points above the minimum '
                                                 f'(smallest |grad| {lo}).')
 
-# %% ../nbs/reference/losscheck.ipynb #b325f95e
+# %% ../nbs/reference/losscheck.ipynb #9c395406
 def _check_batch(loss_fn, pred, target, value) -> Check:
     classes = not target.is_floating_point()  # class indices (N, ...) always have a row per example
     same_rows = target.dim() > 0 and target.shape[:1] == pred.shape[:1] and (classes or target.dim() == pred.dim())
@@ -455,11 +486,11 @@ def _check_batch(loss_fn, pred, target, value) -> Check:
                                                  f'({v2 / value if value else math.inf:.3g}x): neither a mean (1x) nor a '
                                                  f'sum (2x), so the loss depends on the batch size in an unusual way.')
 
-# %% ../nbs/reference/losscheck.ipynb #f9426659
+# %% ../nbs/reference/losscheck.ipynb #fa41cbad
 def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tensor
                pred: torch.Tensor, # an example batch of predictions: logits (N, C, ...) or regression outputs
                target: torch.Tensor, # class indices (an integer tensor) or regression targets (floating)
-               task: str | None = None, # 'classification' or 'regression'; default: from target's dtype
+               task: str | None = None, # 'classification', 'soft classification' or 'regression'; default: from target
                batch_consistency: bool = True, # check that the reduction does not grow with the batch size
                n_probes: int = 8, # random points near the example where value and gradient are checked
                extreme: tuple = (10.0, 100.0, 1000.0), # sizes of the extreme predictions probed
@@ -485,10 +516,13 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         An example batch of predictions, a real floating-point tensor with at least one finite entry per
         position: logits (N, C, ...) for classification, outputs of any shape for regression.
     target : torch.Tensor
-        Class indices (an integer tensor (N, ...), values in [0, C - 1]) or regression targets (a floating
-        tensor that broadcasts to `pred`'s shape without changing it), finite, on `pred`'s device.
-    task : {'classification', 'regression'} or None, default None
-        None infers it from `target`: integer -> classification, floating -> regression.
+        Class indices (an integer tensor (N, ...), values in [0, C - 1]), class probabilities (`pred`'s
+        shape, >= 0, summing to 1 over dim 1) or regression targets (a floating tensor that broadcasts to
+        `pred`'s shape without changing it), finite, on `pred`'s device.
+    task : {'classification', 'soft classification', 'regression'} or None, default None
+        None infers it from `target`: integer -> classification; floating -> soft classification when the
+        target looks like class probabilities of `pred`'s shape and the loss is lowest at softmax(pred) =
+        target, else regression.
     batch_consistency : bool, default True
         Run the 'batch-size consistent' check (the loss is called on the batch concatenated with itself).
     n_probes : int, default 8
@@ -528,7 +562,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     """
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {_describe(loss_fn)}")
     if task is not None and not isinstance(task, str):
-        raise TypeError(f"task must be 'classification', 'regression' or None, got {_describe(task)}")
+        raise TypeError(f"task must be one of {TASKS} or None, got {_describe(task)}")
     batch_consistency = check_bool('batch_consistency', batch_consistency)
     check_number('n_probes', n_probes, 1, integer=True)
     if not isinstance(extreme, (tuple, list)): raise TypeError(f"extreme must be a tuple of numbers, got {_describe(extreme)}")
@@ -540,14 +574,25 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         raise ValueError(f"generator must be a CPU generator (the probes are drawn on the CPU), got one on {generator.device}")
     if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {_describe(name)}")
     task = _check_example(pred, target, task)
-    classification = task == 'classification'
-    if classification: target = target.long()
+    if task == 'classification': target = target.long()
     name = name or getattr(loss_fn, '__name__', type(loss_fn).__name__)
     value, grad = _evaluate(loss_fn, pred, target)
+    soft = None
+    if task in (None, 'soft classification') and _looks_like_probabilities(pred, target):
+        soft = _check_minimum_soft(loss_fn, pred, target, value, generator)
+        if task is None and soft.passed:  # a floating target that works as class probabilities: say so
+            soft.reason += (" The target was read as class probabilities (rows >= 0 summing to 1); pass "
+                            "task='regression' to judge it as a regression instead.")
+    if task is None: task = 'soft classification' if soft is not None and soft.passed else 'regression'
+    classification = task != 'regression'
     near, far, s = _probes(pred, target, classification, int(n_probes), extreme, generator)
     res_near = [('example', value, grad)] + [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in near]
     res_far = [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in far]
-    if classification:
+    if task == 'soft classification':
+        z_best = target.detach().to(pred.dtype).clamp_min(torch.finfo(pred.dtype).tiny).log()
+        best = ('logits = log(target)', *_evaluate(loss_fn, z_best, target, 'logits = log(target)'))
+        minimum = soft
+    elif classification:
         path, _, _ = _target_path(pred, target, 30.0)
         best = ('logits where the target class wins by a margin of 30', *_evaluate(loss_fn, path(1.0), target))
         minimum = _check_minimum_classification(loss_fn, pred, target)
@@ -557,7 +602,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         minimum = _check_minimum_regression(loss_fn, pred, target, value, s, generator)
     finite_v = [v for _, v, _ in [best] + res_near if math.isfinite(v)]
     v_min = min(finite_v) if finite_v else math.inf
-    n_zero = 0 if classification else int((target == 0).sum())
+    n_zero = 0 if classification else int((target == 0).sum())  # zero targets break ratio losses
     hint = f' (the target holds {n_zero} zero{"s" if n_zero > 1 else ""})' if n_zero else ''
     checks = [_check_finite(res_near + res_far + [best], hint), minimum, _check_gradient(res_near, v_min)]
     if batch_consistency: checks.append(_check_batch(loss_fn, pred, target, value))

@@ -19,6 +19,7 @@ Z = 2 * torch.randn(6, 3, generator=G)  # (N, C) logits
 Y = torch.tensor([0, 2, 1, 2, 0, 1])  # (N,) class indices
 P = 1 + torch.rand(8, generator=G)  # regression predictions
 T = P + 0.1 * torch.randn(8, generator=G)  # regression targets
+Q = F.softmax(torch.randn(6, 3, generator=G), 1)  # (N, C) class probabilities
 INF, NAN = math.inf, math.nan
 
 
@@ -172,6 +173,12 @@ CASES = [
     ('target does not broadcast', cl(F.mse_loss, P, T[:3]), Raises(ValueError, 'target', 'target of shape (3,) do not broadcast')),
     ('target int for regression', cl(F.mse_loss, P, T.long(), task='regression'), Raises(TypeError, 'target', "floating-point tensor for task='regression'")),
     ('target float for classification', cl(CE, Z, Y.float(), task='classification'), Raises(TypeError, 'target', 'integer tensor of class indices')),
+    ('soft target negative', cl(CE, Z, with_inf(Q, (0, 0), -0.1), task='soft classification'), Raises(ValueError, 'target', 'smallest value -0.1')),
+    ('soft target rows sum to 2', cl(CE, Z, 2 * Q, task='soft classification'), Raises(ValueError, 'target', 'row sums from 2 to 2')),
+    ('soft target wrong shape', cl(CE, Z, Q[:, :2], task='soft classification'), Raises(ValueError, 'target', 'target of shape (6, 2) do not broadcast')),
+    ('soft target NaN', cl(CE, Z, with_nan(Q, (2, 2)), task='soft classification'), Raises(ValueError, 'target', 'holds 1 NaN (the first at index (2, 2))')),
+    ('soft target one-hot', cl(CE, Z, F.one_hot(Y, 3).float()), Holds(lambda r: r.task == 'soft classification' and r.ok and abs(r.value - float(CE(Z, Y))) < 1e-6, 'one-hot probabilities: as class indices')),
+    ('soft target float64', cl(CE, Z.double(), Q.double()), Holds(lambda r: r.task == 'soft classification' and r.ok and abs(r.value - float(CE(Z.double(), Q.double()))) < 1e-12, 'value as F.cross_entropy')),
     # ---- check_loss: loss_fn ----
     ('loss_fn a string', cl('mse', P, T), Raises(TypeError, 'loss_fn', "got 'mse' of type str")),
     ('loss_fn None', cl(None, P, T), Raises(TypeError, 'loss_fn', 'got None')),

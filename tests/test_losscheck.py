@@ -282,7 +282,7 @@ def test_bad_input():
         check_loss(F.cross_entropy, z, c + 5)
     with pytest.raises(ValueError, match='do not fit'):
         check_loss(F.cross_entropy, z, c[:5])
-    with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
+    with pytest.raises(ValueError, match=r"task must be one of \('classification', 'soft classification', 'regression'\) or None, got 'ranking'"):
         check_loss(F.cross_entropy, z, c, task='ranking')
     with pytest.raises(ValueError, match='n_probes must be in'):
         check_loss(F.cross_entropy, z, c, n_probes=0)
@@ -460,3 +460,22 @@ def test_docstring_examples_run():
     import lossnotes.losscheck
     result = doctest.testmod(lossnotes.losscheck)
     assert result.attempted >= 10 and result.failed == 0, result
+
+
+def test_soft_targets_recognised_as_probabilities():
+    "F.cross_entropy with probability targets: lowest at softmax(pred) = target, a finite minimum; MSE stays a regression."
+    g = torch.Generator().manual_seed(5)
+    z, q = torch.randn(32, 4, generator=g), F.softmax(2 * torch.randn(32, 4, generator=g), 1)
+    r = check_loss(F.cross_entropy, z, q)
+    assert r.ok and r.task == 'soft classification' and 'read as class probabilities' in r['minimum at target'].reason
+    # the minimum's value is the entropy of the targets (the closed form of cross entropy at softmax(z) = q)
+    entropy = float(-(q * q.log()).sum(1).mean())
+    assert f'Finite minimum by design: lowest ({entropy:.4g}' in r['minimum at target'].reason
+    r = check_loss(F.cross_entropy, z, q, task='soft classification')
+    assert r.ok and 'read as' not in r['minimum at target'].reason
+    assert check_loss(F.mse_loss, z, q).task == 'regression' and check_loss(F.mse_loss, z, q).ok
+    assert not check_loss(F.cross_entropy, z, q, task='regression')['minimum at target'].passed
+    with pytest.raises(ValueError, match=r"target must hold class probabilities .* row sums from 2 to 2"):
+        check_loss(F.cross_entropy, z, 2 * q, task='soft classification')
+    with pytest.raises(TypeError, match=r"target must be a floating-point tensor for task='soft classification'"):
+        check_loss(F.cross_entropy, z, q.argmax(1), task='soft classification')
