@@ -461,7 +461,7 @@ def _check_gradient(results: list, v_min: float) -> Check:
     return Check('informative gradient', True, f'Non-zero gradient at all {len(results)} points above the minimum '
                                                 f'(smallest |grad| {lo}).')
 
-# %% ../nbs/reference/losscheck.ipynb #9c395406
+# %% ../nbs/reference/losscheck.ipynb #1aecb8e6
 def _check_batch(loss_fn, pred, target, value) -> Check:
     classes = not target.is_floating_point()  # class indices (N, ...) always have a row per example
     same_rows = target.dim() > 0 and target.shape[:1] == pred.shape[:1] and (classes or target.dim() == pred.dim())
@@ -479,8 +479,9 @@ def _check_batch(loss_fn, pred, target, value) -> Check:
     if math.isclose(v2, 2 * value, rel_tol=1e-5, abs_tol=1e-7):
         return Check('batch-size consistent', True, f'The batch repeated twice gives {_fmt(v2)} = 2 x {_fmt(value)}: a '
                                                      f'sum over examples. That is a legitimate convention, but the '
-                                                     f'gradient grows with the batch size N, so the effective learning '
-                                                     f'rate is lr x N: retune lr when N changes, or use a mean.',
+                                                     f'gradient grows with the batch size N: with SGD the effective '
+                                                     f'learning rate is lr x N (Adam divides most of the scale out), so '
+                                                     f'retune lr when N changes, or use a mean.',
                      warning=True)
     return Check('batch-size consistent', False, f'The batch repeated twice gives {_fmt(v2)} instead of {_fmt(value)} '
                                                  f'({v2 / value if value else math.inf:.3g}x): neither a mean (1x) nor a '

@@ -129,7 +129,7 @@ def test_sum_reduction_warns_with_the_reason():
     r = check_loss(fn, p, y, batch_consistency=True)
     c = r['batch-size consistent']
     assert r.ok and c.passed and c.warning and c.status == 'warn' and r.warnings == [c]
-    assert f'{2 * float(fn(p, y)):.4g} = 2 x {float(fn(p, y)):.4g}' in c.reason and 'effective learning rate is lr x N' in c.reason
+    assert f'{2 * float(fn(p, y)):.4g} = 2 x {float(fn(p, y)):.4g}' in c.reason and 'with SGD the effective learning rate is lr x N' in c.reason
     assert 'usable, with 1 warning' in repr(r) and '! warn' in r._repr_html_()
     r = check_loss(fn, p, y, batch_consistency=False)
     assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3]) and not r.warnings
