@@ -8,7 +8,10 @@ from hypothesis import given, settings, strategies as st
 
 from lossnotes.losscheck import CHECKS, Check, LossReport, check_loss, mse_on_probabilities, soft_accuracy
 from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
-from lossnotes.lessons.losscheck import accuracy, digits_slice, plot_slice, plot_training, slice_curves, slice_point, train_logreg
+from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_over_n, accuracy, digits_slice, digits_split,
+                                        fit_bias_only, overfit_one_batch, plot_slice, plot_temperature_sweep, plot_training,
+                                        slice_curves, slice_point, sweep_losses, train_logreg)
+from lossnotes.lessons.losscheck import _one_minus_soft
 from lossnotes.lessons.plotting import new_figure
 
 torch.set_num_threads(1)
@@ -69,7 +72,8 @@ def test_soft_accuracy_bad_input():
     with pytest.raises(TypeError, match='temperature must be a real number'): soft_accuracy(z, y, '1')
     with pytest.raises(ValueError, match='do not fit'): soft_accuracy(z, y[:3])
     with pytest.raises(TypeError, match='target must be an integer tensor'): soft_accuracy(z, y.float())
-    with pytest.raises(TypeError, match='logits must be a floating-point tensor'): soft_accuracy(y, y)
+    with pytest.raises(TypeError, match='logits must have a floating-point dtype, got torch.int64'): soft_accuracy(y, y)
+    with pytest.raises(ValueError, match='temperature must be finite, got inf'): soft_accuracy(z, y, math.inf)
 
 
 def test_accuracy_and_mse_on_probabilities():
@@ -119,15 +123,37 @@ def test_flags_log_of_softmax_at_extreme_logits():
     assert check_loss(F.cross_entropy, 100 * z, y).ok
 
 
-def test_flags_sum_reduction_when_asked():
+def test_sum_reduction_warns_with_the_reason():
     p, y = _reg()
     fn = lambda p, y: F.mse_loss(p, y, reduction='sum')
     r = check_loss(fn, p, y, batch_consistency=True)
-    assert not r['batch-size consistent'].passed and '(2x)' in r['batch-size consistent'].reason
+    c = r['batch-size consistent']
+    assert r.ok and c.passed and c.warning and c.status == 'warn' and r.warnings == [c]
+    assert f'{2 * float(fn(p, y)):.4g} = 2 x {float(fn(p, y)):.4g}' in c.reason and 'with SGD the effective learning rate is lr x N' in c.reason
+    assert 'usable, with 1 warning' in repr(r) and '! warn' in r._repr_html_()
     r = check_loss(fn, p, y, batch_consistency=False)
-    assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3])
+    assert r.ok and [c.name for c in r.checks] == list(CHECKS[:3]) and not r.warnings
     z, c = _cls()
-    assert not check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), z, c)['batch-size consistent'].passed
+    assert check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), z, c)['batch-size consistent'].status == 'warn'
+    # neither a mean nor a sum: a failure
+    r = check_loss(lambda p, y: F.mse_loss(p, y, reduction='sum') ** 2, p, y)
+    assert not r['batch-size consistent'].passed and '(4x)' in r['batch-size consistent'].reason
+
+
+def test_label_smoothing_has_a_finite_minimum_by_design():
+    "The optimum margin with smoothing eps over C classes is log((1 - eps + eps / C) / (eps / C))."
+    z, c = _cls(c=5)
+    for eps in (0.05, 0.1, 0.3):
+        r = check_loss(lambda z, y: F.cross_entropy(z, y, label_smoothing=eps), z, c)
+        assert r.ok, r
+        reason = r['minimum at target'].reason
+        assert 'Finite minimum by design' in reason
+        margin = math.log((1 - eps + eps / 5) / (eps / 5))
+        assert f'margin of {margin:.3g} logits' in reason, (margin, reason)
+    # soft targets given as probabilities: the same finite optimum
+    q = torch.full((64, 5), 0.05); q[torch.arange(64), c] = 0.8
+    r = check_loss(lambda z, y: F.cross_entropy(z, q[:len(z)].repeat(len(z) // 64, 1)), z, c)
+    assert r.ok and f'margin of {math.log(0.8 / 0.05):.3g} logits' in r['minimum at target'].reason
 
 
 def test_flags_loss_without_minimum_at_target():
@@ -227,9 +253,14 @@ def test_report_table_and_html():
     with pytest.raises(KeyError, match='no check named'): r['speed']
 
 
-def test_seeded_probes_are_reproducible():
+def test_probes_use_only_the_generator_given():
     z, y = _cls()
-    assert repr(check_loss(F.cross_entropy, z, y, seed=3)) == repr(check_loss(F.cross_entropy, z, y, seed=3))
+    gen = lambda: torch.Generator().manual_seed(3)
+    state = torch.get_rng_state()
+    assert repr(check_loss(F.cross_entropy, z, y, generator=gen())) == repr(check_loss(F.cross_entropy, z, y, generator=gen()))
+    p, t = _reg()
+    assert repr(check_loss(F.l1_loss, p, t)) == repr(check_loss(F.l1_loss, p, t, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_bad_input():
@@ -244,14 +275,14 @@ def test_bad_input():
         check_loss(lambda p, y: (p - y) ** 2, p, y)
     with pytest.raises(TypeError, match='loss_fn must be callable'):
         check_loss('mse', p, y)
-    with pytest.raises(TypeError, match='pred must be a floating-point tensor'):
+    with pytest.raises(TypeError, match='pred must be a floating-point torch.Tensor'):
         check_loss(F.mse_loss, [1.0], y)
     z, c = _cls()
     with pytest.raises(ValueError, match=r'class indices in \[0, 4\]'):
         check_loss(F.cross_entropy, z, c + 5)
     with pytest.raises(ValueError, match='do not fit'):
         check_loss(F.cross_entropy, z, c[:5])
-    with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
+    with pytest.raises(ValueError, match=r"task must be one of \('classification', 'soft classification', 'regression'\) or None, got 'ranking'"):
         check_loss(F.cross_entropy, z, c, task='ranking')
     with pytest.raises(ValueError, match='n_probes must be in'):
         check_loss(F.cross_entropy, z, c, n_probes=0)
@@ -284,11 +315,76 @@ def test_slice_curves_match_direct_evaluation():
 
 
 def test_training_accuracy_as_loss_cannot_move():
-    r = train_logreg(lambda z, y: 1 - accuracy(z, y), steps=5, progress=False)
-    assert len(set(r['valid_accuracy'])) == 1
-    ce = train_logreg(F.cross_entropy, steps=30, progress=False)
-    assert ce['valid_accuracy'][-1] > ce['valid_accuracy'][0] + 0.3
-    with pytest.raises(ValueError, match='lr must be in'): train_logreg(F.cross_entropy, lr=0.0)
+    r = train_logreg(lambda z, y: 1 - accuracy(z, y), steps=5)
+    assert r['valid_accuracy'].shape == (1, 6) and len(set(r['valid_accuracy'][0].tolist())) == 1
+    ce = train_logreg(F.cross_entropy, steps=30)
+    assert ce['valid_accuracy'][0, -1] > ce['valid_accuracy'][0, 0] + 0.3
+    with pytest.raises(ValueError, match='steps must be in'): train_logreg(F.cross_entropy, steps=-1)
+    with pytest.raises(TypeError, match='progress must be a bool'): train_logreg(F.cross_entropy, steps=1, progress='no')
+    with pytest.raises(ValueError, match=r'init must have shape \(2, 64, 10\)'):
+        train_logreg(F.cross_entropy, steps=1, n_models=2, init=torch.zeros(1, 64, 10))
+
+
+def test_models_trained_side_by_side_match_one_at_a_time():
+    "Stacking S models in one run gives each the gradient of its own mean: the same run as training it alone."
+    import functools
+    opt = functools.partial(torch.optim.SGD, lr=0.5)  # SGD: no per-coordinate normalisation to hide a scale error
+    both = train_logreg(F.cross_entropy, steps=20, opt_func=opt, n_models=2, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    inits = 0.01 * torch.randn(2, 64, 10, generator=g)
+    for s in range(2):
+        one = train_logreg(F.cross_entropy, steps=20, opt_func=opt, init=inits[s:s + 1])
+        torch.testing.assert_close(both['weight'][s], one['weight'][0], rtol=1e-4, atol=1e-6)
+
+
+def test_sweep_soft_runs_match_the_library_soft_accuracy():
+    "The sweep trains every temperature at once with its own soft-accuracy code; one run with soft_accuracy agrees."
+    runs = sweep_losses(temperatures=(0.3,), n_models=1, steps=30)
+    lib = train_logreg(lambda z, y: _one_minus_soft(z, y, 0.3), steps=30)
+    torch.testing.assert_close(runs['soft accuracy, T = 0.3'], lib['valid_accuracy'], rtol=0, atol=0.006)
+    torch.testing.assert_close(runs['cross entropy'], train_logreg(F.cross_entropy, steps=30)['valid_accuracy'])
+
+
+def test_lesson_helpers_leave_global_state_alone():
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    train_logreg(F.cross_entropy, steps=2)
+    overfit_one_batch(F.cross_entropy, n=8, steps=2)
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+    a, b = digits_split(), digits_split()
+    a[0].zero_()
+    assert b[0].abs().sum() > 0 and digits_split()[0].abs().sum() > 0  # every call gets its own copies
+    sl = digits_slice()
+    sl.weight.zero_()
+    assert digits_slice().weight.abs().sum() > 0
+
+
+def test_bias_only_model_learns_weighted_frequencies():
+    "With class weights w and frequencies q the optimum is p = w q / sum(w q)."
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    q = torch.tensor([0.6, 0.3, 0.1])
+    for w in (None, torch.tensor([1., 2., 6.])):
+        want = q if w is None else w * q / (w * q).sum()
+        torch.testing.assert_close(fit_bias_only(y, w, steps=400), want, rtol=0, atol=2e-3)
+
+
+def test_overfit_one_batch_reaches_near_zero():
+    out = overfit_one_batch(F.cross_entropy, n=32, steps=100)
+    assert len(out) == 101 and out[0] == pytest.approx(math.log(10), abs=0.02) and out[-1] < 0.01
+
+
+def test_exercises_reference_and_answers():
+    from lossnotes.course.exercises import check
+    assert 3 <= len(EXERCISES) <= 5
+    assert EXERCISES['calibrated-p9']['answer']() == pytest.approx(5 * 0.02 / (5 * 0.02 + 0.98), rel=1e-3)
+    z, y = torch.randn(6, 10), torch.tensor([0, 9, 9, 3, 1, 9])
+    w = torch.linspace(0.5, 2.0, 10)
+    want = (w[y] * F.cross_entropy(z, y, reduction='none')).mean()
+    torch.testing.assert_close(_reference_weighted_nll_sum_over_n(z, y, w), want)
+    assert check('losscheck/weighted-nll', _reference_weighted_nll_sum_over_n).correct
+    assert not check('losscheck/weighted-nll', lambda z, y, w: F.cross_entropy(z, y, weight=w)).correct  # the weighted mean
+    spec = EXERCISES['why-stall']
+    assert spec['answer'] in spec['options'] and all(spec['options'].values())
+    assert check('losscheck/why-stall', 'c').correct and not check('losscheck/why-stall', 'a').correct
 
 
 def test_plots():
@@ -297,7 +393,14 @@ def test_plots():
     assert len(ax.get_lines()) == 2
     ax = plot_training({'cross entropy': [0.1, 0.5, 0.9], 'accuracy': [0.1, 0.1, 0.1]}, ax=new_figure().subplots())
     assert [l.get_label() for l in ax.get_lines()] == ['cross entropy', 'accuracy']
-    assert list(ax.get_lines()[0].get_ydata()) == [0.1, 0.5, 0.9]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.1, 0.5, 0.9])
+    ax = plot_training({'cross entropy': torch.tensor([[0.1, 0.5], [0.3, 0.7]])}, ax=new_figure().subplots())
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.2, 0.6])  # the mean over runs
+    runs = {'cross entropy': torch.tensor([[0.1, 0.9]]), 'MSE on probabilities': torch.tensor([[0.1, 0.8]]),
+            'soft accuracy, T = 0.1': torch.tensor([[0.1, 0.5], [0.1, 0.7]]), 'soft accuracy, T = 1': torch.tensor([[0.1, 0.6]])}
+    ax = plot_temperature_sweep(runs, ax=new_figure().subplots())
+    mean_line = [l for l in ax.get_lines() if l.get_label() == 'soft accuracy (mean)'][0]
+    assert list(mean_line.get_xdata()) == [0.1, 1.0] and list(mean_line.get_ydata()) == pytest.approx([0.6, 0.6])
 
 
 def _parse(readout):
@@ -340,3 +443,39 @@ def test_zero_targets_named_in_reason():
     y[[1, 5]] = 0.0
     r = check_loss(lambda p, y: (1 - p / y).abs().mean(), p, y)
     assert '(the target holds 2 zeros)' in r['finite'].reason
+
+
+@pytest.mark.parametrize('fn', [check_loss, soft_accuracy, mse_on_probabilities])
+def test_help_explains_every_parameter(fn):
+    "help() shows a numpy-style docstring: every parameter of the signature with its meaning, Returns and Examples."
+    import inspect, pydoc
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    for section in ('Parameters', 'Returns', 'Raises', 'Examples'): assert section in text, section
+    for name in inspect.signature(fn).parameters:
+        assert f'{name} : ' in text, f'{name} is not documented in help({fn.__name__})'
+
+
+def test_docstring_examples_run():
+    import doctest
+    import lossnotes.losscheck
+    result = doctest.testmod(lossnotes.losscheck)
+    assert result.attempted >= 10 and result.failed == 0, result
+
+
+def test_soft_targets_recognised_as_probabilities():
+    "F.cross_entropy with probability targets: lowest at softmax(pred) = target, a finite minimum; MSE stays a regression."
+    g = torch.Generator().manual_seed(5)
+    z, q = torch.randn(32, 4, generator=g), F.softmax(2 * torch.randn(32, 4, generator=g), 1)
+    r = check_loss(F.cross_entropy, z, q)
+    assert r.ok and r.task == 'soft classification' and 'read as class probabilities' in r['minimum at target'].reason
+    # the minimum's value is the entropy of the targets (the closed form of cross entropy at softmax(z) = q)
+    entropy = float(-(q * q.log()).sum(1).mean())
+    assert f'Finite minimum by design: lowest ({entropy:.4g}' in r['minimum at target'].reason
+    r = check_loss(F.cross_entropy, z, q, task='soft classification')
+    assert r.ok and 'read as' not in r['minimum at target'].reason
+    assert check_loss(F.mse_loss, z, q).task == 'regression' and check_loss(F.mse_loss, z, q).ok
+    assert not check_loss(F.cross_entropy, z, q, task='regression')['minimum at target'].passed
+    with pytest.raises(ValueError, match=r"target must hold class probabilities .* row sums from 2 to 2"):
+        check_loss(F.cross_entropy, z, 2 * q, task='soft classification')
+    with pytest.raises(TypeError, match=r"target must be a floating-point tensor for task='soft classification'"):
+        check_loss(F.cross_entropy, z, q.argmax(1), task='soft classification')
