@@ -258,7 +258,7 @@ def test_running_stats_are_numpys_weighted_stats(batch_sizes, channels, n_spatia
 def test_bad_input():
     with pytest.raises(ValueError, match=r'x must have 3 channels in dim 1, got shape \(4, 5\)'):
         RunningBatchNorm(3)(torch.randn(4, 5))
-    with pytest.raises(ValueError, match=r'x must have shape \(N, C, ...\), got shape \(3,\)'):
+    with pytest.raises(ValueError, match=r'x must have shape \(N, C, ...\) with C = 3, got shape \(3,\)'):
         RunningBatchNorm(3)(torch.randn(3))
     with pytest.raises(ValueError, match=r'mom must be in \(0, 1\], got 1.5'):
         RunningBatchNorm(3, mom=1.5)
