@@ -187,8 +187,8 @@ class RunningBatchNorm(nn.Module):
     -----
     Lower precision inputs (float16, bfloat16, as under autocast) are accepted by a float32 layer: the statistics
     stay float32 and the output has the input's dtype. A NaN or inf in a channel's input makes that channel's
-    output NaN and its running statistics non-finite, as with ``nn.BatchNorm2d`` (checking for it would cost a host sync at every
-    step); `reset_running_stats` starts the statistics afresh.
+    output NaN and its running statistics non-finite, as with ``nn.BatchNorm2d`` (checking for it would cost a
+    host sync at every step); `reset_running_stats` starts the statistics afresh.
 
     Examples
     --------

@@ -101,7 +101,7 @@ class InstrumentedRunningBatchNorm(CourseRunningBatchNorm):
         x = (x - means).div_((vars.add_(self.eps)).sqrt())
         return x.mul_(self.mults).add_(self.adds)
 
-# %% ../../nbs/04_running_batchnorm.ipynb #9c8335ee
+# %% ../../nbs/04_running_batchnorm.ipynb #1b456c78
 @contextmanager
 def one_thread():
     "Run the block on one torch thread (tiny models only wait on a second one), then restore the caller's count."
@@ -177,7 +177,7 @@ def train_digits(norm='running', # see `digits_cnn`
     return dict(norm=_norm_name(norm), batch_size=batch_size, steps=steps, accuracy=acc,
                 sec_per_epoch=sec_per_step * len(yt) / batch_size, model=model)
 
-# %% ../../nbs/04_running_batchnorm.ipynb #014fd56f
+# %% ../../nbs/04_running_batchnorm.ipynb #df4f4c93
 @functools.lru_cache(maxsize=1)
 def _pixels() -> torch.Tensor:
     "Digits pixels (N, 64) in float64, in a fixed shuffled order (cached: never handed out, see `_pixel_stream`)."
@@ -251,7 +251,7 @@ def explorer_parts() -> tuple:
     return draw_debias, dict(mom=slider(0.1, options=[0.01, 0.05, 0.1, 0.3, 0.6, 0.9]),
                              batch_size=slider(2, options=[1, 2, 4, 8, 32, 128, 512]))
 
-# %% ../../nbs/04_running_batchnorm.ipynb #6aa2a4e8
+# %% ../../nbs/04_running_batchnorm.ipynb #acfd9982
 def _no_cancel_factor(steps: int = 3, mom: float = 0.1, batch_size: int = 2) -> float:
     "How many times too large the running mean comes out after `steps` when only `sums` is divided by `dbias`."
     d = debias_stream(mom, batch_size, steps=steps)
