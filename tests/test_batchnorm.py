@@ -413,15 +413,21 @@ def test_instrumented_layer_stores_post_equal_pre_plus_eps():
 
 def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
     from lossnotes.course.exercises import check
-    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'measure-no-cancel', 'stored-gap', 'merge'}
+    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'measure-no-cancel', 'stored-gap', 'debias-running-mean'}
     assert check('batchnorm/why-no-change', 'b') and not check('batchnorm/why-no-change', 'a')
     assert 'dbias is 0.1 after the first step' in check('batchnorm/why-no-change', 'a').message
     factor = 1 / (1 - 0.9 ** 3)
     assert check('batchnorm/predict-no-cancel', factor) and not check('batchnorm/predict-no-cancel', 1.0)
     assert check('batchnorm/measure-no-cancel', factor) and not check('batchnorm/measure-no-cancel', factor * 1.01)
     assert check('batchnorm/stored-gap', 1e-3) and not check('batchnorm/stored-gap', 1e-7)
-    assert check('batchnorm/merge', merge_stats)
-    assert not check('batchnorm/merge', lambda m, v, c, bm, bv, n, mom1: merge_stats(m, v, c, bm, bv, n, 1.0))
+    def from_torch(batch_means, momentum):  # nn.BatchNorm2d itself, divided by 1 - (1 - momentum)**t
+        bn, out = nn.BatchNorm2d(1, momentum=momentum).double(), []
+        for t, m in enumerate(batch_means, 1):
+            bn(m + torch.tensor([-1.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1))  # a batch whose mean is m
+            out.append(bn.running_mean[0] / (1 - (1 - momentum) ** t))
+        return torch.stack(out)
+    assert check('batchnorm/debias-running-mean', from_torch)
+    assert not check('batchnorm/debias-running-mean', lambda b, mom: running_sums(b, torch.ones_like(b), mom)['sums'])
     assert not check('batchnorm/why-no-change', ...)  # the learner's stub
 
 

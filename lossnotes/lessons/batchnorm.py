@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._checks import check_bool, check_number, progress_bar
-from ..batchnorm import RunningBatchNorm, effective_momentum, merge_stats
+from ..batchnorm import RunningBatchNorm, effective_momentum
 from .data import digits
 from .plotting import get_ax, plot_series, style
 
@@ -265,11 +265,17 @@ def _stored_gap(eps: float = 1e-3) -> float:
     layers = [m for m in run['model'].modules() if isinstance(m, InstrumentedRunningBatchNorm)]
     return max((torch.stack(l.post_vars) - torch.stack(l.pre_vars)).max().item() for l in layers)
 
-def _merge_cases():
+def _reference_debiased_running_mean(batch_means: torch.Tensor, momentum: float) -> torch.Tensor:
+    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by its missing weight."
+    r = running_sums(batch_means, torch.ones_like(batch_means), momentum)
+    return r['sums'] / r['dbias']
+
+def _debias_cases():
     t = lambda *v: torch.tensor(v, dtype=torch.float64)
-    return [(t(0., 0.), t(0., 0.), t(0.), t(3., -1.), t(2., 0.5), 10, 0.3),  # first step: the batch itself
-            (t(1., 2.), t(1., 4.), t(7.), t(3., -1.), t(2., 0.5), 10, 0.3),
-            (t(1000.), t(1.), t(50.), t(1000.5), t(1.2), 64, 0.9)]
+    return [(t(3.0, 3.0, 3.0, 3.0, 3.0), 0.1),  # a constant stream: every step gives the constant back
+            (t(0.31, 0.28, 0.35, 0.30), 0.1),
+            (t(-2.0, 5.0, 1.0), 0.5),
+            (t(1.0, 2.0), 1.0)]  # momentum 1: the last batch's mean
 
 EXERCISES = {
     'why-no-change': dict(kind='choice', options={
@@ -289,6 +295,7 @@ EXERCISES = {
         hint="debias_stream(0.1, 2, steps=3) gives sums, count and dbias; compare sums/dbias/count with sums/count."),
     'stored-gap': dict(kind='prediction', answer=lambda: _stored_gap(1e-3), rtol=0.05,
         hint='Which line changes `vars` after it was appended to post_vars, and by how much?'),
-    'merge': dict(kind='function', reference=merge_stats, cases=_merge_cases, rtol=1e-9, atol=1e-12,
-        hint='The batch weighs mom1 * n out of the new count; the spread between the two means adds variance.'),
+    'debias-running-mean': dict(kind='function', reference=_reference_debiased_running_mean, cases=_debias_cases,
+        rtol=1e-9, atol=1e-12,
+        hint='After t steps from 0 the EMA has collected the weight 1 - (1 - momentum)**t; divide by it.'),
 }
