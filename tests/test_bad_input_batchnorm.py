@@ -146,6 +146,10 @@ RAISES = [
      ValueError, "state_dict['num_samples_tracked'] must hold a whole number, got 2.5"),
     ('state-wrong-shape', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=torch.zeros(4))), ValueError,
      "state_dict['running_mean'] must have shape (3,), got shape (4,)"),
+    ('state-not-mapping', lambda: RunningBatchNorm(3).load_state_dict([('weight', torch.ones(3))]), TypeError,
+     'state_dict must be a mapping, got list'),
+    ('state-strict-str', lambda: RunningBatchNorm(3).load_state_dict(_state(), strict='yes'), TypeError,
+     "strict must be a bool (True or False), got 'yes'"),
     ('state-nested-bad-value', lambda: nn.Sequential(RunningBatchNorm(3)).load_state_dict(
         {'0.' + k: v for k, v in _state(running_var=torch.tensor([1., math.nan, 1.])).items()}),
      ValueError, "state_dict['0.running_var'] must be finite, got [1.0, nan, 1.0]"),

@@ -494,3 +494,39 @@ def test_explorer_parts_readout_matches_library():
             assert float(lines['EMA of batch means from 0 after 5 steps']) == pytest.approx(d['ema'][4].item(), abs=5e-5)
             assert float(lines['ratio change']) < 1e-14
             assert len(fig.axes) == 2 and all(a.get_ylabel() for a in fig.axes)
+
+
+# ---------------------------------------------------------------- help() and the two re-typings of the course
+
+@pytest.mark.parametrize('fn', [RunningBatchNorm, effective_momentum, merge_stats])
+def test_help_explains_every_parameter(fn):
+    "Every parameter of the signature is named in the numpy-style docstring, which also has an example."
+    import inspect
+    doc = fn.__doc__
+    assert 'Parameters\n    ----------' in doc and 'Examples\n    --------' in doc and '>>>' in doc
+    section = doc.split('Parameters')[1].split('Returns' if 'Returns' in doc else 'Attributes')[0]
+    for name in inspect.signature(fn).parameters:
+        assert name in section, f'{fn.__name__}: {name} is not explained'
+    if fn is RunningBatchNorm:
+        assert 'the weight of the *new* batch' in doc and "decay is ``1 - mom``" in doc  # the momentum convention
+
+
+def test_reset_parameters():
+    m = RunningBatchNorm(3)
+    with torch.no_grad(): m.weight.mul_(3); m.bias.add_(2)
+    m(torch.randn(4, 3, 2))
+    m.reset_parameters()
+    fresh = RunningBatchNorm(3)
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), fresh.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def test_the_lessons_course_layer_is_the_tests_course_layer():
+    "The lesson re-types the course's class too: both copies give the same outputs and buffers."
+    from lossnotes.lessons.batchnorm import CourseRunningBatchNorm as LessonCourse
+    torch.manual_seed(0)
+    a, b = CourseRunningBatchNorm(3).double(), LessonCourse(3).double()
+    for t in range(105):
+        x = torch.randn(3, 3, 2, 2, dtype=torch.float64) + 0.01 * t
+        assert torch.equal(a(x), b(x))
+    for k, v in a.state_dict().items(): assert torch.equal(v, b.state_dict()[k]), k
