@@ -1,5 +1,6 @@
 """Forward + backward of RunningBatchNorm against nn.BatchNorm2d (and the course's layer), eager and compiled,
-at three activation shapes, with the graph-break count of `torch._dynamo.explain`."""
+at three activation shapes, with the graph-break count of `torch._dynamo.explain`, and a ragged epoch (batches of
+8, 8, 8, then 5) compiled with fullgraph=True."""
 from __future__ import annotations
 
 import logging
@@ -94,4 +95,28 @@ def run(quick: bool) -> list[dict]:
                     met=breaks['RunningBatchNorm'] == 0,
                     note=f"torch._dynamo.explain: {breaks['RunningBatchNorm']} breaks; course layer: "
                          f"{breaks['course RunningBatchNorm']} (bool(self.batch < 20), self.step < 100)"))
+    rows += _ragged(quick)
     return rows
+
+
+def _ragged(quick: bool) -> list[dict]:
+    "A ragged epoch (batches of 8, 8, 8, then 5) forward + backward, compiled with fullgraph=True against eager."
+    c = 3 if quick else 32
+    gen = torch.Generator().manual_seed(1)
+    xs = [(torch.randn(bs, c, 14, 14, generator=gen) * 2 + 1).requires_grad_() for bs in (8, 8, 8, 5)]
+    torch._dynamo.reset()
+    eager, twin = RunningBatchNorm(c), RunningBatchNorm(c)
+    compiled = torch.compile(twin, fullgraph=True)  # any graph break raises here
+    def epoch(m):
+        def f():
+            for x in xs: torch.autograd.grad(m(x).square().sum(), x)
+        return f
+    for x in xs:  # the first compiled epoch: one static graph, then one with a dynamic batch size
+        torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-5)
+    rounds, number, warmup = (3, 1, 1) if quick else (9, 3, 2)
+    t = _interleaved({'eager': epoch(eager), 'compiled': epoch(compiled)}, rounds, number, warmup)
+    torch._dynamo.reset()
+    return [row('ragged 8,8,8,5', 'RunningBatchNorm (eager)', t['eager'], note=f'{c} channels, 14x14; one epoch'),
+            row('ragged 8,8,8,5', 'RunningBatchNorm (compiled, fullgraph)', t['compiled'], t['eager'],
+                'RunningBatchNorm (eager)', target='compiles', met=True,
+                note='the short last batch recompiles once with a dynamic batch size, without a graph break')]

@@ -1,6 +1,7 @@
 """lossnotes.batchnorm: the debias algebra, RunningBatchNorm against the course's layer and closed forms,
 buffers, dtype moves, state_dict, batch size 1, float32 precision, torch.compile, and the live figure."""
 import copy
+import functools
 import math
 
 import numpy as np
@@ -11,9 +12,10 @@ from torch import nn
 
 from lossnotes.batchnorm import RunningBatchNorm, effective_momentum, merge_stats
 from lossnotes.lessons.batchnorm import explorer_parts
-from lossnotes.lessons.batchnorm import debias_stream, digits_cnn, draw_debias, init_cnn, plot_debias, ratio_change, running_sums, train_digits
+from lossnotes.lessons.batchnorm import (EXERCISES, InstrumentedRunningBatchNorm, debias_stream, digits_cnn, draw_debias,
+                                        init_cnn, plot_debias, ratio_change, running_sums, train_digits)
 from course_batchnorm import CourseRunningBatchNorm
-from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, new_figure
 
 torch.set_num_threads(1)
 
@@ -258,7 +260,7 @@ def test_running_stats_are_numpys_weighted_stats(batch_sizes, channels, n_spatia
 def test_bad_input():
     with pytest.raises(ValueError, match=r'x must have 3 channels in dim 1, got shape \(4, 5\)'):
         RunningBatchNorm(3)(torch.randn(4, 5))
-    with pytest.raises(ValueError, match=r'x must have shape \(N, C, ...\), got shape \(3,\)'):
+    with pytest.raises(ValueError, match=r'x must have shape \(N, C, ...\) with C = 3, got shape \(3,\)'):
         RunningBatchNorm(3)(torch.randn(3))
     with pytest.raises(ValueError, match=r'mom must be in \(0, 1\], got 1.5'):
         RunningBatchNorm(3, mom=1.5)
@@ -340,17 +342,93 @@ def test_init_cnn_handles_missing_bias():
 
 
 def test_train_digits_small_batches():
-    bn = train_digits('batch', 2, epochs=0.5, lr=0.01)
-    rbn = train_digits('running', 2, epochs=0.5, lr=0.01)
+    sgd = functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9)
+    bn = train_digits('batch', 2, epochs=0.5, opt_func=sgd, generator=torch.Generator().manual_seed(0))
+    rbn = train_digits('running', 2, epochs=0.5, opt_func=sgd, generator=torch.Generator().manual_seed(0))
     assert bn['steps'] == rbn['steps'] == 360
     assert rbn['accuracy'] > bn['accuracy'] + 0.3
-    assert rbn['sec_per_epoch'] > 0
+    assert rbn['sec_per_epoch'] > 0 and isinstance(rbn['model'][2], RunningBatchNorm)
+
+
+def test_train_digits_leaves_global_state_alone_and_is_reproducible():
+    "An explicit generator: the caller's RNG and thread count are as they were, and a seed gives the same run."
+    torch.manual_seed(123)
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a = train_digits('running', 32, epochs=0.2, generator=torch.Generator().manual_seed(5))
+        assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == 2
+        b = train_digits('running', 32, epochs=0.2, generator=torch.Generator().manual_seed(5))
+        train_digits('running', 32, epochs=0.1)  # generator=None: a fresh random one, the global RNG untouched
+        assert torch.equal(torch.get_rng_state(), rng)
+    finally:
+        torch.set_num_threads(threads)
+    assert a['accuracy'] == b['accuracy']
+    for p, q in zip(a['model'].parameters(), b['model'].parameters()): assert torch.equal(p, q)
+    used = []
+    def opt_func(params):
+        used.append(1)
+        return torch.optim.Adam(params, lr=1e-3)
+    train_digits('batch', 64, epochs=0.1, opt_func=opt_func, generator=torch.Generator().manual_seed(0))
+    assert used == [1]
+
+
+def test_train_digits_bad_input():
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'):
         train_digits('running', 0)
     with pytest.raises(ValueError, match=r'epochs must be in \(0, inf\), got 0'):
         train_digits('running', 8, epochs=0)
-    with pytest.raises(ValueError, match=r'lr must be in \(0, inf\), got -0.1'):
-        train_digits('running', 8, lr=-0.1)
+    with pytest.raises(TypeError, match="progress must be a bool .True or False., got 'no'"):
+        train_digits('running', 8, progress='no')
+    with pytest.raises(TypeError, match='generator must be a torch.Generator or None, got 0'):
+        train_digits('running', 8, generator=0)
+    with pytest.raises(TypeError, match="opt_func must be a callable params -> optimizer, got 'sgd'"):
+        train_digits('running', 8, opt_func='sgd')
+    with pytest.raises(TypeError, match='norm must be a str or a callable, got 3'):
+        digits_cnn(3)
+
+
+# ---------------------------------------------------------------- the learner's instrumented layer
+
+def test_instrumented_layer_stores_post_equal_pre_plus_eps():
+    "The learner's recording: a stored reference changed in place by vars.add_(eps); a clone fixes it."
+    torch.manual_seed(0)
+    for eps in (1e-5, 1e-3):
+        m = InstrumentedRunningBatchNorm(3, eps=eps)
+        fixed = InstrumentedRunningBatchNorm(3, eps=eps, clone=True)
+        for t in range(30):
+            x = torch.randn(8, 3, 4, 4) * 0.7 + 0.2
+            m(x); fixed(x)
+        gap = torch.stack(m.post_vars) - torch.stack(m.pre_vars)
+        assert (gap - eps).abs().max() < 1e-6
+        torch.testing.assert_close(torch.stack(m.post_means), torch.stack(m.pre_means))
+        fixed_gap = torch.stack(fixed.post_vars) - torch.stack(fixed.pre_vars)
+        assert fixed_gap.abs().max() < 1e-6 and all(not v.requires_grad for v in fixed.post_vars)
+        # the course's layer without recording gives the same outputs
+        course = CourseRunningBatchNorm(3, eps=eps)
+        torch.testing.assert_close(course(x), InstrumentedRunningBatchNorm(3, eps=eps)(x))
+
+
+# ---------------------------------------------------------------- the exercises
+
+def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
+    from lossnotes.course.exercises import check
+    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'measure-no-cancel', 'stored-gap', 'debias-running-mean'}
+    assert check('batchnorm/why-no-change', 'b') and not check('batchnorm/why-no-change', 'a')
+    assert 'dbias is 0.1 after the first step' in check('batchnorm/why-no-change', 'a').message
+    factor = 1 / (1 - 0.9 ** 3)
+    assert check('batchnorm/predict-no-cancel', factor) and not check('batchnorm/predict-no-cancel', 1.0)
+    assert check('batchnorm/measure-no-cancel', factor) and not check('batchnorm/measure-no-cancel', factor * 1.01)
+    assert check('batchnorm/stored-gap', 1e-3) and not check('batchnorm/stored-gap', 1e-7)
+    def from_torch(batch_means, momentum):  # nn.BatchNorm2d itself, divided by 1 - (1 - momentum)**t
+        bn, out = nn.BatchNorm2d(1, momentum=momentum).double(), []
+        for t, m in enumerate(batch_means, 1):
+            bn(m + torch.tensor([-1.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1))  # a batch whose mean is m
+            out.append(bn.running_mean[0] / (1 - (1 - momentum) ** t))
+        return torch.stack(out)
+    assert check('batchnorm/debias-running-mean', from_torch)
+    assert not check('batchnorm/debias-running-mean', lambda b, mom: running_sums(b, torch.ones_like(b), mom)['sums'])
+    assert not check('batchnorm/why-no-change', ...)  # the learner's stub
 
 
 # ---------------------------------------------------------------- the live figure
@@ -361,22 +439,43 @@ def test_debias_stream_and_ratio():
     torch.testing.assert_close(d['count'] / d['dbias'], torch.full((30,), 128.0, dtype=torch.float64))
     assert d['dbias'][4].item() == pytest.approx(1 - 0.9 ** 5, rel=1e-12)
     assert ratio_change(d) < 1e-14
+    assert d['images'].shape == (30, 2, 1, 8, 8)
     with pytest.raises(ValueError, match=r'steps must be in \[1, inf\), got 0'):
         debias_stream(0.1, 2, steps=0)
 
 
-def test_plot_debias_lines_and_colours():
+@pytest.mark.parametrize('mom,bs', [(0.1, 2), (0.3, 8), (0.01, 1)])
+def test_debias_stream_means_are_batchnorm2ds(mom, bs):
+    "The zero-started EMA of batch means is nn.BatchNorm2d's running_mean; the plain average is momentum=None."
+    d = debias_stream(mom, bs, steps=25)
+    bn, plain = nn.BatchNorm2d(1, momentum=mom).double(), nn.BatchNorm2d(1, momentum=None).double()
+    got = []
+    for xb in d['images']:
+        bn(xb); plain(xb)
+        got.append([bn.running_mean.item(), plain.running_mean.item()])
+    got = torch.tensor(got, dtype=torch.float64)
+    torch.testing.assert_close(got[:, 0], d['ema'], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(got[:, 1], d['cumulative'], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(d['ema_dbias'], 1 - (1 - mom) ** torch.arange(1, 26, dtype=torch.float64))
+    torch.testing.assert_close(d['batch_mean'], d['images'].flatten(1).mean(1))
+    if d['mom1'] == pytest.approx(mom):  # batch size 1 or 2: the course's ratio has the debiased EMA's weights
+        torch.testing.assert_close(d['sums'] / d['count'], d['ema'] / d['ema_dbias'], rtol=1e-12, atol=0)
+
+
+def test_plot_debias_lines_colours_and_labels():
     d = debias_stream(0.3, 8)
     fig = new_figure()
-    ax, ax_ratio = fig.subplots(1, 2)
-    assert plot_debias(d, ax, ax_ratio) is ax
-    colours = [line.get_color() for line in ax.get_lines()]
-    assert colours == [EMA, DEBIASED, EMA, DEBIASED]
+    ax, ax_mean = fig.subplots(1, 2)
+    assert plot_debias(d, ax, ax_mean) is ax
+    assert [line.get_color() for line in ax.get_lines()] == [EMA, DEBIASED]
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), 1.0, rtol=1e-12)  # count / dbias / n
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), d['dbias'].numpy(), rtol=1e-12)  # count / n = dbias
-    ratio_lines = ax_ratio.get_lines()
-    assert ratio_lines[0].get_color() == RAW
-    np.testing.assert_allclose(ratio_lines[1].get_ydata(), ratio_lines[2].get_ydata(), rtol=1e-12)
+    assert ax.get_ylabel() and ax_mean.get_ylabel() and ax.get_xlabel() == ax_mean.get_xlabel() == 'step'
+    lines = {line.get_label(): line for line in ax_mean.get_lines()}
+    assert lines['batch mean'].get_color() == RAW and lines['EMA of batch means from 0 (BatchNorm2d)'].get_color() == MISTAKE
+    np.testing.assert_allclose(lines['EMA of batch means from 0 (BatchNorm2d)'].get_ydata(), d['ema'].numpy())
+    np.testing.assert_allclose(lines['that EMA / its dbias'].get_ydata(), (d['ema'] / d['ema_dbias']).numpy())
+    assert lines['course: sums / count, no debias'].get_color() == EMA
     assert plot_debias(d).get_lines()  # ax=None makes its own figure
 
 
@@ -392,5 +491,42 @@ def test_explorer_parts_readout_matches_library():
             assert float(lines['mom1']) == pytest.approx(effective_momentum(mom, bs), abs=5e-5)
             assert float(lines['dbias after 5 steps']) == pytest.approx(d['dbias'][4].item(), abs=5e-5)
             assert float(lines['sums/count after 5 steps']) == pytest.approx((d['sums'][4] / d['count'][4]).item(), abs=5e-5)
+            assert float(lines['EMA of batch means from 0 after 5 steps']) == pytest.approx(d['ema'][4].item(), abs=5e-5)
             assert float(lines['ratio change']) < 1e-14
-            assert len(fig.axes) == 2
+            assert len(fig.axes) == 2 and all(a.get_ylabel() for a in fig.axes)
+
+
+# ---------------------------------------------------------------- help() and the two re-typings of the course
+
+@pytest.mark.parametrize('fn', [RunningBatchNorm, effective_momentum, merge_stats])
+def test_help_explains_every_parameter(fn):
+    "Every parameter of the signature is named in the numpy-style docstring, which also has an example."
+    import inspect
+    doc = fn.__doc__
+    assert 'Parameters\n    ----------' in doc and 'Examples\n    --------' in doc and '>>>' in doc
+    section = doc.split('Parameters')[1].split('Returns' if 'Returns' in doc else 'Attributes')[0]
+    for name in inspect.signature(fn).parameters:
+        assert name in section, f'{fn.__name__}: {name} is not explained'
+    if fn is RunningBatchNorm:
+        assert 'the weight of the *new* batch' in doc and "decay is ``1 - mom``" in doc  # the momentum convention
+
+
+def test_reset_parameters():
+    m = RunningBatchNorm(3)
+    with torch.no_grad(): m.weight.mul_(3); m.bias.add_(2)
+    m(torch.randn(4, 3, 2))
+    m.reset_parameters()
+    fresh = RunningBatchNorm(3)
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), fresh.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def test_the_lessons_course_layer_is_the_tests_course_layer():
+    "The lesson re-types the course's class too: both copies give the same outputs and buffers."
+    from lossnotes.lessons.batchnorm import CourseRunningBatchNorm as LessonCourse
+    torch.manual_seed(0)
+    a, b = CourseRunningBatchNorm(3).double(), LessonCourse(3).double()
+    for t in range(105):
+        x = torch.randn(3, 3, 2, 2, dtype=torch.float64) + 0.01 * t
+        assert torch.equal(a(x), b(x))
+    for k, v in a.state_dict().items(): assert torch.equal(v, b.state_dict()[k]), k

@@ -1,0 +1,479 @@
+"""RunningBatchNorm on bad and edge input, table-driven: every call either raises a clear ValueError/TypeError that
+names the argument and the value (the message is asserted), or gives a result checked against an oracle
+(nn.BatchNorm1d/2d/3d, the course's re-typed layer in course_batchnorm.py, float64, or a closed form).
+Plus a ragged last batch through torch.compile(fullgraph=True), compared with eager."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_batchnorm import CourseRunningBatchNorm
+from lossnotes import RunningBatchNorm
+from lossnotes.batchnorm import effective_momentum
+
+torch.set_num_threads(1)
+
+
+def _x(*shape, dtype=torch.float32, seed=0, loc=1.0, scale=2.0):
+    "A reproducible batch (N, C, ...) with mean `loc` and std `scale`."
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale + loc).to(dtype)
+
+
+def _first_step(x, **kw):
+    "Our layer's first training step: it normalises with the batch's own statistics."
+    return RunningBatchNorm(x.shape[1], **kw)(x)
+
+
+def _bn_train(cls, x, eps=1e-5):
+    "nn.BatchNorm{1,2,3}d in training mode: the oracle of a first step."
+    return cls(x.shape[1], eps=eps).to(x.dtype)(x)
+
+
+def _close(got, want, rtol=1e-5, atol=1e-5):
+    torch.testing.assert_close(got, want, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def _trained(steps=30, c=3, dtype=torch.float32):
+    "A layer after `steps` batches of 4, and the batches."
+    m = RunningBatchNorm(c, dtype=dtype)
+    for t in range(steps): m(_x(4, c, 3, 3, dtype=dtype, seed=t))
+    return m
+
+
+def _state(**changes):
+    "A trained layer's state_dict with some entries replaced (None deletes the key)."
+    s = dict(_trained().state_dict())
+    for k, v in changes.items():
+        if v is None: s.pop(k)
+        else: s[k] = v
+    return s
+
+
+# ---------------------------------------------------------------- calls that must raise, with their message
+
+RAISES = [
+    # the constructor: num_features
+    ('num_features-str', lambda: RunningBatchNorm('4'), TypeError, "num_features must be an integer, got '4'"),
+    ('num_features-float', lambda: RunningBatchNorm(4.0), TypeError, 'num_features must be an integer, got 4.0'),
+    ('num_features-bool', lambda: RunningBatchNorm(True), TypeError, 'num_features must be an integer, got True'),
+    ('num_features-None', lambda: RunningBatchNorm(None), TypeError, 'num_features must be an integer, got None'),
+    ('num_features-tensor', lambda: RunningBatchNorm(torch.tensor(4)), TypeError, 'num_features must be an integer'),
+    ('num_features-np-float', lambda: RunningBatchNorm(np.float64(4.0)), TypeError, 'num_features must be an integer'),
+    ('num_features-0', lambda: RunningBatchNorm(0), ValueError, r'num_features must be in [1, inf), got 0'),
+    ('num_features-negative', lambda: RunningBatchNorm(-3), ValueError, r'num_features must be in [1, inf), got -3'),
+    # mom
+    ('mom-str', lambda: RunningBatchNorm(3, mom='0.1'), TypeError, "mom must be a real number, got '0.1'"),
+    ('mom-None', lambda: RunningBatchNorm(3, mom=None), TypeError, 'mom must be a real number, got None'),
+    ('mom-np-bool', lambda: RunningBatchNorm(3, mom=np.bool_(True)), TypeError, 'mom must be a real number'),
+    ('mom-tensor', lambda: RunningBatchNorm(3, mom=torch.tensor(0.1)), TypeError, 'mom must be a real number'),
+    ('mom-0', lambda: RunningBatchNorm(3, mom=0), ValueError, 'mom must be in (0, 1], got 0'),
+    ('mom-negative', lambda: RunningBatchNorm(3, mom=-0.1), ValueError, 'mom must be in (0, 1], got -0.1'),
+    ('mom-above-1', lambda: RunningBatchNorm(3, mom=1.0001), ValueError, 'mom must be in (0, 1], got 1.0001'),
+    ('mom-nan', lambda: RunningBatchNorm(3, mom=float('nan')), ValueError, 'mom must not be NaN, got nan'),
+    ('mom-inf', lambda: RunningBatchNorm(3, mom=math.inf), ValueError, 'mom must be finite, got inf'),
+    # eps
+    ('eps-0', lambda: RunningBatchNorm(3, eps=0.0), ValueError, 'eps must be in (0, inf), got 0.0'),
+    ('eps-negative', lambda: RunningBatchNorm(3, eps=-1e-5), ValueError, 'eps must be in (0, inf), got -1e-05'),
+    ('eps-inf', lambda: RunningBatchNorm(4, eps=math.inf), ValueError, 'eps must be finite, got inf'),
+    ('eps-nan', lambda: RunningBatchNorm(4, eps=math.nan), ValueError, 'eps must not be NaN, got nan'),
+    ('eps-str', lambda: RunningBatchNorm(4, eps='1e-5'), TypeError, "eps must be a real number, got '1e-5'"),
+    ('eps-complex', lambda: RunningBatchNorm(4, eps=1e-5 + 0j), TypeError, 'eps must be a real number'),
+    # dtype
+    ('dtype-int', lambda: RunningBatchNorm(3, dtype=torch.int64), TypeError,
+     'dtype must be a floating-point torch.dtype, got torch.int64'),
+    ('dtype-str', lambda: RunningBatchNorm(3, dtype='float32'), TypeError,
+     "dtype must be a floating-point torch.dtype, got 'float32'"),
+    ('dtype-complex', lambda: RunningBatchNorm(3, dtype=torch.complex64), TypeError,
+     'dtype must be a floating-point torch.dtype, got torch.complex64'),
+    # forward: what x is
+    ('x-list', lambda: RunningBatchNorm(3)([[1.0, 2.0, 3.0]]), TypeError, 'x must be a torch.Tensor, got [[1.0'),
+    ('x-numpy', lambda: RunningBatchNorm(3)(np.ones((2, 3), dtype=np.float32)), TypeError,
+     'x must be a torch.Tensor, got array'),
+    ('x-np-scalar', lambda: RunningBatchNorm(3)(np.float32(1.0)), TypeError, 'x must be a torch.Tensor'),
+    ('x-0d', lambda: RunningBatchNorm(3)(torch.tensor(1.0)), ValueError,
+     'x must have shape (N, C, ...) with C = 3, got shape ()'),
+    ('x-1d', lambda: RunningBatchNorm(3)(torch.randn(3)), ValueError,
+     'x must have shape (N, C, ...) with C = 3, got shape (3,)'),
+    ('x-channels', lambda: RunningBatchNorm(3)(torch.randn(4, 5, 2, 2)), ValueError,
+     'x must have 3 channels in dim 1, got shape (4, 5, 2, 2)'),
+    ('x-channels-last-axis', lambda: RunningBatchNorm(3)(torch.randn(4, 2, 2, 3)), ValueError,
+     'x must have 3 channels in dim 1, got shape (4, 2, 2, 3)'),
+    ('x-int', lambda: RunningBatchNorm(3)(torch.ones(4, 3, dtype=torch.int64)), TypeError,
+     'x must have a floating-point dtype, got torch.int64'),
+    ('x-uint8', lambda: RunningBatchNorm(3)(torch.ones(4, 3, dtype=torch.uint8)), TypeError,
+     'x must have a floating-point dtype, got torch.uint8'),
+    ('x-bool', lambda: RunningBatchNorm(3)(torch.ones(4, 3, dtype=torch.bool)), TypeError,
+     'x must have a floating-point dtype, got torch.bool'),
+    ('x-complex', lambda: RunningBatchNorm(3)(torch.ones(4, 3, dtype=torch.complex64)), TypeError,
+     'x must be real, got a complex tensor of dtype torch.complex64'),
+    ('x-float64-train', lambda: RunningBatchNorm(3)(_x(4, 3, dtype=torch.float64)), TypeError,
+     "x has dtype torch.float64 but the layer's statistics are torch.float32"),
+    ('x-float64-eval', lambda: RunningBatchNorm(3).eval()(_x(4, 3, dtype=torch.float64)), TypeError,
+     "x has dtype torch.float64 but the layer's statistics are torch.float32"),
+    ('x-float32-into-half', lambda: RunningBatchNorm(3, dtype=torch.float16)(_x(4, 3)), TypeError,
+     "x has dtype torch.float32 but the layer's statistics are torch.float16"),
+    ('x-meta-into-cpu', lambda: RunningBatchNorm(3)(torch.randn(4, 3, device='meta')), ValueError,
+     'x is on device meta but the layer is on cpu'),
+    ('x-cpu-into-meta', lambda: RunningBatchNorm(3, device='meta')(torch.randn(4, 3)), ValueError,
+     'x is on device cpu but the layer is on meta'),
+    ('x-empty-batch-train', lambda: RunningBatchNorm(3)(torch.randn(0, 3, 2, 2)), ValueError,
+     'x must hold at least one value per channel in training mode, got shape (0, 3, 2, 2)'),
+    ('x-empty-spatial-train', lambda: RunningBatchNorm(3)(torch.randn(4, 3, 0)), ValueError,
+     'x must hold at least one value per channel in training mode, got shape (4, 3, 0)'),
+    # load_state_dict
+    ('state-missing-key', lambda: RunningBatchNorm(3).load_state_dict(_state(running_var=None)), ValueError,
+     "state_dict is missing ['running_var']"),
+    ('state-extra-key', lambda: RunningBatchNorm(3).load_state_dict(_state(sums=torch.zeros(3))), ValueError,
+     "state_dict has unexpected keys ['sums']"),
+    ('state-float-not-tensor', lambda: RunningBatchNorm(3).load_state_dict(_state(count=3.0)), TypeError,
+     "state_dict['count'] must be a torch.Tensor, got 3.0 of type float"),
+    ('state-list', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=[0., 0., 0.])), TypeError,
+     "state_dict['running_mean'] must be a torch.Tensor, got [0.0, 0.0, 0.0] of type list"),
+    ('state-complex', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=torch.zeros(3, dtype=torch.complex64))),
+     TypeError, "state_dict['running_mean'] must be a real number tensor, got dtype torch.complex64"),
+    ('state-negative-var', lambda: RunningBatchNorm(3).load_state_dict(_state(running_var=torch.tensor([1., -1., 1.]))),
+     ValueError, "state_dict['running_var'] must be >= 0, got [1.0, -1.0, 1.0]"),
+    ('state-nan-mean', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=torch.tensor([0., math.nan, 0.]))),
+     ValueError, "state_dict['running_mean'] must be finite, got [0.0, nan, 0.0]"),
+    ('state-inf-count', lambda: RunningBatchNorm(3).load_state_dict(_state(count=torch.tensor(math.inf))), ValueError,
+     "state_dict['count'] must be finite, got inf"),
+    ('state-negative-counter', lambda: RunningBatchNorm(3).load_state_dict(_state(num_batches_tracked=torch.tensor(-1))),
+     ValueError, "state_dict['num_batches_tracked'] must be >= 0, got -1"),
+    ('state-fractional-counter', lambda: RunningBatchNorm(3).load_state_dict(_state(num_samples_tracked=torch.tensor(2.5))),
+     ValueError, "state_dict['num_samples_tracked'] must hold a whole number, got 2.5"),
+    ('state-wrong-shape', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=torch.zeros(4))), ValueError,
+     "state_dict['running_mean'] must have shape (3,), got shape (4,)"),
+    ('state-not-mapping', lambda: RunningBatchNorm(3).load_state_dict([('weight', torch.ones(3))]), TypeError,
+     'state_dict must be a mapping, got list'),
+    ('state-strict-str', lambda: RunningBatchNorm(3).load_state_dict(_state(), strict='yes'), TypeError,
+     "strict must be a bool (True or False), got 'yes'"),
+    ('state-nested-bad-value', lambda: nn.Sequential(RunningBatchNorm(3)).load_state_dict(
+        {'0.' + k: v for k, v in _state(running_var=torch.tensor([1., math.nan, 1.])).items()}),
+     ValueError, "state_dict['0.running_var'] must be finite, got [1.0, nan, 1.0]"),
+]
+
+
+@pytest.mark.parametrize('name,call,exc,message', RAISES, ids=[r[0] for r in RAISES])
+def test_bad_call_raises_naming_the_argument(name, call, exc, message):
+    with pytest.raises(exc) as info:
+        call()
+    assert message in str(info.value), str(info.value)
+
+
+def test_failed_float64_call_leaves_the_layer_float32_and_usable():
+    "The first mismatched call raises; the buffers keep their dtype, so the next float32 call works."
+    m = RunningBatchNorm(3)
+    m(_x(4, 3))
+    with pytest.raises(TypeError, match='float64'):
+        m(_x(4, 3, dtype=torch.float64, seed=1))
+    assert {b.dtype for n, b in m.named_buffers() if not n.startswith('num_')} == {torch.float32}
+    assert m.num_batches_tracked.item() == 1
+    m.eval()
+    assert m(_x(2, 3, seed=2)).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- edge calls with a correct result, by oracle
+
+def _np_scalars():
+    m = RunningBatchNorm(np.int64(3), mom=np.float32(0.5), eps=np.float64(1e-3))
+    assert type(m.num_features) is int and type(m.mom) is float and type(m.eps) is float
+    assert repr(m) == 'RunningBatchNorm(3, mom=0.5, eps=0.001)'
+    ref = RunningBatchNorm(3, mom=0.5, eps=1e-3)
+    for t in range(3): _close(m(_x(4, 3, 2, seed=t)), ref(_x(4, 3, 2, seed=t)), 0, 0)
+
+
+def _mom_one():
+    "mom = 1: mom1 = 1 at every batch size, so the running statistics are the last batch's (closed form)."
+    m = RunningBatchNorm(3, mom=1.0)
+    for t in range(3): x = _x(5, 3, 4, seed=t); m(x)
+    _close(m.running_mean, x.mean((0, 2)))
+    _close(m.running_var, x.var((0, 2), correction=0))
+
+
+def _tiny_eps():
+    x = _x(6, 3, 4, 4)
+    _close(_first_step(x, eps=1e-300), _bn_train(nn.BatchNorm2d, x, eps=1e-300))
+
+
+def _dtype_float64():
+    "A float64 layer against the course's layer in float64 over 30 steps."
+    ours, course = RunningBatchNorm(3, dtype=torch.float64), CourseRunningBatchNorm(3).double()
+    assert ours.running_mean.dtype == ours.weight.dtype == torch.float64
+    for t in range(30):
+        x = _x(4, 3, 3, 3, dtype=torch.float64, seed=t)
+        _close(ours(x), course(x), 1e-9, 1e-9)
+
+
+def _meta_layer():
+    "On the meta device: shapes and dtypes only, like nn.BatchNorm2d on meta."
+    m, bn = RunningBatchNorm(3, device='meta'), nn.BatchNorm2d(3, device='meta')
+    x = torch.randn(4, 3, 5, 5, device='meta')
+    y, want = m(x), bn(x)
+    assert (y.device.type, y.shape, y.dtype) == (want.device.type, want.shape, want.dtype)
+    assert m.running_mean.device.type == 'meta' and m.num_batches_tracked.device.type == 'meta'
+
+
+def _oracle_2d():
+    x = _x(8, 3)
+    _close(_first_step(x), _bn_train(nn.BatchNorm1d, x))
+
+
+def _oracle_3d():
+    x = _x(4, 3, 7)
+    _close(_first_step(x), _bn_train(nn.BatchNorm1d, x))
+
+
+def _oracle_4d():
+    x = _x(4, 3, 5, 5)
+    _close(_first_step(x), _bn_train(nn.BatchNorm2d, x))
+
+
+def _oracle_5d():
+    x = _x(2, 3, 3, 4, 2)
+    _close(_first_step(x), _bn_train(nn.BatchNorm3d, x))
+
+
+def _half(dtype, tol):
+    "float16/bfloat16 into a float32 layer (autocast's case): output in the input's dtype, statistics float32."
+    def run():
+        x = _x(8, 3, 4, 4).to(dtype)
+        m, ref = RunningBatchNorm(3), RunningBatchNorm(3)
+        y = m(x)
+        assert y.dtype == dtype and m.running_mean.dtype == torch.float32
+        _close(y.float(), ref(x.float()), tol, tol)
+        _close(m.running_var, ref.running_var, tol, tol)
+    return run
+
+
+def _float32_into_float64():
+    m, ref = RunningBatchNorm(3, dtype=torch.float64), RunningBatchNorm(3, dtype=torch.float64)
+    x = _x(6, 3, 4)
+    y = m(x)
+    assert m.running_mean.dtype == torch.float64
+    _close(y.double(), ref(x.double()), 1e-6, 1e-6)
+
+
+def _same_as_contiguous(make):
+    "A strided input (`make(x)`) gives the contiguous input's output and statistics, step after step."
+    def run():
+        m, ref = RunningBatchNorm(3), RunningBatchNorm(3)
+        for t in range(3):
+            x = _x(4, 3, 5, 6, seed=t)
+            xs = make(x)
+            assert torch.equal(xs, x)
+            _close(m(xs), ref(x), 1e-6, 1e-6)
+        _close(m.running_var, ref.running_var, 1e-6, 1e-6)
+        m.eval(); ref.eval()
+        _close(m(make(x)), ref(x), 1e-6, 1e-6)
+    return run
+
+
+def _transposed(x): return x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, not contiguous
+def _channels_last(x): return x.contiguous(memory_format=torch.channels_last)
+def _sliced(x): return torch.stack([x, x], -1)[..., 0]  # a view with stride 2 in the last dim
+
+
+def _expanded():
+    "An expanded (stride-0) batch: every sample the same, so the batch variance is the spatial one (BatchNorm2d)."
+    x = _x(1, 3, 4, 4).expand(5, 3, 4, 4)
+    assert x.stride(0) == 0
+    _close(_first_step(x), _bn_train(nn.BatchNorm2d, x.contiguous()))
+
+
+def _nan_channel(bad):
+    "A NaN or inf in channel 1: that channel's output NaN, its statistics not finite, the others untouched (BatchNorm2d)."
+    def run():
+        x = _x(4, 3, 3, 3)
+        x[2, 1, 0, 0] = bad
+        m, bn = RunningBatchNorm(3), nn.BatchNorm2d(3)
+        y, want = m(x), bn(x)
+        assert torch.isnan(y[:, 1]).all() and torch.isnan(want[:, 1]).all()
+        _close(y[:, [0, 2]], want[:, [0, 2]])
+        assert not torch.isfinite(m.running_mean[1]) and not torch.isfinite(bn.running_mean[1])
+        assert torch.isnan(m.running_var[1]) and torch.isnan(bn.running_var[1])
+        assert torch.isfinite(m.running_mean[[0, 2]]).all()
+        m.reset_running_stats()
+        _close(m(_x(4, 3, 3, 3)), _bn_train(nn.BatchNorm2d, _x(4, 3, 3, 3)))
+    return run
+
+
+def _empty_batch_eval():
+    m, bn = _trained(), nn.BatchNorm2d(3).eval()
+    m.eval()
+    y = m(torch.randn(0, 3, 3, 3))
+    assert y.shape == bn(torch.randn(0, 3, 3, 3)).shape == (0, 3, 3, 3)
+
+
+def _batch_size_1_first_step():
+    "One sample, no spatial dims: x is the mean, the variance 0 is clamped to 0.01; nn.BatchNorm1d refuses it."
+    x = _x(1, 3)
+    m = RunningBatchNorm(3)
+    _close(m(x), torch.zeros(1, 3))
+    _close(m.running_mean, x[0])
+    # variance 0, up to the rounding of recovering it from 1/sqrt(var + eps): eps * 2**-23 ~ 1e-12
+    assert m.running_var.abs().max() < 2e-12 and m.num_samples_tracked.item() == 1
+    with pytest.raises(ValueError, match='Expected more than 1 value per channel'):
+        nn.BatchNorm1d(3)(x)
+
+
+def _batch_size_1_weights():
+    "Batch size 1 for 25 steps: the running mean and variance are numpy's weighted ones with mom1 = mom (closed form)."
+    m = RunningBatchNorm(2, dtype=torch.float64)
+    xs = [_x(1, 2, 3, dtype=torch.float64, seed=t) for t in range(25)]
+    for x in xs: m(x)
+    mom1 = effective_momentum(0.1, 1)
+    w = np.array([mom1 * (1 - mom1) ** (len(xs) - 1 - i) for i in range(len(xs))])
+    for c in range(2):
+        v = np.stack([x[0, c].numpy() for x in xs])  # (steps, 3)
+        ww = np.repeat(w, v.shape[1])
+        mu = np.average(v.ravel(), weights=ww)
+        assert m.running_mean[c].item() == pytest.approx(mu, rel=1e-10)
+        assert m.running_var[c].item() == pytest.approx(np.average((v.ravel() - mu) ** 2, weights=ww), rel=1e-9)
+
+
+def _constant_channel():
+    "A constant channel: variance 0 (to ~1e-12, never negative), outputs 0 once the clamp is off (the mean is the value)."
+    m = RunningBatchNorm(2)
+    for t in range(6): y = m(torch.stack([torch.full((4, 3), 7.0), _x(4, 3, seed=t)], 1))
+    assert 0 <= m.running_var[0].item() < 2e-12 and m.num_samples_tracked.item() == 24
+    # x - mean is 0 up to the float32 rounding of the running mean near 7 (ulp 2**-21), divided by sqrt(eps)
+    _close(y[:, 0], torch.zeros(4, 3), 0, 2 ** -21 / math.sqrt(1e-5))
+
+
+def _large_mean_float32():
+    "|mean| = 1e4 x std in float32: the running variance within 1% of float64's; the course's formula is not."
+    m32, m64, course = RunningBatchNorm(3), RunningBatchNorm(3, dtype=torch.float64), CourseRunningBatchNorm(3)
+    for t in range(30):
+        x = _x(16, 3, 4, 4, dtype=torch.float64, seed=t, loc=1e4, scale=1.0)
+        m32(x.float()); m64(x); course(x.float())
+    assert ((m32.running_var.double() - m64.running_var).abs() / m64.running_var).max() < 0.01
+    course_var = (course.sqrs / course.count - (course.sums / course.count) ** 2).flatten().double()
+    assert ((course_var - m64.running_var).abs() / m64.running_var).max() > 0.5
+
+
+def _gradients_match_course():
+    "requires_grad input in float64: gradients equal autograd through the course's layer."
+    ours, course = RunningBatchNorm(3, dtype=torch.float64), CourseRunningBatchNorm(3).double()
+    for t in range(5):
+        x = _x(4, 3, 3, 3, dtype=torch.float64, seed=t).requires_grad_()
+        ga, = torch.autograd.grad(ours(x).pow(3).sum(), x)
+        gb, = torch.autograd.grad(course(x).pow(3).sum(), x)
+        _close(ga, gb, 1e-8, 1e-8)
+
+
+def _state_float64_into_float32():
+    m64 = _trained(dtype=torch.float64)
+    m = RunningBatchNorm(3)
+    m.load_state_dict(m64.state_dict())
+    assert m.running_var.dtype == torch.float32
+    _close(m.running_var.double(), m64.running_var, 1e-6, 1e-7)
+    assert m.num_samples_tracked.item() == m64.num_samples_tracked.item() == 120
+
+
+def _state_round_trip():
+    "A fresh layer loaded with a trained layer's state gives the same outputs in eval and training."
+    m, fresh = _trained(), RunningBatchNorm(3)
+    assert fresh.load_state_dict(m.state_dict()) is not None  # torch's NamedTuple of missing/unexpected keys
+    for mode in (False, True):
+        m.train(mode); fresh.train(mode)
+        x = _x(5, 3, 3, 3, seed=99)
+        assert torch.equal(m(x), fresh(x))
+
+
+def _state_not_strict():
+    "strict=False: the missing key is reported by torch, the rest is loaded."
+    m = RunningBatchNorm(3)
+    result = m.load_state_dict(_state(count=None), strict=False)
+    assert result.missing_keys == ['count'] and m.num_batches_tracked.item() == 30
+
+
+def _state_nested_missing_key():
+    "Inside a container torch reports a missing key itself, naming it with its prefix (torch's RuntimeError)."
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "0.count"'):
+        nn.Sequential(RunningBatchNorm(3)).load_state_dict({'0.' + k: v for k, v in _state(count=None).items()})
+
+
+def _state_meta():
+    "A state dict on the meta device loads into a meta layer: no values to check, no error."
+    m = RunningBatchNorm(3, device='meta')
+    m.load_state_dict(RunningBatchNorm(3, device='meta').state_dict())
+    assert m.running_mean.device.type == 'meta'
+
+
+def _state_bad_then_good():
+    "A rejected state dict changes nothing: the layer still gives its old outputs."
+    m = _trained()
+    m.eval()
+    x = _x(3, 3, 3, 3, seed=7)
+    before = m(x)
+    with pytest.raises(ValueError):
+        m.load_state_dict(dict(m.state_dict()) | {'running_var': -m.running_var - 1})
+    assert torch.equal(m(x), before)
+
+
+ORACLE = [
+    ('np-scalars', _np_scalars), ('mom-1', _mom_one), ('eps-tiny', _tiny_eps), ('dtype-float64', _dtype_float64),
+    ('device-meta', _meta_layer), ('x-2d', _oracle_2d), ('x-3d', _oracle_3d), ('x-4d', _oracle_4d),
+    ('x-5d', _oracle_5d), ('x-float16', _half(torch.float16, 2e-3)), ('x-bfloat16', _half(torch.bfloat16, 2e-2)),
+    ('x-float32-into-float64', _float32_into_float64), ('x-non-contiguous', _same_as_contiguous(_transposed)),
+    ('x-channels-last', _same_as_contiguous(_channels_last)), ('x-strided', _same_as_contiguous(_sliced)),
+    ('x-expanded', _expanded), ('x-nan', _nan_channel(math.nan)), ('x-inf', _nan_channel(math.inf)),
+    ('x-empty-eval', _empty_batch_eval), ('batch-size-1', _batch_size_1_first_step),
+    ('batch-size-1-weights', _batch_size_1_weights), ('constant-channel', _constant_channel),
+    ('mean-1e4-float32', _large_mean_float32), ('requires-grad', _gradients_match_course),
+    ('state-float64', _state_float64_into_float32), ('state-round-trip', _state_round_trip),
+    ('state-not-strict', _state_not_strict), ('state-nested-missing', _state_nested_missing_key), ('state-meta', _state_meta), ('state-rejected', _state_bad_then_good),
+]
+
+
+@pytest.mark.parametrize('name,check', ORACLE, ids=[o[0] for o in ORACLE])
+def test_edge_call_matches_oracle(name, check):
+    check()
+
+
+def test_at_least_fifty_cases():
+    assert len(RAISES) + len(ORACLE) >= 50
+
+
+# ---------------------------------------------------------------- torch.compile: a ragged last batch
+
+def test_ragged_last_batch_compiles_in_one_graph_and_equals_eager():
+    "Batches of 8, 8, 8, then 5: fullgraph=True (an error on any graph break), dynamic shapes, same as eager."
+    torch._dynamo.reset()
+    try:
+        eager, twin = RunningBatchNorm(3), RunningBatchNorm(3)
+        twin.load_state_dict(eager.state_dict())
+        compiled = torch.compile(twin, fullgraph=True)
+        for t, bs in enumerate((8, 8, 8, 5)):
+            x = _x(bs, 3, 4, 4, seed=t).requires_grad_()
+            ye, yc = eager(x), compiled(x)
+            ge, = torch.autograd.grad(ye.pow(3).sum(), x)
+            gc, = torch.autograd.grad(yc.pow(3).sum(), x)
+            torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(gc, ge, rtol=1e-4, atol=1e-4 * ge.abs().max().item())
+        for k, v in eager.state_dict().items():
+            torch.testing.assert_close(twin.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+        assert twin.num_samples_tracked.item() == 29
+        eager.eval(); twin.eval()
+        x = _x(3, 3, 4, 4, seed=9)
+        torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_explicitly_dynamic_compile_has_no_graph_break():
+    "dynamic=True from the first call: one graph for every batch size, batch size 1 included."
+    torch._dynamo.reset()
+    try:
+        eager, twin = RunningBatchNorm(3), RunningBatchNorm(3)
+        compiled = torch.compile(twin, fullgraph=True, dynamic=True)
+        for t, bs in enumerate((8, 5, 3, 1)):
+            x = _x(bs, 3, 4, seed=t)
+            torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(twin.running_var, eager.running_var, rtol=1e-5, atol=1e-6)
+    finally:
+        torch._dynamo.reset()
