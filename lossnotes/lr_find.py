@@ -48,6 +48,8 @@ def lr_schedule(start_lr: float = 1e-7, # first learning rate, > 0
     check_number('num_it', num_it, 2, integer=True)
     if start_lr >= end_lr: raise ValueError(f"start_lr must be below end_lr={end_lr!r}, got start_lr={start_lr!r}")
     i = torch.arange(num_it, dtype=torch.float64)
+    if math.isinf(end_lr / start_lr):  # e.g. 1e-308 to 1e308: the ratio overflows, its logarithm does not
+        return torch.exp(math.log(start_lr) + (math.log(end_lr) - math.log(start_lr)) * (i / (num_it - 1)))
     return start_lr * (end_lr / start_lr) ** (i / (num_it - 1))
 
 def _finite_prefix(y: torch.Tensor) -> int:
