@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 from lossnotes.lessons.data import digits
 from lossnotes.ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
 from lossnotes.lr_find import LRFinderResult, lr_range_test, lr_schedule, steepest_lr
-from lossnotes.lessons.lr_find import explorer_parts
-from lossnotes.lessons.lr_find import draw_smoothing, minimum_shift, plot_lr_curves, smooth, synthetic_lr_curve
+from lossnotes.lessons.ema import draw_smoothing, explorer_parts, minimum_shift, smooth, synthetic_lr_curve
+from lossnotes.lessons.lr_find import plot_lr_curves
 from lossnotes.lessons.plotting import Control, new_figure
 
 F = torch.nn.functional
@@ -246,21 +246,28 @@ def readout(text):
 @pytest.mark.parametrize('beta, num_it, init', [(0.98, 100, 'zero + debias'), (0.9, 200, 'first value'),
                                                 (0.0, 50, 'zero'), (0.999, 1000, 'zero + debias')])
 def test_draw_readout_matches_the_library(beta, num_it, init):
+    "Every shift in the readout names its reference, and is the library's number."
     out = readout(draw_smoothing(new_figure(), beta=beta, num_it=num_it, init=init))
     lrs, noise_free, raw = synthetic_lr_curve(num_it=num_it, seed=0)
     sm = smooth(raw, beta, init)
     zl = zero_lag(raw.log(), zero_lag_beta(beta)).exp()
-    assert out['shift'] == f'{minimum_shift(lrs, sm, raw):+.2f} decades'
-    assert out['zero-lag shift'] == f'{minimum_shift(lrs, zl, raw):+.2f} decades'
-    lag = ema_lag(beta, int(raw.argmin()) + 1)
-    assert out['lag'] in (f'{lag:.1f} steps', f'{lag * 8 / (num_it - 1):.2f} decades')
-    assert list(readout(draw_smoothing(new_figure(), beta=beta, num_it=num_it, init=init))) == ['shift', 'zero-lag shift', 'lag']
+    assert out['EMA vs noise-free minimum'] == f'{minimum_shift(lrs, sm, noise_free):+.2f} decades'
+    assert out['EMA vs raw minimum'] == f'{minimum_shift(lrs, sm, raw):+.2f} decades'
+    assert out['zero-lag vs noise-free minimum'] == f'{minimum_shift(lrs, zl, noise_free):+.2f} decades'
+    lag = ema_lag(beta, int(noise_free.argmin()) + 1)
+    assert out['lag at the minimum'] == f'{lag:.1f} steps = {lag * 8 / (num_it - 1):.2f} decades'
+
+
+def test_readout_agrees_with_the_lesson_text():
+    "The lesson states 0.89 decades from the noise-free minimum and 0.65 from the raw one for the default curve."
+    out = readout(draw_smoothing(new_figure()))
+    assert out['EMA vs noise-free minimum'] == '+0.89 decades' and out['EMA vs raw minimum'] == '+0.65 decades'
 
 
 def test_zero_start_puts_the_minimum_at_the_first_step():
     out = readout(draw_smoothing(new_figure(), init='zero'))
     lrs, _, raw = synthetic_lr_curve(num_it=100, seed=0)
-    assert out['shift'] == f'{math.log10(1e-7 / float(lrs[raw.argmin()])):+.2f} decades'
+    assert out['EMA vs raw minimum'] == f'{math.log10(1e-7 / float(lrs[raw.argmin()])):+.2f} decades'
 
 
 def test_explorer_parts_and_sweep():
@@ -377,3 +384,39 @@ def test_doctests_pass():
     import lossnotes.lr_find  # noqa: F401
     r = doctest.testmod(sys.modules['lossnotes.lr_find'], optionflags=doctest.NORMALIZE_WHITESPACE)
     assert r.attempted >= 6 and r.failed == 0
+
+
+def test_lesson_exercises_check_right_and_wrong_answers():
+    "Each exercise of the EMA lesson accepts its solution and answers a wrong option with its own feedback."
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.ema import EXERCISES
+    assert 3 <= len(EXERCISES) <= 5
+    assert check('ema/predict-shift', 49 * 6 / 299).correct and not check('ema/predict-shift', 49 / 299).correct
+    for name in ('why-debias', 'where-minimum'):
+        spec = EXERCISES[name]
+        assert check(f'ema/{name}', spec['answer']).correct
+        for option, feedback in spec['options'].items():
+            if option != spec['answer']:
+                fb = check(f'ema/{name}', option)
+                assert not fb.correct and fb.message == feedback and len(feedback) > 40
+    def steps_run(beta, debias):
+        s = ema(torch.ones(1000, dtype=torch.float64), beta, debias=debias)
+        over = (s > 4 * s.cummin(0).values).nonzero()
+        return int(over[0]) + 1 if len(over) else 1000
+    assert check('ema/steps-run', steps_run).correct
+    assert not check('ema/steps-run', lambda beta, debias: 1000 if debias else 5).correct  # misses beta 0.5 and 0.8
+
+
+def test_lesson_demo_trainers_leave_the_caller_alone():
+    from lossnotes.lessons.ema import digits_data, one_thread, outcome_experiment, suggestions, digits_range_test
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    rows = outcome_experiment(seeds=[0])
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+    assert [r['rule'] for r in rows] == list(suggestions(digits_range_test(0)))
+    assert all(0 <= r['valid_accuracy'] <= 1 and math.isfinite(r['valid_loss']) for r in rows)
+    xt = digits_data()[0]
+    xt.zero_()
+    assert float(digits_data()[0].abs().sum()) > 0  # the cached split is not handed out
+    with pytest.raises(RuntimeError):
+        with one_thread(): raise RuntimeError('inside')
+    assert torch.get_num_threads() == threads
