@@ -32,7 +32,7 @@ def one_thread():
     try: yield
     finally: torch.set_num_threads(n)
 
-SEEDED = '#9467bd'  # purple: EMA seeded with the first value (a concept of this lesson only)
+SEEDED = '#bcbd22'  # olive: EMA seeded with the first value (a concept of this lesson only; no other lesson uses this hex)
 REFERENCE = '#8c8c8c'  # mid grey, dotted: a reference level (one decade), not data
 
 def plot_starts(x, # 1-D losses
