@@ -117,8 +117,9 @@ def _pow2(e: int) -> tuple:
 def _range_exponent(x: torch.Tensor) -> int:
     "0 if `x`'s largest finite |value| is in the safe range of its dtype, else the exponent e that brings it near 1."
     if x.numel() == 0: return 0
-    m = float(x.abs().amax())  # one reduction, one host read: the vectorised path may sync
-    if not math.isfinite(m):
+    lo, hi = torch.aminmax(x)  # one pass and no temporary (x.abs() would allocate a copy); the vectorised path may sync
+    m = max(-float(lo), float(hi))
+    if not math.isfinite(m):  # NaN or inf somewhere: the scale comes from the finite values (rare, so a copy is fine)
         finite = x[torch.isfinite(x)]
         m = float(finite.abs().amax()) if finite.numel() else 0.0
     fi = torch.finfo(x.dtype)
