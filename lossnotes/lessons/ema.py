@@ -229,11 +229,16 @@ def train_one_epoch(lr: float, seed: int) -> tuple:
             out = model(xv)
             return torch.nn.functional.cross_entropy(out, yv).item(), (out.argmax(1) == yv).double().mean().item()
 
-def outcome_experiment(seeds=range(5)) -> list:
+def outcome_experiment(seeds=range(5), # seeds of the network's init and the batches' order
+                       runs: list | None = None, # their range tests, if already run (`digits_range_test(seed)`)
+                      ) -> list:
     "For each seed: a range test, each rule's suggestion, and one epoch of training at it. One row per (seed, rule)."
+    seeds = list(seeds)
+    runs = [digits_range_test(seed) for seed in seeds] if runs is None else list(runs)
+    if len(runs) != len(seeds): raise ValueError(f"runs must hold one range test per seed ({len(seeds)}), got {len(runs)}")
     rows = []
-    for seed in seeds:
-        for rule, lr in suggestions(digits_range_test(seed)).items():
+    for seed, run in zip(seeds, runs):
+        for rule, lr in suggestions(run).items():
             loss, acc = train_one_epoch(lr, seed)
             rows.append(dict(seed=seed, rule=rule, lr=lr, valid_loss=loss, valid_accuracy=acc))
     return rows
