@@ -17,7 +17,7 @@ from .plotting import get_ax, mark_point, style
 # %% auto #0
 __all__ = ['plot_lr_curves']
 
-# %% ../../nbs/01a_lr_find.ipynb #2a08c336
+# %% ../../nbs/01a_lr_find.ipynb #d7092cb5
 def plot_lr_curves(lrs, # (n,) learning rates
                    curves: dict, # kind ('raw', 'smoothed'/'debiased', 'ema', 'zero_lag', 'truth') -> (n,) losses
                    ax=None, # axes, or None for a new figure
