@@ -37,6 +37,7 @@ def _as_1d(values, name: str = 'values') -> torch.Tensor:
         if kind == 'c': raise TypeError(f"{name} must be real, got complex values {_short(values)}")
         if kind == 'b': raise TypeError(f"{name} must hold numbers, got bool values {_short(values)}")
         try: x = torch.as_tensor(values, dtype=torch.float64)  # straight to float64: lists are not rounded to float32
+        except OverflowError: raise ValueError(f"{name} holds a number too large for float64: {_short(values)}") from None
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {_short(values)} ({e})") from None
     if x.dtype == torch.bool: raise TypeError(f"{name} must hold numbers, got bool values {_short(values)}")
@@ -291,8 +292,10 @@ class EMA:
                 self.avg = torch.add(self.avg * self.beta, x, alpha=1 - self.beta)  # no .item(): stays on the device
             else: self.avg = torch.add(x * (1 - self.beta), self.avg * self.beta)
         elif isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__module__ != 'numpy' or \
-                type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', '') in 'fiu' and getattr(x, 'ndim', 1) == 0:
-            self.avg = self.avg * self.beta + float(x) * (1 - self.beta)
+                type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) in ('f', 'i', 'u') and getattr(x, 'ndim', 1) == 0:
+            try: x = float(x)
+            except OverflowError: raise ValueError(f"x is too large for a float: {_short(x)}") from None
+            self.avg = self.avg * self.beta + x * (1 - self.beta)
         else:
             raise TypeError(f"x must be a real number or a real tensor, got {_short(x)} of type {type(x).__name__}")
         self.step += 1

@@ -112,6 +112,7 @@ CASES = [
     ('ema list of strings', lambda: ema(['1', '2']), raises(TypeError, 'values must be a 1-D sequence of real numbers')),
     ('ema list with None', lambda: ema([1.0, None]), raises(TypeError, 'values must be a 1-D sequence of real numbers')),
     ('ema dict', lambda: ema({'a': 1.0}), raises(TypeError, 'values must be a 1-D sequence of numbers')),
+    ('ema int beyond float64', lambda: ema([1, 10**400]), raises(ValueError, 'values holds a number too large for float64')),
     # ---- ema: beta and debias
     ('ema beta inf', lambda: ema(X, INF), raises(ValueError, 'beta must be finite, got inf')),
     ('ema beta -inf', lambda: ema(X, -INF), raises(ValueError, 'beta must be finite, got -inf')),
@@ -170,6 +171,8 @@ CASES = [
     ('EMA numpy bool', lambda: EMA().update(np.bool_(True)), raises(TypeError, 'x must be a real number or a real tensor')),
     ('EMA string', lambda: EMA().update('1.0'), raises(TypeError, "x must be a real number or a real tensor, got '1.0'")),
     ('EMA None', lambda: EMA().update(None), raises(TypeError, 'x must be a real number or a real tensor, got None')),
+    ('EMA int beyond float', lambda: EMA().update(10**400), raises(ValueError, 'x is too large for a float')),
+    ('EMA Fraction', lambda: streamed([__import__('fractions').Fraction(1, 4)] * 2), holds(lambda v: abs(v - 0.25) < 1e-15)),
     ('EMA numpy 1-D array', lambda: EMA().update(np.array([1.0, 2.0])), raises(TypeError, 'x must be a real number or a real tensor')),
     ('EMA numpy float32 scalar', lambda: streamed([np.float32(2.5)] * 3), holds(lambda v: v == 2.5)),
     ('EMA numpy 0-d array', lambda: streamed([np.array(2.5)] * 3), holds(lambda v: v == 2.5)),
