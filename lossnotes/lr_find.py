@@ -138,7 +138,13 @@ class LRFinderResult:
     def curve(self, kind: str = 'smoothed', # 'raw', 'smoothed' or 'zero_lag'
               beta: float | None = None, # EMA beta (None: the test's); 'zero_lag' leaves as much noise as it
              ) -> torch.Tensor:
-        "The raw, smoothed (debiased EMA) or zero-lag (forward-backward EMA of log loss, as much noise left) curve."
+        """The raw, smoothed (debiased EMA) or zero-lag curve (forward-backward EMA of the log loss).
+
+        For ``'zero_lag'``, ``beta`` is the causal EMA whose white-noise level it matches (per-pass decay
+        ``zero_lag_beta(beta)``). That kernel is wide: it smears a sharp descent or blow-up both ways (on the lesson's
+        synthetic curve it starts falling two decades early), so pass a smaller ``beta`` when the curve has sharp
+        features, and read locations from it rather than values or slopes.
+        """
         if kind not in ('raw', 'smoothed', 'zero_lag'):
             raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
         beta = self.beta if beta is None else _check_beta(beta)
