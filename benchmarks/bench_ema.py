@@ -65,8 +65,11 @@ def _series(n: int, quick: bool) -> list[dict]:
 def _streaming(quick: bool) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     losses = list((2.3 + 0.1 * torch.randn(1000, generator=g)).unbind())  # float32 0-d tensors, as a loop sees them
-    e = EMA(BETA)
-    streamed = torch.stack([e.update(l) for l in losses])
+    e, streamed = EMA(BETA), []
+    for l in losses:
+        e.update(l)  # returns None; compute() reads the average
+        streamed.append(e.compute())
+    streamed = torch.stack(streamed)
     torch.testing.assert_close(streamed.double(), ema(torch.stack(losses).double(), BETA), rtol=1e-5, atol=0)
     epoch_loss = 0.0
     for l in losses: epoch_loss += l.item()

@@ -1,5 +1,6 @@
 """lossnotes.ema: the vectorised EMA against pandas and a plain loop, the streaming EMA, the lag, the zero-lag smoother."""
 import math
+import re
 import subprocess
 
 import numpy as np
@@ -73,18 +74,27 @@ def test_dtypes_and_devices():
     assert ema([]).shape == (0,)
 
 
+def stream(e, values):
+    "Feed `values` to `e` one at a time and collect `compute()` after each."
+    out = []
+    for v in values:
+        assert e.update(v) is None
+        out.append(e.compute())
+    return out
+
+
 def test_nan_propagates():
     y = ema([1.0, float('nan'), 1.0], 0.9)
     assert not math.isnan(y[0]) and math.isnan(y[1]) and math.isnan(y[2])
-    e = EMA(0.9)
-    e.update(1.0)
-    assert math.isnan(e.update(float('nan'))) and math.isnan(e.update(2.0))
+    got = stream(EMA(0.9), [1.0, float('nan'), 2.0])
+    assert not math.isnan(got[0]) and math.isnan(got[1]) and math.isnan(got[2])
 
 
 @pytest.mark.parametrize('bad, exc, match', [
     (1.0, ValueError, r'beta must be in \[0, 1\), got 1.0'),
     (-0.1, ValueError, r'beta must be in \[0, 1\), got -0.1'),
     (float('nan'), ValueError, 'beta must not be NaN'),
+    (float('inf'), ValueError, 'beta must be finite, got inf'),
     ('0.9', TypeError, "beta must be a real number, got '0.9'"),
 ])
 def test_bad_beta(bad, exc, match):
@@ -96,50 +106,134 @@ def test_bad_beta(bad, exc, match):
 def test_bad_values():
     with pytest.raises(ValueError, match=r'values must be 1-D, got shape \(2, 2\)'): ema(torch.ones(2, 2))
     with pytest.raises(ValueError, match=r'values must be 1-D, got shape \(\)'): ema(torch.tensor(1.0))
-    with pytest.raises(TypeError, match="x must be a number or a tensor, got '1' of type str"): EMA().update('1')
-    with pytest.raises(TypeError, match='x must be a number or a tensor'): EMA().update(True)
+    with pytest.raises(TypeError, match="x must be a real number or a real tensor, got '1' of type str"): EMA().update('1')
+    with pytest.raises(TypeError, match='x must be a real number or a real tensor'): EMA().update(True)
 
 
 def test_streaming_equals_vectorised():
     x = torch.rand(500, dtype=torch.float64) * 3
     for debias in (True, False):
-        e = EMA(0.98, debias=debias)
-        torch.testing.assert_close(torch.stack([e.update(v) for v in x]), ema(x, 0.98, debias), rtol=1e-13, atol=1e-13)
-        e = EMA(0.98, debias=debias)
-        np.testing.assert_allclose([e.update(float(v)) for v in x], ema(x, 0.98, debias).numpy(), rtol=1e-13)
-    assert EMA().compute() is None
+        got = stream(EMA(0.98, debias=debias), x)
+        torch.testing.assert_close(torch.stack(got), ema(x, 0.98, debias), rtol=1e-13, atol=1e-13)
+        got = stream(EMA(0.98, debias=debias), x.tolist())
+        np.testing.assert_allclose(got, ema(x, 0.98, debias).numpy(), rtol=1e-13)
+    assert math.isnan(EMA().compute()) and isinstance(EMA().compute(), float)
 
 
-def test_streaming_tensor_stays_on_device_without_item(monkeypatch):
-    "A training loop's 0-d loss: no .item(), no float(), result stays a tensor of the loss's dtype."
+def test_compute_hands_out_a_copy():
+    "Writing to what compute() returned must not change the average (also when no division happens)."
+    for debias in (True, False):
+        e = EMA(0.5, debias=debias)
+        for _ in range(3): e.update(torch.tensor(2.0, dtype=torch.float64))
+        before = float(e.compute())
+        e.compute().add_(100)
+        e.state_dict()['avg'].add_(100)
+        assert float(e.compute()) == before
+
+
+def test_cached_powers_are_never_handed_out():
+    "The lru_cache of the block scan's powers and weight sums keeps private tensors: callers get copies."
+    from lossnotes.ema import _inverse_weight_sums, _powers
+    w = _inverse_weight_sums(0.98, 40, torch.float64, 'cpu')
+    w.zero_()
+    up, down = _powers(0.98, 64, 0.02, torch.float64, 'cpu')
+    up.zero_(); down.zero_()
+    x = torch.rand(1000, dtype=torch.float64)
+    np.testing.assert_allclose(ema(x, 0.98).numpy(), loop_ema(x.numpy(), 0.98), rtol=0, atol=1e-12)
+
+
+NO_SYNC_INPUTS = {
+    'float32 loss': lambda v: torch.tensor(v, dtype=torch.float32, requires_grad=True) * 1,
+    'float16 loss': lambda v: torch.tensor(v, dtype=torch.float16),
+    'bfloat16 loss': lambda v: torch.tensor(v, dtype=torch.bfloat16),
+    'int64 count': lambda v: torch.tensor(int(v)),
+    'float64 loss': lambda v: torch.tensor(v, dtype=torch.float64),
+    '(3,) vector': lambda v: torch.full((3,), v),
+    'non-contiguous (2,)': lambda v: torch.full((4,), v)[::2],
+    'expanded (3,)': lambda v: torch.tensor(v).expand(3),
+}
+
+
+@pytest.mark.parametrize('kind', list(NO_SYNC_INPUTS))
+@pytest.mark.parametrize('debias', [True, False])
+def test_streaming_tensor_stays_on_device_without_item(monkeypatch, kind, debias):
+    "A training loop's loss: no .item(), no float(), no bool(); the result stays a tensor on the loss's device."
+    make = NO_SYNC_INPUTS[kind]
+    values = [2.0, 1.0, 7.0 if kind == 'int64 count' else float('inf'), 3.0]
+    inputs = [make(v) for v in values]
     def no_sync(*a, **k): raise AssertionError('host sync')
-    monkeypatch.setattr(torch.Tensor, 'item', no_sync)
-    monkeypatch.setattr(torch.Tensor, '__float__', no_sync)
-    e = EMA(0.9)
-    for v in (2.0, 1.0, 3.0):
-        out = e.update(torch.tensor(v, dtype=torch.float32, requires_grad=True) * 1)
-    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device.type == 'cpu' and not out.requires_grad
+    for name in ('item', '__float__', '__bool__', '__int__', 'tolist', '__index__'):
+        monkeypatch.setattr(torch.Tensor, name, no_sync)
+    e = EMA(0.9, debias=debias)
+    e.update(0.5)  # a float first, then tensors: the float-to-tensor path too
+    for x in inputs: e.update(x)
+    out = e.compute()
+    state = e.state_dict()
     monkeypatch.undo()
-    torch.testing.assert_close(out.double(), ema([2.0, 1.0, 3.0], 0.9)[-1], rtol=1e-6, atol=0)
-    half = EMA(0.9)
-    half.update(torch.tensor(2.0, dtype=torch.float16))
-    assert half.avg.dtype == torch.float32
+    assert isinstance(out, torch.Tensor) and out.device.type == 'cpu' and not out.requires_grad
+    assert out.dtype == (torch.float64 if kind == 'float64 loss' else torch.float32)
+    want = ema([0.5] + values, 0.9, debias)[-1]
+    assert torch.all(out.double() == want) or torch.allclose(out.double(), want.expand_as(out), rtol=1e-6, atol=0)
+    assert int(state['step']) == 5
+
+
+def test_inf_then_finite_agrees_between_float_and_tensor_paths():
+    for first, then in [(float('inf'), 1.0), (float('-inf'), 1.0), (float('inf'), float('-inf'))]:
+        a, b = EMA(0.98), EMA(0.98)
+        a.update(first); a.update(then)
+        b.update(torch.tensor(first)); b.update(torch.tensor(then))
+        fa, fb = a.compute(), float(b.compute())
+        assert (math.isnan(fa) and math.isnan(fb)) or fa == fb, (first, then, fa, fb)
+    e = EMA(0.98)
+    e.update(torch.tensor(float('inf'))); e.update(torch.tensor(1.0))
+    assert float(e.compute()) == float('inf')
 
 
 def test_state_dict_round_trip():
     x = torch.rand(100, dtype=torch.float64)
     for first in (x[:60], x[:60].tolist()):
         a = EMA(0.95)
-        for v in first: a.update(v)
-        b = EMA(0.5, debias=False).load_state_dict(a.state_dict())
+        stream(a, first)
+        b = EMA(0.5, debias=False)
+        assert b.load_state_dict(a.state_dict()) is None
         assert (b.beta, b.debias, b.step) == (0.95, True, 60)
-        rest = [(a.update(v), b.update(v)) for v in x[60:]]
-        assert all(float(p) == float(q) for p, q in rest)
+        for v in x[60:]:
+            a.update(v); b.update(v)
+            assert float(a.compute()) == float(b.compute())
     torch.testing.assert_close(torch.as_tensor(float(a.compute()), dtype=torch.float64), ema(x, 0.95)[-1], rtol=1e-13, atol=0)
-    a.reset()
-    assert (a.step, a.compute()) == (0, None)
-    with pytest.raises(ValueError, match=r"state is missing \['avg', 'step'\]"): EMA().load_state_dict({'beta': 0.9, 'debias': True})
+    assert a.reset() is None
+    assert a.step == 0 and math.isnan(a.compute())
+    with pytest.raises(ValueError, match=r"state must have exactly the keys \['avg', 'beta', 'debias', 'step'\]"):
+        EMA().load_state_dict({'beta': 0.9, 'debias': True})
     assert repr(EMA(0.9)) == 'EMA(beta=0.9, debias=True, step=0)'
+
+
+def test_load_state_dict_changes_nothing_when_it_fails():
+    e = EMA(0.9)
+    e.update(2.0)
+    before = e.state_dict()
+    with pytest.raises(TypeError, match=r"state\['debias'\] must be a bool"):
+        e.load_state_dict({'beta': 0.5, 'debias': 'yes', 'avg': 1.0, 'step': 3})
+    assert e.state_dict() == before
+
+
+@pytest.mark.parametrize('fn, params', [
+    (EMA, ['beta', 'debias']), (EMA.update, ['x']), (ema, ['values', 'beta', 'debias']), (ema_seeded, ['values', 'beta']),
+    (zero_lag, ['values', 'beta']), (ema_lag, ['beta', 'step']), (zero_lag_beta, ['beta']),
+])
+def test_help_explains_every_parameter(fn, params):
+    import pydoc
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    for p in params: assert re.search(rf'\b{p}\b', text), p
+    if fn is not EMA.update:
+        assert 'Parameters' in text and 'Examples' in text and '>>>' in text
+
+
+def test_doctests_pass():
+    import doctest, sys
+    import lossnotes.ema  # noqa: F401
+    r = doctest.testmod(sys.modules['lossnotes.ema'], optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted >= 8 and r.failed == 0
 
 
 @pytest.mark.parametrize('beta', [0.0, 0.5, 0.9, 0.98, 0.999])
@@ -173,3 +267,18 @@ def test_library_module_is_light():
     code = ("import sys, lossnotes.ema, lossnotes.lr_find; "
             "print(sorted(m for m in ('pandas', 'scipy', 'matplotlib', 'ipywidgets', 'IPython') if m in sys.modules))")
     assert subprocess.run([PY, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == '[]'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_streaming_update_does_not_sync_a_cuda_device():
+    "CUDA's own sync detector: any device-to-host wait inside update() raises."
+    e = EMA(0.98)
+    e.update(torch.tensor(1.0, device='cuda'))
+    xs = [torch.tensor(v, device='cuda') for v in (2.0, float('inf'), 1.0, 3.0)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for x in xs: e.update(x)
+        out = e.compute()
+    finally: torch.cuda.set_sync_debug_mode(0)
+    assert out.device.type == 'cuda' and float(out) == float('inf')

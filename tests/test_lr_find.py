@@ -1,5 +1,6 @@
 """lossnotes.lr_find: the schedule, the range test (restore, stop, cycle), the suggestions, the plots and the explorer."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 from lossnotes.lessons.data import digits
 from lossnotes.ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
 from lossnotes.lr_find import LRFinderResult, lr_range_test, lr_schedule, steepest_lr
-from lossnotes.lessons.lr_find import explorer_parts
-from lossnotes.lessons.lr_find import draw_smoothing, minimum_shift, plot_lr_curves, smooth, synthetic_lr_curve
+from lossnotes.lessons.ema import draw_smoothing, explorer_parts, minimum_shift, smooth, synthetic_lr_curve
+from lossnotes.lessons.lr_find import plot_lr_curves
 from lossnotes.lessons.plotting import Control, new_figure
 
 F = torch.nn.functional
@@ -133,9 +134,16 @@ def test_non_finite_loss_stops_at_once(bad):
 
 
 def test_stop_div_false_runs_to_the_end(data):
-    res = lr_range_test(mlp(), F.cross_entropy, data, opt_func=torch.optim.SGD, start_lr=1e-3, end_lr=1e3, num_it=40,
-                        stop_div=False, progress=False)
-    assert len(res.losses) == _finite_len(res.losses) or not math.isfinite(res.losses[-1])
+    "The same diverging run: stop_div=False records every one of the 40 steps, stop_div=True stops where the rule says."
+    kw = dict(opt_func=torch.optim.SGD, start_lr=1e-3, end_lr=1e3, num_it=40, progress=False)
+    full = lr_range_test(mlp(), F.cross_entropy, data, stop_div=False, **kw)
+    assert len(full.losses) == 40 and bool(torch.isfinite(full.losses).all())
+    best = full.smoothed.cummin(0).values
+    first_past = int((full.smoothed > 4 * best).nonzero()[0])  # the step the rule stops at
+    assert 10 < first_past < 39
+    stopped = lr_range_test(mlp(), F.cross_entropy, data, stop_div=True, **kw)
+    assert len(stopped.losses) == first_past + 1
+    torch.testing.assert_close(stopped.losses, full.losses[:first_past + 1], rtol=0, atol=0)
 
 
 def _finite_len(y):
@@ -159,6 +167,12 @@ def fastai_valley(lrs, losses):
     return float(lrs[max(idx, 0)])  # fastai indexes lrs[-1] (the largest lr) when the run starts at step 0
 
 
+def fastai_steep(lrs, losses):
+    "fastai's `steep` (fastai/callback/schedule.py), its two lines re-typed."
+    grads = (losses[1:]-losses[:-1]) / (lrs[1:].log()-lrs[:-1].log())
+    return lrs[grads.argmin()].item()
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(0.01, 10), min_size=5, max_size=60))
 def test_property_suggestions_match_fastai(losses):
@@ -167,7 +181,7 @@ def test_property_suggestions_match_fastai(losses):
     res = LRFinderResult(lrs, y, ema(y, 0.98), 0.98)
     assert res.suggest('valley', 'raw') == fastai_valley(lrs, losses)
     assert res.suggest('minimum', 'raw') == pytest.approx(float(lrs[int(np.argmin(losses))]) / 10, rel=1e-15)
-    assert res.suggest('steep', 'raw') == steepest_lr(lrs, y)
+    assert res.suggest('steep', 'raw') == fastai_steep(lrs, y)
 
 
 def test_steep_is_against_log_lr():
@@ -175,7 +189,9 @@ def test_steep_is_against_log_lr():
     u = lrs.log10()
     y = 2 - torch.tanh((u + 3) / 0.4)  # steepest descent at lr = 1e-3 in log lr; against linear lr it is left of it
     res = LRFinderResult(lrs, y, y.clone(), 0.98)
-    assert res.suggest('steep', 'raw') == pytest.approx(1e-3, rel=1e-9)
+    # the steepest step is the one that ends at 1e-3; fastai's forward difference names its left end
+    assert res.suggest('steep', 'raw') == pytest.approx(10 ** -3.05, rel=1e-9)
+    assert steepest_lr(lrs, y) == pytest.approx(1e-3, rel=1e-9)  # central differences: the centre itself
     linear = float(lrs[torch.gradient(y, spacing=(lrs,))[0].argmin()])
     assert linear == pytest.approx(10 ** -3.2, rel=1e-9)  # the slope divided by lr favours smaller lrs
 
@@ -230,21 +246,28 @@ def readout(text):
 @pytest.mark.parametrize('beta, num_it, init', [(0.98, 100, 'zero + debias'), (0.9, 200, 'first value'),
                                                 (0.0, 50, 'zero'), (0.999, 1000, 'zero + debias')])
 def test_draw_readout_matches_the_library(beta, num_it, init):
+    "Every shift in the readout names its reference, and is the library's number."
     out = readout(draw_smoothing(new_figure(), beta=beta, num_it=num_it, init=init))
     lrs, noise_free, raw = synthetic_lr_curve(num_it=num_it, seed=0)
     sm = smooth(raw, beta, init)
     zl = zero_lag(raw.log(), zero_lag_beta(beta)).exp()
-    assert out['shift'] == f'{minimum_shift(lrs, sm, raw):+.2f} decades'
-    assert out['zero-lag shift'] == f'{minimum_shift(lrs, zl, raw):+.2f} decades'
-    lag = ema_lag(beta, int(raw.argmin()) + 1)
-    assert out['lag'] in (f'{lag:.1f} steps', f'{lag * 8 / (num_it - 1):.2f} decades')
-    assert list(readout(draw_smoothing(new_figure(), beta=beta, num_it=num_it, init=init))) == ['shift', 'zero-lag shift', 'lag']
+    assert out['EMA vs noise-free minimum'] == f'{minimum_shift(lrs, sm, noise_free):+.2f} decades'
+    assert out['EMA vs raw minimum'] == f'{minimum_shift(lrs, sm, raw):+.2f} decades'
+    assert out['zero-lag vs noise-free minimum'] == f'{minimum_shift(lrs, zl, noise_free):+.2f} decades'
+    lag = ema_lag(beta, int(noise_free.argmin()) + 1)
+    assert out['lag at the minimum'] == f'{lag:.1f} steps = {lag * 8 / (num_it - 1):.2f} decades'
+
+
+def test_readout_agrees_with_the_lesson_text():
+    "The lesson states 0.89 decades from the noise-free minimum and 0.65 from the raw one for the default curve."
+    out = readout(draw_smoothing(new_figure()))
+    assert out['EMA vs noise-free minimum'] == '+0.89 decades' and out['EMA vs raw minimum'] == '+0.65 decades'
 
 
 def test_zero_start_puts_the_minimum_at_the_first_step():
     out = readout(draw_smoothing(new_figure(), init='zero'))
     lrs, _, raw = synthetic_lr_curve(num_it=100, seed=0)
-    assert out['shift'] == f'{math.log10(1e-7 / float(lrs[raw.argmin()])):+.2f} decades'
+    assert out['EMA vs raw minimum'] == f'{math.log10(1e-7 / float(lrs[raw.argmin()])):+.2f} decades'
 
 
 def test_explorer_parts_and_sweep():
@@ -257,3 +280,143 @@ def test_explorer_parts_and_sweep():
         for v in c.values():
             values = {k: cc.value for k, cc in controls.items()} | {name: v}
             assert 'decades' in draw(new_figure(), **values)
+
+
+def test_global_rng_is_left_unchanged(data):
+    "Dropout in the model and a shuffling DataLoader draw from the caller's RNG state, which is restored afterwards."
+    xt = torch.cat([x for x, _ in data]); yt = torch.cat([y for _, y in data])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xt, yt), batch_size=64, shuffle=True)
+    model = mlp()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    res = lr_range_test(model, F.cross_entropy, loader, num_it=30, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    expected_next = torch.rand(3)  # what the caller draws next is what it would have drawn without the test
+    torch.set_rng_state(before)
+    assert torch.equal(torch.rand(3), expected_next)
+    # the test itself is reproducible from the caller's state: the same state gives the same curve
+    torch.set_rng_state(before)
+    again = lr_range_test(model, F.cross_entropy, loader, num_it=30, progress=False)
+    torch.testing.assert_close(res.losses, again.losses, rtol=0, atol=0)
+    torch.set_rng_state(before)
+    assert len({float(torch.rand(()))} | {float(torch.rand(()))}) == 2  # the state really advances when drawn from
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_rng_is_left_unchanged(data):
+    model = mlp().cuda()
+    batches = [(x.cuda(), y.cuda()) for x, y in data]
+    before_cpu, before_cuda = torch.get_rng_state(), torch.cuda.get_rng_state()
+    lr_range_test(model, F.cross_entropy, batches, num_it=20, progress=False)
+    assert torch.equal(torch.get_rng_state(), before_cpu) and torch.equal(torch.cuda.get_rng_state(), before_cuda)
+
+
+def test_one_shot_iterator_says_so(data):
+    gen = (b for b in data[:3])
+    with pytest.raises(ValueError, match=r'batches ran out after 3 batches.*one-shot iterator.*DataLoader or a list'):
+        lr_range_test(mlp(), F.cross_entropy, gen, num_it=10, progress=False)
+    with pytest.raises(ValueError, match=r'batches ran out after 2 batches'):
+        lr_range_test(mlp(), F.cross_entropy, iter(data[:2]), num_it=10, progress=False)
+    assert len(lr_range_test(mlp(), F.cross_entropy, data[:3], num_it=10, stop_div=False, progress=False).losses) == 10
+
+
+def test_loss_fn_must_return_a_scalar(data):
+    net = mlp()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    per_item = lambda out, y: F.cross_entropy(out, y, reduction='none')
+    with pytest.raises(ValueError, match=r'loss_fn must return a scalar loss \(one element\), got shape \(64,\)'):
+        lr_range_test(net, per_item, data, num_it=10, progress=False)
+    with pytest.raises(TypeError, match='loss_fn must return a tensor, got 1.0 of type float'):
+        lr_range_test(net, lambda o, y: 1.0, data, num_it=10, progress=False)
+    with pytest.raises(ValueError, match='loss_fn must return a loss that requires grad'):
+        lr_range_test(net, lambda o, y: F.cross_entropy(o.detach(), y), data, num_it=10, progress=False)
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+class NaNOnCalls(torch.nn.Module):
+    "Loss 1.0 except on the given forward calls, where it is NaN (bad batches)."
+    def __init__(self, bad):
+        super().__init__()
+        self.w, self.n, self.bad = torch.nn.Parameter(torch.zeros(())), 0, set(bad)
+    def forward(self, x):
+        self.n += 1
+        return self.w * 0 + (float('nan') if self.n in self.bad else 1.0)
+
+
+def test_skip_nonfinite():
+    kw = dict(loss_fn=lambda o, y: o, batches=[(None, None)], opt_func=torch.optim.SGD, num_it=30, progress=False)
+    default = lr_range_test(NaNOnCalls({7}), **kw)
+    assert len(default.losses) == 7 and math.isnan(default.losses[-1]) and default.skipped == 0
+    one = lr_range_test(NaNOnCalls({7, 15}), skip_nonfinite=True, **kw)
+    assert len(one.losses) == 30 and one.skipped == 2 and bool(torch.isfinite(one.losses).all())
+    torch.testing.assert_close(one.lrs, lr_schedule(1e-7, 10, 30), rtol=0, atol=0)  # no learning rate skipped
+    two = lr_range_test(NaNOnCalls({7, 8}), skip_nonfinite=True, **kw)  # two in a row: divergence, the test stops
+    assert len(two.losses) == 7 and math.isnan(two.losses[-1]) and two.skipped == 1
+    with pytest.raises(TypeError, match="skip_nonfinite must be a bool"):
+        lr_range_test(NaNOnCalls(()), skip_nonfinite=1, **kw)
+
+
+def test_opt_func_is_called_with_params_only(data):
+    import functools
+    seen = {}
+    def opt_func(params, **kw):
+        seen['kw'] = kw
+        return torch.optim.SGD(params, momentum=0.9)
+    res = lr_range_test(mlp(), F.cross_entropy, data, opt_func=opt_func, num_it=10, progress=False)
+    assert seen['kw'] == {} and len(res.losses) == 10
+    lr_range_test(mlp(), F.cross_entropy, data, opt_func=functools.partial(torch.optim.SGD, momentum=0.9), num_it=5, progress=False)
+    with pytest.raises(TypeError, match='opt_func must return a torch.optim.Optimizer, got None'):
+        lr_range_test(mlp(), F.cross_entropy, data, opt_func=lambda p: None, num_it=5, progress=False)
+
+
+def test_help_explains_every_parameter():
+    import inspect, pydoc
+    text = pydoc.render_doc(lr_range_test, renderer=pydoc.plaintext)
+    for p in inspect.signature(lr_range_test).parameters:
+        assert re.search(rf'^\s+{p} : ', text, re.M), p
+    assert 'Examples' in text and '>>>' in text
+    for fn in (lr_schedule, steepest_lr, LRFinderResult):
+        assert 'Parameters' in pydoc.render_doc(fn, renderer=pydoc.plaintext)
+
+
+def test_doctests_pass():
+    import doctest, sys
+    import lossnotes.lr_find  # noqa: F401
+    r = doctest.testmod(sys.modules['lossnotes.lr_find'], optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted >= 6 and r.failed == 0
+
+
+def test_lesson_exercises_check_right_and_wrong_answers():
+    "Each exercise of the EMA lesson accepts its solution and answers a wrong option with its own feedback."
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.ema import EXERCISES
+    assert 3 <= len(EXERCISES) <= 5
+    assert check('ema/predict-shift', 49 * 6 / 299).correct and not check('ema/predict-shift', 49 / 299).correct
+    for name in ('why-debias', 'where-minimum'):
+        spec = EXERCISES[name]
+        assert check(f'ema/{name}', spec['answer']).correct
+        for option, feedback in spec['options'].items():
+            if option != spec['answer']:
+                fb = check(f'ema/{name}', option)
+                assert not fb.correct and fb.message == feedback and len(feedback) > 40
+    def steps_run(beta, debias):
+        s = ema(torch.ones(1000, dtype=torch.float64), beta, debias=debias)
+        over = (s > 4 * s.cummin(0).values).nonzero()
+        return int(over[0]) + 1 if len(over) else 1000
+    assert check('ema/steps-run', steps_run).correct
+    assert not check('ema/steps-run', lambda beta, debias: 1000 if debias else 5).correct  # misses beta 0.5 and 0.8
+
+
+def test_lesson_demo_trainers_leave_the_caller_alone():
+    from lossnotes.lessons.ema import digits_data, one_thread, outcome_experiment, suggestions, digits_range_test
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    rows = outcome_experiment(seeds=[0])
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+    assert [r['rule'] for r in rows] == list(suggestions(digits_range_test(0)))
+    assert all(0 <= r['valid_accuracy'] <= 1 and math.isfinite(r['valid_loss']) for r in rows)
+    xt = digits_data()[0]
+    xt.zero_()
+    assert float(digits_data()[0].abs().sum()) > 0  # the cached split is not handed out
+    with pytest.raises(RuntimeError):
+        with one_thread(): raise RuntimeError('inside')
+    assert torch.get_num_threads() == threads
