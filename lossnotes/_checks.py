@@ -33,8 +33,9 @@ def check_number(name: str, # the argument's name, as the caller wrote it
         raise TypeError(f"{name} must be {kind}, got {value!r} of type {type(value).__name__}")
     if integer and not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if math.isnan(value): raise ValueError(f"{name} must not be NaN, got {value!r}")
-    if finite and math.isinf(value): raise ValueError(f"{name} must be finite, got {value!r}")
+    if not isinstance(value, numbers.Integral):  # an int is finite (math.isnan overflows on 10**400)
+        if math.isnan(value): raise ValueError(f"{name} must not be NaN, got {value!r}")
+        if finite and math.isinf(value): raise ValueError(f"{name} must be finite, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
