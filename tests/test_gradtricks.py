@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
 from lossnotes.lessons.gradtricks import COMPOSITIONS, composition_grad, composition_loss, composition_readout, draw_composition, fit_linear, plot_composition, plot_fits, points_downhill, sign_table
-from lossnotes.lessons.gradtricks import explorer_parts
+from lossnotes.lessons.gradtricks import COMPOSITION_COLORS, MSE_COLOR, explorer_parts
 from lossnotes.gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
 from lossnotes.lessons.plotting import MISTAKE, new_figure
 
@@ -367,7 +367,8 @@ def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     from lossnotes.lessons.gradtricks import EXERCISES, value_and_grad
     assert 3 <= len(EXERCISES) <= 5
     assert check('gradtricks/predict-sign', 3.0) and not check('gradtricks/predict-sign', -3.0)
-    assert check('gradtricks/mse-doubling', 2.0) and not check('gradtricks/mse-doubling', 4.0)
+    assert check('gradtricks/cubic-doubling', 4.0)
+    for wrong in (2.0, 8.0, 16.0): assert not check('gradtricks/cubic-doubling', wrong)  # linear, the value's 2**3, the value's growth squared
     right = lambda p, t: value_with_grad_of(((p - t) ** 2).mean(), (p - t).abs().mean())
     swapped = lambda p, t: value_with_grad_of((p - t).abs().mean(), ((p - t) ** 2).mean())
     assert check('gradtricks/shown-mse-trained-mae', value_and_grad(right))
@@ -419,9 +420,15 @@ def test_plot_composition_draws_autograd_gradient():
     truth = [l for l in ax.get_lines() if l.get_linestyle() == '--'][0]
     torch.testing.assert_close(torch.as_tensor(truth.get_ydata()), torch.sign(e) * e.abs() ** 2)
     ax = plot_composition('e*sg(|e|)', 2.0, 'value', new_figure().subplots(), errors=e)
-    red = [l for l in ax.get_lines() if l.get_color() == MISTAKE][0]
+    assert all(l.get_color() == MISTAKE for l in ax.get_lines() if l.get_label() in ('e*sg(|e|)', 'wrong sign'))
+    red = [l for l in ax.get_lines() if l.get_label() == 'wrong sign'][0]
     y = torch.as_tensor(red.get_ydata())
     assert torch.isnan(y[e >= 0]).all() and torch.equal(y[e < 0], (e * e.abs())[e < 0])
+    for name in COMPOSITIONS:  # each composition keeps its colour from the fits figure (MSE olive everywhere)
+        ax = plot_composition(name, 2.0, 'grad', new_figure().subplots(), errors=e)
+        line = [l for l in ax.get_lines() if l.get_label() == name][0]
+        assert line.get_color() == COMPOSITION_COLORS[name]
+        assert all(l.get_color() == MSE_COLOR for l in ax.get_lines() if l.get_label().startswith('e*e'))
     with pytest.raises(ValueError, match="what must be 'grad' or 'value', got 'hessian'"):
         plot_composition('e*e', what='hessian', ax=new_figure().subplots())
 
