@@ -317,6 +317,23 @@ def test_fit_linear_generator_is_explicit_and_global_rng_untouched(data):
     assert torch.equal(a['params'], b['params']) and not torch.equal(a['params'], c['params'])
 
 
+def test_fit_linear_trains_on_one_thread_and_restores_the_callers_setting(data):
+    x, y = data
+    before = torch.get_num_threads()
+    seen = []
+    def loss_fn(p, t):
+        seen.append(torch.get_num_threads())
+        return ((p - t) ** 2).mean()
+    try:
+        torch.set_num_threads(2)
+        fit_linear(loss_fn, x, y, SGD(0.05), steps=2, progress=False)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match='boom'):  # restored when the loss raises too
+            fit_linear(lambda p, t: (_ for _ in ()).throw(RuntimeError('boom')), x, y, SGD(0.05), steps=1, progress=False)
+        assert torch.get_num_threads() == 2
+    finally: torch.set_num_threads(before)
+
+
 def test_wrong_sign_compositions_diverge(data):
     x, y = data
     for name in ('e*sg(|e|)', '|e|*sg(e)'):

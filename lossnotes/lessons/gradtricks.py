@@ -111,13 +111,17 @@ def fit_linear(loss_fn: Callable, # loss_fn(pred, target) -> scalar tensor, the 
         raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {type(opt).__name__}")
     flat = lambda: torch.cat([prm.detach().flatten() for prm in model.parameters()])
     params, losses, maes = [flat()], [], []
-    for _ in progress_bar(range(steps), enabled=progress, desc=type(opt).__name__):
-        pred = model(x).squeeze(1)  # (N,)
-        loss = loss_fn(pred, y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        losses.append(loss.item())  # .item() is a host sync; fine for a teaching run
-        maes.append((pred.detach() - y).abs().mean().item())
-        params.append(flat())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a tiny model: one thread is enough, and sums do not depend on the core count
+        for _ in progress_bar(range(steps), enabled=progress, desc=type(opt).__name__):
+            pred = model(x).squeeze(1)  # (N,)
+            loss = loss_fn(pred, y)
+            opt.zero_grad(); loss.backward(); opt.step()
+            losses.append(loss.item())  # .item() is a host sync; fine for a teaching run
+            maes.append((pred.detach() - y).abs().mean().item())
+            params.append(flat())
+    finally: torch.set_num_threads(threads)  # the caller's setting, restored
     return dict(params=torch.stack(params), loss=losses, mae=maes)
 
 MSE_COLOR = '#6b8e23'  # olive: e*e, MSE (this lesson's colour; brown means other things elsewhere in the course)
