@@ -173,9 +173,9 @@ def plot_composition(name: str, # one of COMPOSITIONS
         truth_label, ylabel = r'$|e|^p$', 'loss value'
     en, yn, bn = e.numpy(), y.numpy(), bad.numpy()
     ax.axhline(0, color='#cccccc', linewidth=0.8); ax.axvline(0, color='#cccccc', linewidth=0.8)
-    if what == 'grad' and name != 'e*e':  # the undetached product, for scale: MSE's 2e at p = 2
+    if what == 'grad' and name != 'e*e':  # e*e at the same p, for scale: MSE's 2e at p = 2
         ref = grad_wrt(composition_loss('e*e', p, reduction='sum'), e, torch.zeros_like(e))
-        ax.plot(en, ref.numpy(), color=MSE_COLOR, linewidth=1.0, label='e*e (no detach)')
+        ax.plot(en, ref.numpy(), color=MSE_COLOR, linewidth=1.0, label='e*e')
     ax.plot(en, yn, color=COMPOSITION_COLORS[name], linewidth=2.4, label=name)
     if bn.any():
         import numpy as np
