@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
 from lossnotes.lessons.gradtricks import COMPOSITIONS, composition_grad, composition_loss, composition_readout, draw_composition, fit_linear, plot_composition, plot_fits, points_downhill, sign_table
-from lossnotes.lessons.gradtricks import explorer_parts
+from lossnotes.lessons.gradtricks import COMPOSITION_COLORS, MSE_COLOR, explorer_parts
 from lossnotes.gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
 from lossnotes.lessons.plotting import MISTAKE, new_figure
 
@@ -317,6 +317,23 @@ def test_fit_linear_generator_is_explicit_and_global_rng_untouched(data):
     assert torch.equal(a['params'], b['params']) and not torch.equal(a['params'], c['params'])
 
 
+def test_fit_linear_trains_on_one_thread_and_restores_the_callers_setting(data):
+    x, y = data
+    before = torch.get_num_threads()
+    seen = []
+    def loss_fn(p, t):
+        seen.append(torch.get_num_threads())
+        return ((p - t) ** 2).mean()
+    try:
+        torch.set_num_threads(2)
+        fit_linear(loss_fn, x, y, SGD(0.05), steps=2, progress=False)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match='boom'):  # restored when the loss raises too
+            fit_linear(lambda p, t: (_ for _ in ()).throw(RuntimeError('boom')), x, y, SGD(0.05), steps=1, progress=False)
+        assert torch.get_num_threads() == 2
+    finally: torch.set_num_threads(before)
+
+
 def test_wrong_sign_compositions_diverge(data):
     x, y = data
     for name in ('e*sg(|e|)', '|e|*sg(e)'):
@@ -367,7 +384,8 @@ def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     from lossnotes.lessons.gradtricks import EXERCISES, value_and_grad
     assert 3 <= len(EXERCISES) <= 5
     assert check('gradtricks/predict-sign', 3.0) and not check('gradtricks/predict-sign', -3.0)
-    assert check('gradtricks/mse-doubling', 2.0) and not check('gradtricks/mse-doubling', 4.0)
+    assert check('gradtricks/cubic-doubling', 4.0)
+    for wrong in (2.0, 8.0, 16.0): assert not check('gradtricks/cubic-doubling', wrong)  # linear, the value's 2**3, the value's growth squared
     right = lambda p, t: value_with_grad_of(((p - t) ** 2).mean(), (p - t).abs().mean())
     swapped = lambda p, t: value_with_grad_of((p - t).abs().mean(), ((p - t) ** 2).mean())
     assert check('gradtricks/shown-mse-trained-mae', value_and_grad(right))
@@ -419,9 +437,15 @@ def test_plot_composition_draws_autograd_gradient():
     truth = [l for l in ax.get_lines() if l.get_linestyle() == '--'][0]
     torch.testing.assert_close(torch.as_tensor(truth.get_ydata()), torch.sign(e) * e.abs() ** 2)
     ax = plot_composition('e*sg(|e|)', 2.0, 'value', new_figure().subplots(), errors=e)
-    red = [l for l in ax.get_lines() if l.get_color() == MISTAKE][0]
+    assert all(l.get_color() == MISTAKE for l in ax.get_lines() if l.get_label() in ('e*sg(|e|)', 'wrong sign'))
+    red = [l for l in ax.get_lines() if l.get_label() == 'wrong sign'][0]
     y = torch.as_tensor(red.get_ydata())
     assert torch.isnan(y[e >= 0]).all() and torch.equal(y[e < 0], (e * e.abs())[e < 0])
+    for name in COMPOSITIONS:  # each composition keeps its colour from the fits figure (MSE olive everywhere)
+        ax = plot_composition(name, 2.0, 'grad', new_figure().subplots(), errors=e)
+        line = [l for l in ax.get_lines() if l.get_label() == name][0]
+        assert line.get_color() == COMPOSITION_COLORS[name]
+        assert all(l.get_color() == MSE_COLOR for l in ax.get_lines() if l.get_label().startswith('e*e'))
     with pytest.raises(ValueError, match="what must be 'grad' or 'value', got 'hessian'"):
         plot_composition('e*e', what='hessian', ax=new_figure().subplots())
 

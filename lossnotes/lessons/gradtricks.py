@@ -111,17 +111,21 @@ def fit_linear(loss_fn: Callable, # loss_fn(pred, target) -> scalar tensor, the 
         raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {type(opt).__name__}")
     flat = lambda: torch.cat([prm.detach().flatten() for prm in model.parameters()])
     params, losses, maes = [flat()], [], []
-    for _ in progress_bar(range(steps), enabled=progress, desc=type(opt).__name__):
-        pred = model(x).squeeze(1)  # (N,)
-        loss = loss_fn(pred, y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        losses.append(loss.item())  # .item() is a host sync; fine for a teaching run
-        maes.append((pred.detach() - y).abs().mean().item())
-        params.append(flat())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a tiny model: one thread is enough, and sums do not depend on the core count
+        for _ in progress_bar(range(steps), enabled=progress, desc=type(opt).__name__):
+            pred = model(x).squeeze(1)  # (N,)
+            loss = loss_fn(pred, y)
+            opt.zero_grad(); loss.backward(); opt.step()
+            losses.append(loss.item())  # .item() is a host sync; fine for a teaching run
+            maes.append((pred.detach() - y).abs().mean().item())
+            params.append(flat())
+    finally: torch.set_num_threads(threads)  # the caller's setting, restored
     return dict(params=torch.stack(params), loss=losses, mae=maes)
 
 MSE_COLOR = '#6b8e23'  # olive: e*e, MSE (this lesson's colour; brown means other things elsewhere in the course)
-COMPOSITION_COLOR = '#7b4fa0'  # purple: the learner's e*sg(e), and the composition on show in the explorer
+COMPOSITION_COLOR = '#7b4fa0'  # purple: the learner's e*sg(e)
 COMPOSITION_COLORS = {'e*e': MSE_COLOR, 'e*sg(e)': COMPOSITION_COLOR, '|e|*sg(|e|)': '#e377c2',  # pink
                       'e*sg(|e|)': MISTAKE, '|e|*sg(e)': MISTAKE}  # red: wrong signs
 _DASHES = {'|e|*sg(e)': ':', '|e|*sg(|e|)': '--'}
@@ -154,7 +158,7 @@ def plot_composition(name: str, # one of COMPOSITIONS
                      ax=None,
                      errors: torch.Tensor | None = None, # errors on the x axis (default: 400 values in [-2, 2])
                     ) -> object:
-    "Draw a composition's value or gradient against the error, wrong-signed parts in red; returns the axes."
+    "Draw a composition's value or gradient against the error in its colour, wrong-signed parts thick and red; returns the axes."
     if what not in ('grad', 'value'): raise ValueError(f"what must be 'grad' or 'value', got {what!r}")
     ax = get_ax(ax)
     e = torch.linspace(-2, 2, 400, dtype=torch.float64) if errors is None else errors.to(torch.float64)
@@ -169,10 +173,10 @@ def plot_composition(name: str, # one of COMPOSITIONS
         truth_label, ylabel = r'$|e|^p$', 'loss value'
     en, yn, bn = e.numpy(), y.numpy(), bad.numpy()
     ax.axhline(0, color='#cccccc', linewidth=0.8); ax.axvline(0, color='#cccccc', linewidth=0.8)
-    if what == 'grad' and name != 'e*e':  # the undetached product, for scale: MSE's 2e at p = 2
+    if what == 'grad' and name != 'e*e':  # e*e at the same p, for scale: MSE's 2e at p = 2
         ref = grad_wrt(composition_loss('e*e', p, reduction='sum'), e, torch.zeros_like(e))
-        ax.plot(en, ref.numpy(), color=MSE_COLOR, linewidth=1.0, label='e*e (no detach)')
-    ax.plot(en, yn, color=COMPOSITION_COLOR, linewidth=2.4, label=name)
+        ax.plot(en, ref.numpy(), color=MSE_COLOR, linewidth=1.0, label='e*e')
+    ax.plot(en, yn, color=COMPOSITION_COLORS[name], linewidth=2.4, label=name)
     if bn.any():
         import numpy as np
         ax.plot(en, np.where(bn, yn, np.nan), **style('mistake', linewidth=3.0), label='wrong sign')
@@ -212,6 +216,7 @@ def explorer_parts() -> tuple:
     return draw_composition, controls
 
 # %% ../../nbs/03_detach_gradients.ipynb #0bea5b0b
+# The exercises' answers, read by `check`: kept after the takeaways, so that they come after your own try.
 def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
                   ) -> Callable:
     "`fn` turned into `(pred, target) -> (value, d value / d pred)`, so a checker can compare both."
@@ -240,11 +245,12 @@ EXERCISES = {
         kind='prediction', rtol=0.01,
         answer=lambda: grad_wrt(composition_loss('e*sg(|e|)', reduction='sum'), torch.tensor([-3.0]), torch.zeros(1)).item(),
         hint='Only the factor that is not detached is differentiated; the detached one is a fixed number, here |e| = 3.'),
-    'mse-doubling': dict(
+    'cubic-doubling': dict(
         kind='number', rtol=1e-6,
-        answer=lambda: (grad_wrt(lambda p, t: ((p - t) ** 2).mean(), torch.tensor([6.0]), 0.0)
-                        / grad_wrt(lambda p, t: ((p - t) ** 2).mean(), torch.tensor([3.0]), 0.0)).item(),
-        hint='The value e**2 grows fourfold when e doubles; what does its derivative do? Measure it with grad_wrt at e = 3 and e = 6.'),
+        answer=lambda: (grad_wrt(lambda q, t: irls_loss(q, t, p=3.0), torch.tensor([6.0]), 0.0)
+                        / grad_wrt(lambda q, t: irls_loss(q, t, p=3.0), torch.tensor([3.0]), 0.0)).item(),
+        hint='The value grows by 2**3, but the gradient is its derivative, with one power of |e| fewer; the same '
+             'reasoning at p = 2 gives the squared error\'s factor 2. Measure it with grad_wrt at e = 3 and e = 6.'),
     'shown-mse-trained-mae': dict(
         kind='function', reference=_reference_shown_mse_trained_mae, rtol=1e-6, atol=1e-7,
         cases=lambda: [(torch.tensor([0.5, 2.0, -1.0, 4.0]), torch.ones(4)),
