@@ -132,6 +132,36 @@ def test_update_does_not_keep_the_graph():
     assert not out.requires_grad and out.item() == pytest.approx((24 + 4) / 6, rel=1e-15)
 
 
+@pytest.mark.parametrize('how', ['mean', 'items', 'mask'])
+def test_compiled_step_calling_update_does_not_recompile_every_step(how):
+    "Traced, update's host counters (count) were guarded on: one recompilation per step, then eager fallback."
+    torch._dynamo.reset()
+    graphs = []
+    def counting_backend(gm, example_inputs):  # no code generation: counts the graphs Dynamo hands over
+        graphs.append(gm); return gm.forward
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 4, generator=g), torch.randint(0, 3, (60,), generator=g)
+    def run(compiled):
+        model = torch.nn.Linear(4, 3)
+        with torch.no_grad(): model.weight.fill_(0.1); model.bias.zero_()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        meter = LossMeter(max_items=50 if how == 'items' else None)
+        def step(xb, yb):
+            losses = torch.nn.functional.cross_entropy(model(xb), yb, reduction='none')  # (batch,)
+            if how == 'mean': meter.update(losses.mean(), n=len(yb))
+            elif how == 'items': meter.update(losses)  # sliced at max_items=50
+            else: meter.update(losses, weight=yb > 0)
+            opt.zero_grad(); losses.mean().backward(); opt.step()
+        f = torch.compile(step, backend=counting_backend) if compiled else step
+        for i in range(0, 60, 6): f(x[i:i + 6], y[i:i + 6])  # ten steps, one batch shape
+        return meter.count, meter.compute().item()
+    eager = run(False)
+    assert run(True) == pytest.approx(eager, rel=1e-12)
+    assert eager[0] == (50 if how == 'items' else 60)
+    assert len(graphs) <= 4, f'{len(graphs)} graphs compiled for ten identical steps'  # before: one per step
+    torch._dynamo.reset()
+
+
 # --- property-based: any partition into batches ----------------------------------------------------------------
 
 losses_st = st.lists(st.floats(0, 50, allow_nan=False, width=32), min_size=1, max_size=200)
