@@ -2,6 +2,7 @@
 the two-process gloo run, the explorer and plots."""
 import math
 
+import matplotlib.colors
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch.utils.data import DistributedSampler
 
 from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, SUMMARY_COLORS, ddp_epoch_loss, digits_item_losses, draw_explorer, explorer_parts, padded_shard, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
 from lossnotes.accumulate import LossMeter, batch_means, epoch_summaries
-from lossnotes.lessons.plotting import new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, TRUTH, ZERO_LAG, new_figure
 
 POST = [4., 5., 2., 4., 3., 2., 3., 1.]
 
@@ -365,8 +366,8 @@ def test_two_process_gloo_agrees_exactly_with_one_process():
 
 @pytest.mark.slow
 def test_two_process_timeout_stops_the_processes():
-    with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.05 s'):
-        ddp_epoch_loss(torch.ones(5), timeout=0.05)  # starting two processes takes longer than that
+    with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.001 s'):
+        ddp_epoch_loss(torch.ones(5), timeout=0.001)  # even forked, two processes and a gloo rendezvous take longer
 
 
 @pytest.mark.slow
@@ -422,12 +423,25 @@ def test_explorer_every_value_draws_and_reads_out_library_numbers():
 def test_plot_batches_segments_and_dropped_items():
     ax = new_figure().subplots()
     plot_batches(POST, 3, drop_last=False, ax=ax)
-    segs = [c for c in ax.collections]  # hlines: full batches (black) and the short one (red)
+    segs = [c for c in ax.collections]  # hlines: full batches (indigo) and the short one (red)
     assert sum(len(c.get_segments()) for c in segs) == 3
+    colours = [matplotlib.colors.to_hex(c.get_colors()[0]) for c in segs]
+    assert colours == [SUMMARY_COLORS['mean_of_averages'], MISTAKE]
     ax2 = new_figure().subplots()
     plot_batches(POST, 3, drop_last=True, ax=ax2)
     dropped = [l for l in ax2.get_lines() if l.get_label() == 'dropped']
     assert len(dropped) == 1 and dropped[0].get_ydata().tolist() == [3.0, 1.0]
+
+
+def test_summary_colours_mean_nothing_else_in_another_lesson():
+    "One colour per concept across the course: the two summary colours outside the palette appear in no other lesson."
+    from conftest import ROOT
+    others = [p for p in (ROOT / 'lossnotes' / 'lessons').glob('*.py') if p.name != 'accumulate.py']
+    others += [p for p in (ROOT / 'nbs').glob('0*.ipynb') if not p.name.startswith('05_')]
+    for k in ('normalized_sum', 'mean_of_averages'):
+        hexa = SUMMARY_COLORS[k].lower()
+        assert hexa not in {c.lower() for c in (RAW, EMA, DEBIASED, ZERO_LAG, TRUTH, MISTAKE)}
+        assert not [p.name for p in others if hexa in p.read_text().lower()], (k, hexa)
 
 
 def test_plot_summary_errors_and_values():
