@@ -413,9 +413,10 @@ class LossMeter:
 
         **A collective under torch.distributed.** When a process group is initialised and ``sync=True``, this
         all-reduces the totals of every rank (one ``all_reduce``), so *every* rank must call it, at the same
-        point: if only rank 0 calls it, rank 0 waits for the others until the process group's timeout (30 minutes for gloo by
-        default). For a per-rank number (logging on one rank, a progress bar), call ``compute(sync=False)``,
-        which never communicates.
+        point: if only rank 0 calls it, its ``all_reduce`` waits for a collective the other ranks never make (a hang
+        until the process group's timeout, 30 minutes for gloo by default) or is paired with their next collective,
+        such as DDP's gradient all-reduce, and the run fails. For a per-rank number (logging on one rank, a
+        progress bar), call ``compute(sync=False)``, which never communicates.
 
         Parameters
         ----------

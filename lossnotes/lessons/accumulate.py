@@ -360,7 +360,8 @@ EXERCISES = {
         kind='choice', answer='every rank calls meter.compute(); rank 0 prints the value',
         options={
             'rank 0 calls meter.compute() and prints it': 'compute() is a collective (an all_reduce): rank 0 would '
-                'wait for the other ranks, which never join, until the process group\'s timeout.',
+                'wait for the other ranks, which never join it: a hang until the process group\'s timeout, or a '
+                'pairing with their next collective (DDP\'s gradient all-reduce) that breaks the run.',
             'every rank calls meter.compute(); rank 0 prints the value': 'Right: every rank joins the one '
                 'all_reduce and gets the same global mean; printing it on one rank is then free.',
             'rank 0 calls meter.compute(sync=False) and prints it': 'That prints rank 0\'s own mean, over its '
