@@ -177,6 +177,10 @@ class LossMeter:
 
     Under DDP with a ``DistributedSampler``: ``LossMeter(max_items=real_items(sampler))``, then every rank
     calls ``compute()`` (a collective), or ``compute(sync=False)`` for this rank's own number.
+
+    Under ``torch.compile``: a compiled function that calls ``update`` runs ``update`` outside the graph (one
+    graph break), so the meter's host counters never trigger a recompilation; with ``fullgraph=True``, call
+    ``update`` outside the compiled function.
     """
     def __init__(self, *,
                  max_items: int | None = None, # count only the first max_items items of an epoch (DDP: real_items(sampler))
@@ -261,6 +265,8 @@ class LossMeter:
         >>> m.update(tok, weight=mask); m.compute().item()         # (2 + 4 + 1 + 3 + 7) / 5
         3.4
         """
+        if _is_compiling():  # traced, the host counters would be guarded on: a recompilation every step
+            return torch.compiler.disable(_update_eagerly)(self, loss, n, weight)  # one graph break instead
         if isinstance(loss, torch.Tensor):
             if loss.is_complex() or not loss.is_floating_point(): _check_real_tensor('loss', loss)
             if loss.dim() == 0:
@@ -407,9 +413,10 @@ class LossMeter:
 
         **A collective under torch.distributed.** When a process group is initialised and ``sync=True``, this
         all-reduces the totals of every rank (one ``all_reduce``), so *every* rank must call it, at the same
-        point: if only rank 0 calls it, rank 0 waits for the others until the process group's timeout (30 minutes for gloo by
-        default). For a per-rank number (logging on one rank, a progress bar), call ``compute(sync=False)``,
-        which never communicates.
+        point: if only rank 0 calls it, its ``all_reduce`` waits for a collective the other ranks never make (a hang
+        until the process group's timeout, 30 minutes for gloo by default) or is paired with their next collective,
+        such as DDP's gradient all-reduce, and the run fails. For a per-rank number (logging on one rank, a
+        progress bar), call ``compute(sync=False)``, which never communicates.
 
         Parameters
         ----------
@@ -535,6 +542,12 @@ class LossMeter:
     def __repr__(self):
         return f"LossMeter(count={self.count}, max_items={self.max_items}, skip_nonfinite={self.skip_nonfinite})"
 
+
+_is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3; before, update is traced
+
+def _update_eagerly(meter: LossMeter, loss, n, weight) -> None:
+    "`meter.update(...)`, called through `torch.compiler.disable` while a function is compiled (importing dynamo costs seconds: not at import)."
+    return meter.update(loss, n, weight)
 
 def _state_value(key: str, v, integer: bool = False):
     "A state entry as a Python number (a one-element real tensor is read), or raise naming the key."

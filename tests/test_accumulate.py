@@ -2,6 +2,7 @@
 the two-process gloo run, the explorer and plots."""
 import math
 
+import matplotlib.colors
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch.utils.data import DistributedSampler
 
 from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, SUMMARY_COLORS, ddp_epoch_loss, digits_item_losses, draw_explorer, explorer_parts, padded_shard, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
 from lossnotes.accumulate import LossMeter, batch_means, epoch_summaries
-from lossnotes.lessons.plotting import new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, TRUTH, ZERO_LAG, new_figure
 
 POST = [4., 5., 2., 4., 3., 2., 3., 1.]
 
@@ -130,6 +131,36 @@ def test_update_does_not_keep_the_graph():
     m.update(w * 3, n=4); m.update(torch.stack([w, w]))
     out = m.compute()
     assert not out.requires_grad and out.item() == pytest.approx((24 + 4) / 6, rel=1e-15)
+
+
+@pytest.mark.parametrize('how', ['mean', 'items', 'mask'])
+def test_compiled_step_calling_update_does_not_recompile_every_step(how):
+    "Traced, update's host counters (count) were guarded on: one recompilation per step, then eager fallback."
+    torch._dynamo.reset()
+    graphs = []
+    def counting_backend(gm, example_inputs):  # no code generation: counts the graphs Dynamo hands over
+        graphs.append(gm); return gm.forward
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 4, generator=g), torch.randint(0, 3, (60,), generator=g)
+    def run(compiled):
+        model = torch.nn.Linear(4, 3)
+        with torch.no_grad(): model.weight.fill_(0.1); model.bias.zero_()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        meter = LossMeter(max_items=50 if how == 'items' else None)
+        def step(xb, yb):
+            losses = torch.nn.functional.cross_entropy(model(xb), yb, reduction='none')  # (batch,)
+            if how == 'mean': meter.update(losses.mean(), n=len(yb))
+            elif how == 'items': meter.update(losses)  # sliced at max_items=50
+            else: meter.update(losses, weight=yb > 0)
+            opt.zero_grad(); losses.mean().backward(); opt.step()
+        f = torch.compile(step, backend=counting_backend) if compiled else step
+        for i in range(0, 60, 6): f(x[i:i + 6], y[i:i + 6])  # ten steps, one batch shape
+        return meter.count, meter.compute().item()
+    eager = run(False)
+    assert run(True) == pytest.approx(eager, rel=1e-12)
+    assert eager[0] == (50 if how == 'items' else 60)
+    assert len(graphs) <= 4, f'{len(graphs)} graphs compiled for ten identical steps'  # before: one per step
+    torch._dynamo.reset()
 
 
 # --- property-based: any partition into batches ----------------------------------------------------------------
@@ -335,8 +366,8 @@ def test_two_process_gloo_agrees_exactly_with_one_process():
 
 @pytest.mark.slow
 def test_two_process_timeout_stops_the_processes():
-    with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.05 s'):
-        ddp_epoch_loss(torch.ones(5), timeout=0.05)  # starting two processes takes longer than that
+    with pytest.raises(TimeoutError, match=r'did not finish within timeout=0.001 s'):
+        ddp_epoch_loss(torch.ones(5), timeout=0.001)  # even forked, two processes and a gloo rendezvous take longer
 
 
 @pytest.mark.slow
@@ -392,12 +423,25 @@ def test_explorer_every_value_draws_and_reads_out_library_numbers():
 def test_plot_batches_segments_and_dropped_items():
     ax = new_figure().subplots()
     plot_batches(POST, 3, drop_last=False, ax=ax)
-    segs = [c for c in ax.collections]  # hlines: full batches (black) and the short one (red)
+    segs = [c for c in ax.collections]  # hlines: full batches (indigo) and the short one (red)
     assert sum(len(c.get_segments()) for c in segs) == 3
+    colours = [matplotlib.colors.to_hex(c.get_colors()[0]) for c in segs]
+    assert colours == [SUMMARY_COLORS['mean_of_averages'], MISTAKE]
     ax2 = new_figure().subplots()
     plot_batches(POST, 3, drop_last=True, ax=ax2)
     dropped = [l for l in ax2.get_lines() if l.get_label() == 'dropped']
     assert len(dropped) == 1 and dropped[0].get_ydata().tolist() == [3.0, 1.0]
+
+
+def test_summary_colours_mean_nothing_else_in_another_lesson():
+    "One colour per concept across the course: the two summary colours outside the palette appear in no other lesson."
+    from conftest import ROOT
+    others = [p for p in (ROOT / 'lossnotes' / 'lessons').glob('*.py') if p.name != 'accumulate.py']
+    others += [p for p in (ROOT / 'nbs').glob('0*.ipynb') if not p.name.startswith('05_')]
+    for k in ('normalized_sum', 'mean_of_averages'):
+        hexa = SUMMARY_COLORS[k].lower()
+        assert hexa not in {c.lower() for c in (RAW, EMA, DEBIASED, ZERO_LAG, TRUTH, MISTAKE)}
+        assert not [p.name for p in others if hexa in p.read_text().lower()], (k, hexa)
 
 
 def test_plot_summary_errors_and_values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import socket
+import sys
 import time
 from collections.abc import Sequence
 
@@ -70,8 +71,8 @@ def digit_sequences(num_sequences: int = 12, # sequences in the batch
     x[mask.bool()], y[mask.bool()] = images[:int(lengths.sum())], labels[:int(lengths.sum())]
     return x, y, mask
 
-SUMMARY_COLORS = {'sum_of_averages': MISTAKE, 'normalized_sum': '#9467bd', 'mean_of_averages': '#8c564b',
-                  'per_item_mean': TRUTH}  # red, purple, brown, black
+SUMMARY_COLORS = {'sum_of_averages': MISTAKE, 'normalized_sum': '#bcbd22', 'mean_of_averages': '#393b79',
+                  'per_item_mean': TRUTH}  # red, yellow, indigo, black: hexes no other lesson uses
 
 def summary_errors(item_losses, # one loss per item, in loader order
                    batch_sizes: Sequence[int], # batch sizes to evaluate
@@ -191,7 +192,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, item_losses: torch.Tensor
                 shuffle: bool, seed: int, queue) -> None:
     "One rank of `ddp_epoch_loss` (its own process): the epoch loss four ways over this rank's shard, results into `queue`."
     from torch.utils.data import DistributedSampler
-    torch.set_num_threads(1)  # a child process of the demo: two of them share the machine
+    torch.set_num_threads(1)  # a child process of the demo (the parent's setting is untouched): ranks share the machine
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world_size)
     try:
         n = len(item_losses)
@@ -233,13 +234,16 @@ def ddp_epoch_loss(item_losses, # one loss per item of the data set
     check_number('batch_size', batch_size, 1, integer=True)
     check_number('timeout', timeout, 0, low_open=True)
     shuffle = check_bool('shuffle', shuffle)
-    from lossnotes.lessons.accumulate import _ddp_worker as worker  # the children import it by module path
+    from lossnotes.lessons.accumulate import _ddp_worker as worker  # spawned children import it by module path
     x = _item_losses(item_losses)
-    queue = mp.get_context('spawn').SimpleQueue()
+    # fork (Linux) starts a rank in milliseconds; spawn re-imports torch in every rank, seconds each. The ranks
+    # touch only CPU tensors, so forking is safe even in a process that has initialised CUDA.
+    method = 'fork' if sys.platform.startswith('linux') else 'spawn'
+    queue = mp.get_context(method).SimpleQueue()
     procs = mp.start_processes(worker, args=(world_size, _free_port(), x, batch_size, shuffle, seed, queue),
-                               nprocs=world_size, join=False, start_method='spawn')
+                               nprocs=world_size, join=False, start_method=method)
     deadline = time.monotonic() + timeout
-    while not procs.join(timeout=max(0.05, deadline - time.monotonic())):  # join raises if a rank failed
+    while not procs.join(timeout=max(0.001, deadline - time.monotonic())):  # join raises if a rank failed
         if time.monotonic() > deadline:
             for p in procs.processes:
                 if p.is_alive(): p.terminate()
@@ -274,8 +278,8 @@ def plot_batches(item_losses, # one loss per item, in loader order
     starts = sizes.cumsum(0) - sizes  # first item of each batch
     ax.plot(range(len(x)), x.numpy(), '.', color=RAW, markersize=2, label='item loss')
     full = sizes == batch_size
-    ax.hlines(means[full].numpy(), starts[full].numpy(), (starts + sizes)[full].numpy(), color='black',
-              linewidth=1.6, label='batch mean')
+    ax.hlines(means[full].numpy(), starts[full].numpy(), (starts + sizes)[full].numpy(),
+              color=SUMMARY_COLORS['mean_of_averages'], linewidth=1.6, label='batch mean')  # what it averages
     if (~full).any():
         ax.hlines(means[~full].numpy(), starts[~full].numpy(), (starts + sizes)[~full].numpy(), color=MISTAKE,
                   linewidth=2.4, label='short batch')
@@ -305,7 +309,7 @@ def draw_explorer(fig, batch_size: int = 256, # the DataLoader's batch_size
         if math.isfinite(s[k]) and s[k] > 0: right.plot([batch_size], [s[k]], 'o', color=SUMMARY_COLORS[k], markersize=8)
     right.set_xscale('log', base=2); right.set_yscale('log')
     right.minorticks_off()  # redrawn on every slider move: minor log ticks cost ~70 ms each time
-    right.set_xlabel('batch size'); right.set_title(f'N = {num_items}', fontsize=9)
+    right.set_xlabel('batch size'); right.set_ylabel('epoch loss summary'); right.set_title(f'N = {num_items}', fontsize=9)
     right.legend(fontsize=7, loc='center right')
     return '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
 
@@ -356,7 +360,8 @@ EXERCISES = {
         kind='choice', answer='every rank calls meter.compute(); rank 0 prints the value',
         options={
             'rank 0 calls meter.compute() and prints it': 'compute() is a collective (an all_reduce): rank 0 would '
-                'wait for the other ranks, which never join, until the process group\'s timeout.',
+                'wait for the other ranks, which never join it: a hang until the process group\'s timeout, or a '
+                'pairing with their next collective (DDP\'s gradient all-reduce) that breaks the run.',
             'every rank calls meter.compute(); rank 0 prints the value': 'Right: every rank joins the one '
                 'all_reduce and gets the same global mean; printing it on one rank is then free.',
             'rank 0 calls meter.compute(sync=False) and prints it': 'That prints rank 0\'s own mean, over its '
