@@ -83,7 +83,7 @@ def plot_crossing(lrs, curve, beta: float = 0.98, ax=None):
     x = lrs.numpy()
     ax.plot(x, curve.numpy(), label='noise-free loss', **style('truth'))
     ax.plot(x, sm.numpy(), label=f'debiased EMA, beta {beta}', **style('debiased'))
-    mark_point(ax, float(lrs[curve.argmin()]), float(curve.min()), 'raw', 'curve minimum')
+    mark_point(ax, float(lrs[curve.argmin()]), float(curve.min()), 'truth', 'curve minimum')
     mark_point(ax, float(lrs[i]), float(sm[i]), 'debiased', 'EMA minimum')
     ax.axvline(float(lrs[i]), color=REFERENCE, linestyle=':', linewidth=1)
     ax.set_xscale('log')
