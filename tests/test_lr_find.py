@@ -442,6 +442,17 @@ def test_lesson_exercises_check_right_and_wrong_answers():
     assert not check('ema/steps-run', lambda beta, debias: 1000 if debias else 5).correct  # misses beta 0.5 and 0.8
 
 
+def test_lesson_suggestions_skip_like_fastai_when_the_test_stopped_early():
+    "fastai skips num_it // 10 planned steps, not a tenth of the steps recorded."
+    from lossnotes.lessons.ema import suggestions
+    lrs = lr_schedule(1e-7, 10, 100)[:60]  # a 100-step test that stopped at step 60
+    y = torch.ones(60, dtype=torch.float64)
+    y[7] = 0.1  # a dip at step 7: fastai's skip of 10 leaves it out, a tenth of 60 (6) would not
+    res = LRFinderResult(lrs, y, y.clone())
+    assert suggestions(res)['raw minimum'] == res.argmin_lr('raw', skip_start=10, skip_end=5) != float(lrs[7])
+    assert suggestions(res, num_it=60)['raw minimum'] == float(lrs[7])
+
+
 def test_lesson_demo_trainers_leave_the_caller_alone():
     from lossnotes.lessons.ema import digits_data, one_thread, outcome_experiment, suggestions, digits_range_test
     threads, rng = torch.get_num_threads(), torch.get_rng_state()

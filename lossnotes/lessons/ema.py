@@ -207,9 +207,11 @@ def digits_range_test(seed: int, num_it: int = 100) -> LRFinderResult:
         return lr_range_test(digits_model(seed), torch.nn.functional.cross_entropy, digits_batches(seed),
                              num_it=num_it, progress=False)
 
-def suggestions(res: LRFinderResult) -> dict:
-    "The learning rates each rule suggests from one range test (fastai's skips: first tenth, last 5 points)."
-    kw = dict(skip_start=len(res.lrs) // 10, skip_end=5)
+def suggestions(res: LRFinderResult, # one range test
+                num_it: int = 100, # the steps it was planned for (it may have stopped earlier)
+               ) -> dict:
+    "The learning rates each rule suggests from one range test (fastai's skips: `num_it // 10` first, 5 last)."
+    kw = dict(skip_start=num_it // 10, skip_end=5)  # fastai's Learner.lr_find: recorder.losses[num_it//10:-5]
     return {'raw minimum': res.argmin_lr('raw', **kw), 'smoothed minimum': res.argmin_lr('smoothed', **kw),
             'smoothed minimum / 10': res.suggest('minimum', **kw), 'steep': res.suggest('steep', **kw),
             'valley': res.suggest('valley', **kw), 'zero-lag minimum': res.argmin_lr('zero_lag', **kw)}
