@@ -105,7 +105,7 @@ def _steep_index(lrs: torch.Tensor, y: torch.Tensor) -> int:
     grads = (y[1:] - y[:-1]) / (lrs[1:].log() - lrs[:-1].log())
     return int(grads.argmin())
 
-@dataclass
+@dataclass(repr=False)
 class LRFinderResult:
     """The record of an LR range test, and suggestions read from it.
 
@@ -128,6 +128,8 @@ class LRFinderResult:
     >>> res = LRFinderResult(lrs, torch.tensor([2.0, 1.0, 0.5, 3.0], dtype=torch.float64), torch.zeros(4))
     >>> round(res.suggest('minimum', kind='raw'), 12)
     0.01
+    >>> res
+    LRFinderResult(4 steps, lr 0.001 to 1, beta=0.98, skipped=0)
     """
     lrs: torch.Tensor # (n,) learning rate of each step
     losses: torch.Tensor # (n,) raw loss of each step; the last may be non-finite (the test stopped there)
@@ -135,15 +137,37 @@ class LRFinderResult:
     beta: float = 0.98 # the smoothing used during the test
     skipped: int = 0 # non-finite batches skipped (lr_range_test(skip_nonfinite=True))
 
+    def __repr__(self) -> str:  # the dataclass repr would print three tensors of num_it values each
+        n = len(self.lrs)
+        span = f", lr {float(self.lrs[0]):.3g} to {float(self.lrs[-1]):.3g}" if n else ''
+        return f"LRFinderResult({n} steps{span}, beta={self.beta}, skipped={self.skipped})"
+
     def curve(self, kind: str = 'smoothed', # 'raw', 'smoothed' or 'zero_lag'
               beta: float | None = None, # EMA beta (None: the test's); 'zero_lag' leaves as much noise as it
              ) -> torch.Tensor:
         """The raw, smoothed (debiased EMA) or zero-lag curve (forward-backward EMA of the log loss).
 
-        For ``'zero_lag'``, ``beta`` is the causal EMA whose white-noise level it matches (per-pass decay
-        ``zero_lag_beta(beta)``). That kernel is wide: it smears a sharp descent or blow-up both ways (on the lesson's
-        synthetic curve it starts falling two decades early), so pass a smaller ``beta`` when the curve has sharp
-        features, and read locations from it rather than values or slopes.
+        Parameters
+        ----------
+        kind : str, default 'smoothed'
+            ``'raw'``: the recorded losses; ``'smoothed'``: their debiased EMA; ``'zero_lag'``: a forward-backward
+            EMA of the log loss, which does not lag.
+        beta : float or None, default None
+            Decay in [0, 1); None uses the test's ``beta``. For ``'zero_lag'`` it names the causal EMA whose
+            white-noise level is matched: the per-pass decay is ``zero_lag_beta(beta)``. That kernel is wide: it
+            smears a sharp descent or blow-up both ways (on the lesson's synthetic curve it starts falling two decades
+            early), so pass a smaller ``beta`` when the curve has sharp features, and read locations from it rather
+            than values or slopes. Ignored for ``'raw'``.
+
+        Returns
+        -------
+        torch.Tensor
+            (n,) float64, NaN after the first non-finite loss (except for ``'raw'`` and the test's own smoothing).
+
+        Raises
+        ------
+        ValueError
+            ``kind`` is not one of the three, or ``beta`` is outside [0, 1).
         """
         if kind not in ('raw', 'smoothed', 'zero_lag'):
             raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
@@ -171,7 +195,25 @@ class LRFinderResult:
                   beta: float | None = None, # smoothing of the curve (None: the test's)
                   skip_start: int = 0, skip_end: int = 0, # points left out at either end
                  ) -> float:
-        "The learning rate at the curve's minimum (its finite part after skipping)."
+        """The learning rate at the curve's minimum (its finite part after skipping).
+
+        Parameters
+        ----------
+        kind, beta
+            The curve, as in `curve`.
+        skip_start, skip_end : int, default 0
+            Points left out at the start and at the end, >= 0.
+
+        Returns
+        -------
+        float
+            The learning rate of the lowest finite point left.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 2 finite points are left after skipping, or a bad ``kind``, ``beta`` or skip.
+        """
         lrs, y = self._pick(kind, beta, skip_start, skip_end)
         return float(lrs[y.argmin()])
 
@@ -180,10 +222,38 @@ class LRFinderResult:
                 beta: float | None = None, # smoothing of the curve (None: the test's)
                 skip_start: int = 0, skip_end: int = 0, # points left out at either end (fastai: num_it//10 and 5)
                ) -> float:
-        """A learning rate by one of fastai's rules (``fastai/callback/schedule.py``), on the chosen curve.
+        """A learning rate by one of fastai's rules (``fastai/callback/schedule.py``, fastai 2.x), on the chosen curve.
 
-        ``'minimum'``: a tenth of the lr at the minimum; ``'steep'``: the left end of the steepest forward
-        difference against log lr; ``'valley'``: about halfway along the longest decreasing subsequence.
+        Parameters
+        ----------
+        method : str, default 'valley'
+            ``'minimum'``: a tenth of the lr at the minimum; ``'steep'``: the left end of the steepest forward
+            difference against log lr; ``'valley'``: about halfway along the longest decreasing subsequence (not
+            run) of the curve. Each follows fastai's lines, with one exception: on a curve whose only longest
+            decreasing subsequences have 2 points, the first two points being one of them (it falls once, at the
+            start, and never again), fastai's ``valley`` index is -1, the largest lr; here it is 0, the smallest.
+        kind, beta
+            The curve to read, as in `curve` (fastai reads its smoothed losses: ``'smoothed'``).
+        skip_start, skip_end : int, default 0
+            Points left out at the start and at the end, >= 0. ``fastai.Learner.lr_find`` skips
+            ``num_it // 10`` and 5.
+
+        Returns
+        -------
+        float
+            The suggested learning rate.
+
+        Raises
+        ------
+        ValueError
+            An unknown ``method``; fewer than 2 finite points left after skipping; a bad ``kind``, ``beta`` or skip.
+
+        Examples
+        --------
+        >>> lrs = lr_schedule(1e-4, 1.0, 5)
+        >>> res = LRFinderResult(lrs, torch.tensor([2.0, 1.9, 1.0, 0.5, 4.0], dtype=torch.float64), torch.zeros(5))
+        >>> res.suggest('steep', kind='raw')
+        0.001
         """
         if method not in ('minimum', 'steep', 'valley'):
             raise ValueError(f"method must be 'minimum', 'steep' or 'valley', got {method!r}")
@@ -247,8 +317,8 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
         ``loss_fn(model(xb), yb)`` must return a real scalar tensor that requires grad, e.g.
         ``torch.nn.functional.cross_entropy``.
     batches : iterable
-        ``(xb, yb)`` pairs. Started again from the beginning when shorter than ``num_it``, so it must be
-        re-iterable: a DataLoader or a list, not a generator.
+        ``(xb, yb)`` pairs, already on the model's device (the test does not move them). Started again from the
+        beginning when shorter than ``num_it``, so it must be re-iterable: a DataLoader or a list, not a generator.
     opt_func : callable, default torch.optim.Adam
         ``opt_func(params) -> torch.optim.Optimizer``, e.g. ``functools.partial(torch.optim.SGD, momentum=0.9)``.
         The learning rate of every parameter group is set at each step.
@@ -288,6 +358,8 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     -----
     The test runs inside ``torch.random.fork_rng`` for the CPU and the model's CUDA devices: the caller's RNG
     state is the same before and after. A ``.item()`` per step (a host sync) feeds the stop rule.
+    For mixed precision without a GradScaler (bfloat16), pass a model whose ``forward`` runs under
+    ``torch.autocast``, e.g. a small wrapper module; the recorded losses are then rounded to the loss's dtype.
 
     Examples
     --------

@@ -379,6 +379,41 @@ def test_help_explains_every_parameter():
         assert 'Parameters' in pydoc.render_doc(fn, renderer=pydoc.plaintext)
 
 
+def test_result_methods_document_every_parameter():
+    import inspect, pydoc
+    for fn in (LRFinderResult.suggest, LRFinderResult.curve, LRFinderResult.argmin_lr):
+        text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+        assert 'Parameters' in text and 'Returns' in text, fn.__name__
+        for p in list(inspect.signature(fn).parameters)[1:]:
+            assert re.search(rf'^\s+(\w+, )*{p}( :|,|$)', text, re.M), (fn.__name__, p)
+
+
+def test_result_repr_is_short(data):
+    res = lr_range_test(mlp(), F.cross_entropy, data, num_it=30, progress=False)
+    assert repr(res) == f"LRFinderResult({len(res.lrs)} steps, lr 1e-07 to {float(res.lrs[-1]):.3g}, beta=0.98, skipped=0)"
+    assert len(repr(res)) < 100  # the dataclass default printed 3 x 30 numbers
+    empty = LRFinderResult(torch.zeros(0, dtype=torch.float64), torch.zeros(0), torch.zeros(0))
+    assert repr(empty) == 'LRFinderResult(0 steps, beta=0.98, skipped=0)'
+
+
+def test_valley_when_the_curve_falls_only_at_the_start():
+    "The one documented departure from fastai's lines: there fastai's index is -1, the largest lr."
+    lrs = lr_schedule(1e-7, 10, 20)
+    y = torch.cat([torch.tensor([2.0, 1.0]), torch.linspace(3, 5, 18)]).double()  # one fall, then rising
+    res = LRFinderResult(lrs, y, y.clone())
+    assert res.suggest('valley', 'raw') == float(lrs[0])
+    # fastai's lines, unclamped (fastai_valley above clamps): idx -1
+    n, lds, max_start, max_end = len(y), [1] * len(y), 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if y[i] < y[j] and lds[i] < lds[j] + 1: lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]: max_end, max_start = i, i - lds[i]
+    sections = (max_end - max_start) / 3
+    assert max_start + int(sections) + int(sections / 2) == -1
+    flat = torch.linspace(1, 3, 20, dtype=torch.float64)  # never falls: both give index 0
+    assert LRFinderResult(lrs, flat, flat.clone()).suggest('valley', 'raw') == fastai_valley(lrs, flat.tolist()) == float(lrs[0])
+
+
 def test_doctests_pass():
     import doctest, sys
     import lossnotes.lr_find  # noqa: F401
@@ -405,6 +440,17 @@ def test_lesson_exercises_check_right_and_wrong_answers():
         return int(over[0]) + 1 if len(over) else 1000
     assert check('ema/steps-run', steps_run).correct
     assert not check('ema/steps-run', lambda beta, debias: 1000 if debias else 5).correct  # misses beta 0.5 and 0.8
+
+
+def test_lesson_suggestions_skip_like_fastai_when_the_test_stopped_early():
+    "fastai skips num_it // 10 planned steps, not a tenth of the steps recorded."
+    from lossnotes.lessons.ema import suggestions
+    lrs = lr_schedule(1e-7, 10, 100)[:60]  # a 100-step test that stopped at step 60
+    y = torch.ones(60, dtype=torch.float64)
+    y[7] = 0.1  # a dip at step 7: fastai's skip of 10 leaves it out, a tenth of 60 (6) would not
+    res = LRFinderResult(lrs, y, y.clone())
+    assert suggestions(res)['raw minimum'] == res.argmin_lr('raw', skip_start=10, skip_end=5) != float(lrs[7])
+    assert suggestions(res, num_it=60)['raw minimum'] == float(lrs[7])
 
 
 def test_lesson_demo_trainers_leave_the_caller_alone():

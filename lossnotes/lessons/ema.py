@@ -83,7 +83,7 @@ def plot_crossing(lrs, curve, beta: float = 0.98, ax=None):
     x = lrs.numpy()
     ax.plot(x, curve.numpy(), label='noise-free loss', **style('truth'))
     ax.plot(x, sm.numpy(), label=f'debiased EMA, beta {beta}', **style('debiased'))
-    mark_point(ax, float(lrs[curve.argmin()]), float(curve.min()), 'raw', 'curve minimum')
+    mark_point(ax, float(lrs[curve.argmin()]), float(curve.min()), 'truth', 'curve minimum')
     mark_point(ax, float(lrs[i]), float(sm[i]), 'debiased', 'EMA minimum')
     ax.axvline(float(lrs[i]), color=REFERENCE, linestyle=':', linewidth=1)
     ax.set_xscale('log')
@@ -207,9 +207,11 @@ def digits_range_test(seed: int, num_it: int = 100) -> LRFinderResult:
         return lr_range_test(digits_model(seed), torch.nn.functional.cross_entropy, digits_batches(seed),
                              num_it=num_it, progress=False)
 
-def suggestions(res: LRFinderResult) -> dict:
-    "The learning rates each rule suggests from one range test (fastai's skips: first tenth, last 5 points)."
-    kw = dict(skip_start=len(res.lrs) // 10, skip_end=5)
+def suggestions(res: LRFinderResult, # one range test
+                num_it: int = 100, # the steps it was planned for (it may have stopped earlier)
+               ) -> dict:
+    "The learning rates each rule suggests from one range test (fastai's skips: `num_it // 10` first, 5 last)."
+    kw = dict(skip_start=num_it // 10, skip_end=5)  # fastai's Learner.lr_find: recorder.losses[num_it//10:-5]
     return {'raw minimum': res.argmin_lr('raw', **kw), 'smoothed minimum': res.argmin_lr('smoothed', **kw),
             'smoothed minimum / 10': res.suggest('minimum', **kw), 'steep': res.suggest('steep', **kw),
             'valley': res.suggest('valley', **kw), 'zero-lag minimum': res.argmin_lr('zero_lag', **kw)}
@@ -258,21 +260,22 @@ EXERCISES = {
         hint='The lag in steps on a long straight descent is beta / (1 - beta); how many decades does one of the 300 '
              'steps cover?'),
     'why-debias': dict(
-        kind='choice', answer='without it the stop rule ends the test within a few steps',
+        kind='choice', answer='the average rose from its zero start past four times its first value',
         options={
-            'it removes the lag of the smoothed curve':
-                'Debiasing divides every weight by the same number: the weights keep their shape, so the mean age of '
-                'the samples, the lag, is unchanged. Compare ema_lag with and without it: there is only one formula.',
-            'without it the stop rule ends the test within a few steps':
-                'Right: the zero-started average starts near 0, its best value is its first one, and it passes four '
-                'times that within five steps on a flat loss.',
-            'it turns the EMA into the mean loss of the epoch':
-                'The debiased EMA is a weighted mean with geometric weights: recent batches count far more than the '
-                'epoch\'s first ones. An epoch mean weighs every batch the same.',
-            'it removes the noise of single batches':
-                'Noise is removed by averaging many samples, and debiasing does not change which samples are '
-                'averaged; early on the debiased value is, if anything, noisier than the zero-started one.'},
-        hint='Run the zero-started EMA of a constant loss through the 4x-best rule, step by step.'),
+            'the learning rate was already too high at the first steps':
+                'A range test starts at tiny rates (1e-7 by default), and the raw loss stayed flat: nothing diverged. '
+                'Only the reported average rose, and it rose because it started at 0, not because the loss grew.',
+            'the average rose from its zero start past four times its first value':
+                'Right: the zero-started average is 0.02 x at step 1, its best value, and 1 - 0.98**5 = 0.096 of x '
+                'by step 5, more than four times that. Debiasing makes it x from step 1, and the rule stays quiet.',
+            'the lag of the average delayed the minimum by 49 steps':
+                'The lag moves where a falling-then-rising curve bottoms out; it cannot turn a flat loss into one '
+                'that looks like divergence. The stop rule compares the average with its own best value.',
+            'the noise of single batches tripped the rule':
+                'Without debiasing one batch moves the average only 2% of the way to it, so batch-to-batch noise '
+                'around a flat 2.3 cannot multiply the average by four within five steps: its start can.'},
+        hint='Write down the zero-started average of a flat loss x for steps 1 to 5 and compare each with four times '
+             'the first.'),
     'steps-run': dict(
         kind='function', reference=_reference_steps_run,
         cases=lambda: [(0.98, False), (0.98, True), (0.8, False), (0.5, False), (0.99, False), (0.9, True)],
