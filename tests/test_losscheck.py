@@ -365,6 +365,9 @@ def test_bias_only_model_learns_weighted_frequencies():
     for w in (None, torch.tensor([1., 2., 6.])):
         want = q if w is None else w * q / (w * q).sum()
         torch.testing.assert_close(fit_bias_only(y, w, steps=400), want, rtol=0, atol=2e-3)
+    # another loss: the Brier score is calibrated too; soft accuracy puts everything on the likeliest class
+    torch.testing.assert_close(fit_bias_only(y, loss_fn=mse_on_probabilities), q, rtol=0, atol=2e-3)
+    assert fit_bias_only(y, loss_fn=lambda z, y: 1 - soft_accuracy(z, y, 1.0))[0] > 0.99
 
 
 def test_overfit_one_batch_reaches_near_zero():
