@@ -431,12 +431,15 @@ _PATH_WORDS = {  # how the path of each task is described in a reason
         walk=lambda M: f'from uniform logits to the target class winning by a margin of {_fmt(M)}',
         end='when the target class wins by {M}', wrong='another class winning', gives='gives',
         step=lambda M, a, b: f'Raising the target logit from a margin of {_fmt(M * a)} to {_fmt(M * b)}',
-        at=lambda M, a: f'when the target class wins by a margin of {M * a:.3g} logits', what='the target class'),
+        at=lambda M, a: f'when the target class wins by a margin of {M * a:.3g} logits', what='the target class',
+        far=lambda M: f'at a margin of {_fmt(M)}'),
     'binary classification': dict(
         walk=lambda M: f'from logits 0 to the labels\' side (+{_fmt(M)} for label 1, -{_fmt(M)} for 0, logit(t) for a soft label t)',
         end='with the logits on the labels\' side', wrong='the logits on the wrong side', gives='give',
         step=lambda M, a, b: f'Moving the logits towards their labels, from {a:.3g} to {b:.3g} of the way,',
-        at=lambda M, a: f'{a:.3g} of the way from logits 0 to the labels\' side', what='the labels'),
+        at=lambda M, a: f'{a:.3g} of the way from logits 0 to the labels\' side (logits +-{M * a:.3g} for labels 1 and 0)',
+        what='the labels',
+        far=lambda M: 'on the labels\' side'),
 }
 
 def _check_minimum_path(loss_fn, target, path, wrong, grid, M: float, task: str) -> tuple:
@@ -471,8 +474,8 @@ def _check_minimum_path(loss_fn, target, path, wrong, grid, M: float, task: str)
     a_star = _golden_min(ev, grid[i - 1], grid[min(i + 1, len(grid) - 1)])
     v_star = ev(a_star)
     return Check('minimum at target', True, f'Finite minimum by design: the loss is lowest ({_fmt(v_star)}) '
-                                             f'{w["at"](M, a_star)} and rises again beyond it ({_fmt(vals[-1])} at the '
-                                             f'end), as label smoothing or soft targets do; {w["wrong"]} {w["gives"]} '
+                                             f'{w["at"](M, a_star)} and rises again beyond it ({_fmt(vals[-1])} '
+                                             f'{w["far"](M)}), as label smoothing or soft targets do; {w["wrong"]} {w["gives"]} '
                                              f'{_fmt(v_wrong)}. The model is pushed to a bounded confidence, not to '
                                              f'infinite logits.'), min(v_star, min(vals))
 
@@ -579,7 +582,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     classification: the loss falls as the target class wins, to a finite minimum by design for label
     smoothing or soft targets; binary classification: the loss falls as each logit moves to its label's
     side; a loss that does not change with pred fails), 'informative gradient' (non-zero wherever the loss
-    is above its minimum; a constant fails)
+    is above its minimum; a constant fails, a loss already at its minimum all around the example warns)
     and 'batch-size consistent' (the batch repeated twice gives the same loss; a sum passes with a warning,
     since it scales the effective learning rate with the batch size). Inputs, the grad mode and the global
     RNG are left as they were.
@@ -628,7 +631,8 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         `loss_fn` returning something other than a real tensor.
     ValueError
         An example that is empty, not finite, on the meta device, out of range or of mismatched shape; bad
-        option values; or `loss_fn` raising on the example (the original error is chained).
+        option values; or `loss_fn` raising on the example or on a probe (the original error is chained;
+        a probe's error says how to wrap a loss that only accepts probabilities).
 
     Examples
     --------

@@ -559,3 +559,14 @@ def test_probability_loss_on_random_probes_explains_the_fix():
     p, t = torch.rand(16, generator=g), (torch.rand(16, generator=g) > 0.5).float()
     with pytest.raises(ValueError, match=r'the example itself was fine.*F\.binary_cross_entropy\(torch\.sigmoid\(z\), y\)'):
         check_loss(F.binary_cross_entropy, p, t)
+
+
+def test_binary_label_smoothing_has_a_finite_minimum():
+    "BCE on labels smoothed to 0.05 / 0.95: lowest at logits +-ln(0.95 / 0.05), a fraction of the way to +-30."
+    z, t = torch.randn(8, generator=torch.Generator().manual_seed(2)), (torch.arange(8) % 2).float()
+    r = check_loss(lambda z, y: F.binary_cross_entropy_with_logits(z, 0.9 * y + 0.05), z, t, task='binary classification')
+    c = r['minimum at target']
+    assert r.ok and 'Finite minimum by design' in c.reason
+    import re
+    margin = float(re.search(r'logits \+-([0-9.]+) for labels 1 and 0', c.reason).group(1))
+    assert abs(margin - math.log(0.95 / 0.05)) < 0.01 and "on the labels' side)" in c.reason, c.reason
