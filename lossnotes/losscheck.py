@@ -183,7 +183,7 @@ class LossReport:
     loss : str
         The loss function's name.
     task : str
-        'classification', 'soft classification' or 'regression'.
+        One of `TASKS`: 'classification', 'soft classification', 'binary classification' or 'regression'.
     value : float
         The loss at the example given.
     checks : list of Check
@@ -199,7 +199,7 @@ class LossReport:
     (True, 'pass')
     """
     loss: str # the loss function's name
-    task: str # 'classification', 'soft classification' or 'regression'
+    task: str # one of TASKS
     value: float # the loss at the example given
     checks: list = field(default_factory=list) # one Check per property
 
@@ -241,9 +241,14 @@ def _evaluate(loss_fn, pred, target, where: str = 'example') -> tuple:
     with torch.enable_grad():
         try: out = loss_fn(p, target.detach().clone())
         except Exception as e:
-            raise ValueError(f"loss_fn raised {type(e).__name__} at the {where}: {e}") from e
+            hint = ('' if where == 'example' else '; the example itself was fine, but check_loss also probes random '
+                    'and extreme predictions, so a loss that only accepts probabilities must be given logits, e.g. '
+                    '`lambda z, y: F.binary_cross_entropy(torch.sigmoid(z), y)`')
+            raise ValueError(f"loss_fn raised {type(e).__name__} at the {where}: {e}{hint}") from e
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"loss_fn must return a tensor, got {_describe(out)}")
+            why = (': .item() or float() turned the loss into a Python number, which carries no gradient'
+                   if isinstance(out, (int, float)) else '')
+            raise TypeError(f"loss_fn must return a tensor, got {_describe(out)}{why}")
         if out.numel() != 1:
             raise ValueError(f"loss_fn must return a single number (a reduced loss), got a tensor of shape "
                              f"{tuple(out.shape)}; use reduction='mean'")
@@ -269,13 +274,17 @@ def _first_bad(x: torch.Tensor) -> str:
     what = ' and '.join(s for s in (f'{n_nan} NaN' if n_nan else '', f'{n_inf} inf' if n_inf else '') if s)
     return f'{what} (the first at index {first})'
 
-TASKS = ('classification', 'soft classification', 'regression')
+TASKS = ('classification', 'soft classification', 'binary classification', 'regression')
 
 def _looks_like_probabilities(pred, target) -> bool:
     "Whether a floating `target` of `pred`'s shape (N, C, ...) holds rows >= 0 that sum to 1 over dim 1."
     if not target.is_floating_point() or target.shape != pred.shape or target.dim() < 2: return False
     if not bool(torch.isfinite(target).all()) or bool((target < 0).any()): return False
     return bool(((target.double().sum(1) - 1).abs() <= 1e-3).all())
+
+def _looks_binary(target) -> bool:
+    "Whether a floating `target` holds labels or probabilities in [0, 1] (targets of `binary_cross_entropy_with_logits`)."
+    return target.is_floating_point() and bool(((target >= 0) & (target <= 1)).all())
 
 def _check_example(pred, target, task) -> str | None:
     "Validate the example batch; return the task (None: floating targets, regression or soft classification)."
@@ -313,6 +322,9 @@ def _check_example(pred, target, task) -> str | None:
             raise ValueError(f"target must hold class probabilities of pred's shape (N, C, ...), >= 0 and summing to 1 "
                              f"over dim 1, for task='soft classification'; got shape {tuple(target.shape)}, smallest "
                              f"value {float(target.min()):.4g}, row sums from {float(sums.min()):.4g} to {float(sums.max()):.4g}")
+        if task == 'binary classification' and not _looks_binary(target):
+            raise ValueError(f"target must hold labels or probabilities in [0, 1] for task='binary classification' "
+                             f"(pred being logits); got values from {float(target.min()):.4g} to {float(target.max()):.4g}")
     bad = _first_bad(pred)
     if bad:
         raise ValueError(f"pred holds {bad}: the example is not finite, so any loss on it would be; find where "
@@ -342,6 +354,13 @@ def _target_path(pred, target, M: float, steps: int = 17) -> tuple:
     wrong = F.one_hot((target + 1) % C, C).movedim(-1, 1).to(pred.dtype)
     return lambda a: a * M * (onehot - 1 / C), M * (wrong - 1 / C), torch.linspace(0, 1, steps).tolist()
 
+def _binary_path(pred, target, M: float, steps: int = 17) -> tuple:
+    "Binary: logits a z_t, a in [0, 1], z_t = logit(target) clipped to [-M, M] (+-M for labels 0 and 1), and the wrong side -z_t."
+    t = target.detach().to(torch.float64).expand(pred.shape)
+    lo = 1 / (1 + math.exp(M))  # sigmoid(-M): labels 0 and 1 map to -M and +M
+    z_t = torch.logit(t.clamp(lo, 1 - lo)).to(pred.dtype)
+    return lambda a: a * z_t, -z_t, torch.linspace(0, 1, steps).tolist()
+
 # %% ../nbs/reference/losscheck.ipynb #1c86456a
 def _check_finite(results: list, # [(label, value, grad)]
                   hint: str = '', # appended to a failure's reason (e.g. zero targets)
@@ -356,28 +375,44 @@ def _check_finite(results: list, # [(label, value, grad)]
                                  f'(the example, nearby, extreme predictions, the target).')
 
 # %% ../nbs/reference/losscheck.ipynb #9319813c
-def _check_minimum_regression(loss_fn, pred, target, value, s, gen) -> Check:
+def _check_minimum_regression(loss_fn, pred, target, value, s, gen,
+                              seen: tuple = (), # loss values at the other points probed (near the example, extreme)
+                             ) -> Check:
     t = target.detach().to(pred.dtype).expand_as(pred).clone()
     v0, _ = _evaluate(loss_fn, t, target, 'prediction = target')
     if not math.isfinite(v0): return Check('minimum at target', False, f'The loss at pred = target is {v0}.')
     dirs = [torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device, t.dtype) for _ in range(8)]
-    worst, slopes = math.inf, []
+    tol = 1e-6 * max(abs(v0), 1.0)
+    worst, slopes, rising = math.inf, [], 0
     for d in dirs:
         for sign in (1, -1):
+            up = False
             for h in (1e-1 * s, 1e-2 * s):
                 v, _ = _evaluate(loss_fn, t + sign * h * d, target, 'prediction near the target')
-                worst = min(worst, v - v0)
+                worst, up = min(worst, v - v0), up or v - v0 > tol
                 if sign == 1: slopes.append((h, (v - v0) / h))
-    if worst < -1e-6 * max(abs(v0), 1.0) or value < v0 - 1e-6 * max(abs(v0), 1.0):
+            rising += up
+    if worst < -tol or value < v0 - tol:
         below = min(worst + v0, value)
         return Check('minimum at target', False, f'The loss is {_fmt(below)} at a prediction near the target but '
                                                  f'{_fmt(v0)} at pred = target: the target is not its minimum.')
+    if rising == 0 and all(abs(v - v0) <= tol for v in (value, *seen) if math.isfinite(v)):  # flat everywhere probed
+        return Check('minimum at target', False, f'The loss is {_fmt(v0)} at pred = target, at the example and at all '
+                                                 f'{32 + len(seen)} other points probed: it does not change with pred, '
+                                                 f'so the target is no minimum to move towards.')
+    if rising == 0:
+        return Check('minimum at target', True, f'Lowest at pred = target ({_fmt(v0)}, vs {_fmt(value)} at the example) '
+                                                 f'and flat in all 16 random directions around it (steps up to '
+                                                 f'{_fmt(0.1 * s)}) but higher further away (up to '
+                                                 f'{_fmt(max([value, *seen], key=lambda v: v if math.isfinite(v) else -math.inf))}): '
+                                                 f'a dead zone by design, as an epsilon-insensitive loss has.')
     big, small = slopes[0::2], slopes[1::2]
     ratio = min(sm[1] / max(bg[1], 1e-30) for bg, sm in zip(big, small))
     note = (f'; it has a kink there (one-sided slope {_fmt(small[0][1])} does not shrink with the step), so the '
             f'gradient at the target is a subgradient, which is harmless') if ratio > 0.5 else ', a smooth minimum'
+    where = 'all 16 random directions' if rising == 16 else f'{rising} of 16 random directions (flat in the others)'
     return Check('minimum at target', True, f'Lowest at pred = target ({_fmt(v0)}, vs {_fmt(value)} at the example) '
-                                             f'and higher in all 16 random directions{note}.')
+                                             f'and higher in {where}{note}.')
 
 # %% ../nbs/reference/losscheck.ipynb #246858df
 def _golden_min(f, lo: float, hi: float, iters: int = 40) -> float:
@@ -391,37 +426,65 @@ def _golden_min(f, lo: float, hi: float, iters: int = 40) -> float:
         else: a, c, fc = c, d, fd; d = a + r * (b - a); fd = f(d)
     return (a + b) / 2
 
-def _check_minimum_classification(loss_fn, pred, target, M: float = 30.0) -> Check:
-    path, wrong, grid = _target_path(pred, target, M)
-    ev = lambda a: _evaluate(loss_fn, path(a), target, 'logits where the target wins by a margin')[0]
+_PATH_WORDS = {  # how the path of each task is described in a reason
+    'classification': dict(
+        walk=lambda M: f'from uniform logits to the target class winning by a margin of {_fmt(M)}',
+        end='when the target class wins by {M}', wrong='another class winning', gives='gives',
+        step=lambda M, a, b: f'Raising the target logit from a margin of {_fmt(M * a)} to {_fmt(M * b)}',
+        at=lambda M, a: f'when the target class wins by a margin of {M * a:.3g} logits', what='the target class',
+        far=lambda M: f'at a margin of {_fmt(M)}'),
+    'binary classification': dict(
+        walk=lambda M: f'from logits 0 to the labels\' side (+{_fmt(M)} for label 1, -{_fmt(M)} for 0, logit(t) for a soft label t)',
+        end='with the logits on the labels\' side', wrong='the logits on the wrong side', gives='give',
+        step=lambda M, a, b: f'Moving the logits towards their labels, from {a:.3g} to {b:.3g} of the way,',
+        at=lambda M, a: f'{a:.3g} of the way from logits 0 to the labels\' side (logits +-{M * a:.3g} for labels 1 and 0)',
+        what='the labels',
+        far=lambda M: 'on the labels\' side'),
+}
+
+def _check_minimum_path(loss_fn, target, path, wrong, grid, M: float, task: str) -> tuple:
+    "Judge the loss along `path(a)`, a in `grid`, against `wrong`; return the Check and the lowest value seen on the path."
+    w = _PATH_WORDS[task]
+    ev = lambda a: _evaluate(loss_fn, path(a), target, 'logits on the way to the target')[0]
     vals = [ev(a) for a in grid]
-    v_wrong = _evaluate(loss_fn, wrong, target, 'logits where another class wins')[0]
+    v_wrong = _evaluate(loss_fn, wrong, target, 'logits on the wrong side')[0]
     if not all(map(math.isfinite, vals + [v_wrong])):
-        return Check('minimum at target', False, f'The loss is not finite along the way from uniform logits to the '
-                                                 f'target winning by {_fmt(M)} ({_fmt(vals[0])} -> {_fmt(vals[-1])}).')
+        return Check('minimum at target', False, f'The loss is not finite along the way {w["walk"](M)} '
+                                                 f'({_fmt(vals[0])} -> {_fmt(vals[-1])}).'), math.inf
     tol = 1e-6 * max(abs(vals[0]), 1.0)
+    if max(vals + [v_wrong]) - min(vals + [v_wrong]) <= tol:
+        return Check('minimum at target', False, f'The loss is {_fmt(vals[0])} all the way {w["walk"](M)}, and '
+                                                 f'{_fmt(v_wrong)} with {w["wrong"]}: it does not depend on the '
+                                                 f'logits, so it cannot prefer {w["what"]}.'), min(vals)
     rises = [i for i in range(len(vals) - 1) if vals[i + 1] > vals[i] + tol]
     if not rises:
         if not vals[-1] < v_wrong:
-            return Check('minimum at target', False, f'The loss is {_fmt(vals[-1])} when the target class wins by '
-                                                     f'{_fmt(M)} but {_fmt(v_wrong)} when another class wins.')
-        return Check('minimum at target', True, f'Raising the target logit to a margin of {_fmt(M)} lowers the loss '
-                                                 f'steadily from {_fmt(vals[0])} to {_fmt(vals[-1])}; another class '
-                                                 f'winning gives {_fmt(v_wrong)}.')
+            return Check('minimum at target', False, f'The loss is {_fmt(vals[-1])} {w["end"].format(M=_fmt(M))} but '
+                                                     f'{_fmt(v_wrong)} with {w["wrong"]}.'), min(vals)
+        return Check('minimum at target', True, f'Going {w["walk"](M)} lowers the loss steadily from {_fmt(vals[0])} '
+                                                 f'to {_fmt(vals[-1])}; {w["wrong"]} {w["gives"]} {_fmt(v_wrong)}.'), min(vals)
     i = min(range(len(vals)), key=vals.__getitem__)
     falls_then_rises = 0 < i and all(vals[k + 1] <= vals[k] + tol for k in range(i)) and all(
         vals[k + 1] >= vals[k] - tol for k in range(i, len(vals) - 1))
     if not falls_then_rises or not vals[i] < v_wrong:
         k = rises[0]
-        return Check('minimum at target', False, f'Raising the target logit from a margin of {_fmt(M * grid[k])} to '
-                                                 f'{_fmt(M * grid[k + 1])} raises the loss from {_fmt(vals[k])} to '
-                                                 f'{_fmt(vals[k + 1])}: the loss does not prefer the target class.')
+        return Check('minimum at target', False, f'{w["step"](M, grid[k], grid[k + 1])} raises the loss from '
+                                                 f'{_fmt(vals[k])} to {_fmt(vals[k + 1])}: the loss does not prefer '
+                                                 f'{w["what"]}.'), min(vals)
     a_star = _golden_min(ev, grid[i - 1], grid[min(i + 1, len(grid) - 1)])
-    return Check('minimum at target', True, f'Finite minimum by design: the loss is lowest ({_fmt(ev(a_star))}) when the '
-                                             f'target class wins by a margin of {M * a_star:.3g} logits and rises again '
-                                             f'beyond it ({_fmt(vals[-1])} at {_fmt(M)}), as label smoothing or soft '
-                                             f'targets do; another class winning gives {_fmt(v_wrong)}. The model is '
-                                             f'pushed to a bounded confidence, not to infinite logits.')
+    v_star = ev(a_star)
+    return Check('minimum at target', True, f'Finite minimum by design: the loss is lowest ({_fmt(v_star)}) '
+                                             f'{w["at"](M, a_star)} and rises again beyond it ({_fmt(vals[-1])} '
+                                             f'{w["far"](M)}), as label smoothing or soft targets do; {w["wrong"]} {w["gives"]} '
+                                             f'{_fmt(v_wrong)}. The model is pushed to a bounded confidence, not to '
+                                             f'infinite logits.'), min(v_star, min(vals))
+
+def _check_minimum_classification(loss_fn, pred, target, M: float = 30.0) -> Check:
+    return _check_minimum_path(loss_fn, target, *_target_path(pred, target, M), M, 'classification')[0]
+
+def _check_minimum_binary(loss_fn, pred, target, M: float = 30.0) -> tuple:
+    "Binary labels in [0, 1] for logits `pred`: the Check, and the lowest loss on the way to the labels' side."
+    return _check_minimum_path(loss_fn, target, *_binary_path(pred, target, M), M, 'binary classification')
 
 # %% ../nbs/reference/losscheck.ipynb #e02bb330
 def _check_minimum_soft(loss_fn, pred, target, value, gen) -> Check:
@@ -442,12 +505,24 @@ def _check_minimum_soft(loss_fn, pred, target, value, gen) -> Check:
                                              f'higher in all 16 random directions around it, as soft targets do.')
 
 # %% ../nbs/reference/losscheck.ipynb #cea8dd15
-def _check_gradient(results: list, v_min: float) -> Check:
-    "results: [(label, value, grad)] at points that are not the target."
+def _check_gradient(results: list, v_min: float,
+                    elsewhere: tuple = (), # loss values at the other points probed (extreme predictions, the target)
+                   ) -> Check:
+    "results: [(label, value, grad)] at the example and the points near it."
     if not any(math.isfinite(v) for _, v, _ in results):
         return Check('informative gradient', False, f'The loss is not finite at any of the {len(results)} points '
                                                     f'probed, so it gives no usable gradient.')
     tol = 1e-6 * max(abs(v_min), 1.0)
+    if not any(math.isfinite(v) and v > v_min + tol for _, v, _ in results):  # nothing above the minimum nearby
+        seen = [v for v in [v for _, v, _ in results] + list(elsewhere) if math.isfinite(v)]
+        if max(seen) - min(seen) <= tol:
+            return Check('informative gradient', False, f'The loss is {_fmt(seen[0])} at all {len(seen)} points probed '
+                                                        f'(the example, nearby, extreme predictions, the target): it '
+                                                        f'does not depend on pred, so its gradient says nothing.')
+        return Check('informative gradient', True, f'The loss is at its lowest value ({_fmt(v_min)}) at the example and '
+                                                    f'at all {len(results) - 1} points near it, so the gradient has '
+                                                    f'nothing to show here; check a batch the model gets wrong.',
+                     warning=True)
     flat = [(label, v, g) for label, v, g in results
             if math.isfinite(v) and v > v_min + tol and (g is None or bool((g == 0).all()))]
     if flat:
@@ -456,9 +531,10 @@ def _check_gradient(results: list, v_min: float) -> Check:
                'the graph)') if g is None else 'the gradient is exactly zero'
         return Check('informative gradient', False, f'At {len(flat)} of {len(results)} points where the loss is above '
                                                     f'its minimum ({_fmt(v)} > {_fmt(v_min)} at the {label}), {why}.')
-    norms = [float(g.norm()) for _, v, g in results if g is not None and math.isfinite(v)]
+    norms = [float(g.norm()) for _, v, g in results if g is not None and math.isfinite(v) and v > v_min + tol]
     lo = _fmt(min(norms)) if norms else 'n/a'
-    return Check('informative gradient', True, f'Non-zero gradient at all {len(results)} points above the minimum '
+    n_above = sum(math.isfinite(v) and v > v_min + tol for _, v, _ in results)
+    return Check('informative gradient', True, f'Non-zero gradient at all {n_above} points above the minimum '
                                                 f'(smallest |grad| {lo}).')
 
 # %% ../nbs/reference/losscheck.ipynb #1aecb8e6
@@ -504,7 +580,9 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     run on it and on random probes around it: 'finite' (loss and gradient finite near the example, at
     extreme predictions and at the target), 'minimum at target' (regression: lowest at pred = target;
     classification: the loss falls as the target class wins, to a finite minimum by design for label
-    smoothing or soft targets), 'informative gradient' (non-zero wherever the loss is above its minimum)
+    smoothing or soft targets; binary classification: the loss falls as each logit moves to its label's
+    side; a loss that does not change with pred fails), 'informative gradient' (non-zero wherever the loss
+    is above its minimum; a constant fails, a loss already at its minimum all around the example warns)
     and 'batch-size consistent' (the batch repeated twice gives the same loss; a sum passes with a warning,
     since it scales the effective learning rate with the batch size). Inputs, the grad mode and the global
     RNG are left as they were.
@@ -514,16 +592,21 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     loss_fn : callable
         `loss_fn(pred, target)` returning a one-element real tensor, e.g. `F.cross_entropy` or a lambda.
     pred : torch.Tensor
-        An example batch of predictions, a real floating-point tensor with at least one finite entry per
-        position: logits (N, C, ...) for classification, outputs of any shape for regression.
+        An example batch of predictions, a real floating-point tensor, all finite: logits (N, C, ...) for
+        classification, logits of the labels' shape for binary classification, outputs of any shape for
+        regression. It is probed at random and extreme values, so a loss that takes probabilities must be
+        given logits and wrapped: `lambda z, y: F.binary_cross_entropy(torch.sigmoid(z), y)`.
     target : torch.Tensor
         Class indices (an integer tensor (N, ...), values in [0, C - 1]), class probabilities (`pred`'s
-        shape, >= 0, summing to 1 over dim 1) or regression targets (a floating tensor that broadcasts to
+        shape, >= 0, summing to 1 over dim 1), binary labels or probabilities in [0, 1] (for
+        `F.binary_cross_entropy_with_logits`) or regression targets (a floating tensor that broadcasts to
         `pred`'s shape without changing it), finite, on `pred`'s device.
-    task : {'classification', 'soft classification', 'regression'} or None, default None
+    task : {'classification', 'soft classification', 'binary classification', 'regression'} or None, default None
         None infers it from `target`: integer -> classification; floating -> soft classification when the
         target looks like class probabilities of `pred`'s shape and the loss is lowest at softmax(pred) =
-        target, else regression.
+        target; binary classification when the target lies in [0, 1] and the loss is lower with the logits
+        on the labels' side (+-30, logit(t) for a soft label t) than at pred = target; else regression. The
+        report says when it read a floating target as probabilities or labels.
     batch_consistency : bool, default True
         Run the 'batch-size consistent' check (the loss is called on the batch concatenated with itself).
     n_probes : int, default 8
@@ -548,7 +631,8 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         `loss_fn` returning something other than a real tensor.
     ValueError
         An example that is empty, not finite, on the meta device, out of range or of mismatched shape; bad
-        option values; or `loss_fn` raising on the example (the original error is chained).
+        option values; or `loss_fn` raising on the example or on a probe (the original error is chained;
+        a probe's error says how to wrap a loss that only accepts probabilities).
 
     Examples
     --------
@@ -560,6 +644,9 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     >>> report = check_loss(lambda z, y: F.cross_entropy(z, y, reduction='sum'), logits, target)
     >>> report.ok, report['batch-size consistent'].status
     (True, 'warn')
+    >>> labels = torch.randint(0, 2, (16,)).float()
+    >>> check_loss(F.binary_cross_entropy_with_logits, torch.randn(16), labels).task
+    'binary classification'
     """
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {_describe(loss_fn)}")
     if task is not None and not isinstance(task, str):
@@ -584,7 +671,19 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         if task is None and soft.passed:  # a floating target that works as class probabilities: say so
             soft.reason += (" The target was read as class probabilities (rows >= 0 summing to 1); pass "
                             "task='regression' to judge it as a regression instead.")
-    if task is None: task = 'soft classification' if soft is not None and soft.passed else 'regression'
+    if task is None and soft is not None and soft.passed: task = 'soft classification'
+    binary = binary_tried = None
+    if task == 'binary classification': binary = _check_minimum_binary(loss_fn, pred, target)[0]
+    elif task is None and _looks_binary(target):  # labels in [0, 1]: logits for them, or a regression onto them?
+        check, lowest = _check_minimum_binary(loss_fn, pred, target)
+        at_target, _ = _evaluate(loss_fn, target.detach().to(pred.dtype).expand_as(pred), target, 'prediction = target')
+        if check.passed and lowest < at_target - 1e-6 * max(abs(at_target), 1.0):
+            binary, task = check, 'binary classification'
+            binary.reason += (f" The target was read as binary labels for logits (values in [0, 1], and the loss is "
+                              f"lower on the labels' side than the {_fmt(at_target)} at pred = target); pass "
+                              f"task='regression' to judge it as a regression instead.")
+        elif not check.passed: binary_tried = check
+    if task is None: task = 'regression'
     classification = task != 'regression'
     near, far, s = _probes(pred, target, classification, int(n_probes), extreme, generator)
     res_near = [('example', value, grad)] + [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in near]
@@ -593,6 +692,10 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         z_best = target.detach().to(pred.dtype).clamp_min(torch.finfo(pred.dtype).tiny).log()
         best = ('logits = log(target)', *_evaluate(loss_fn, z_best, target, 'logits = log(target)'))
         minimum = soft
+    elif task == 'binary classification':
+        path, _, _ = _binary_path(pred, target, 30.0)
+        best = ("logits on the labels' side", *_evaluate(loss_fn, path(1.0), target, "logits on the labels' side"))
+        minimum = binary
     elif classification:
         path, _, _ = _target_path(pred, target, 30.0)
         best = ('logits where the target class wins by a margin of 30', *_evaluate(loss_fn, path(1.0), target))
@@ -600,11 +703,15 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     else:
         t = target.detach().to(pred.dtype).expand_as(pred)
         best = ('prediction = target', *_evaluate(loss_fn, t, target, 'prediction = target'))
-        minimum = _check_minimum_regression(loss_fn, pred, target, value, s, generator)
+        minimum = _check_minimum_regression(loss_fn, pred, target, value, s, generator,
+                                            [v for _, v, _ in res_near[1:] + res_far])
+        if binary_tried is not None and not minimum.passed:  # it also looked like binary labels: say how that went
+            minimum.reason += f' Read as binary labels for logits, the loss fails too: {binary_tried.reason}'
     finite_v = [v for _, v, _ in [best] + res_near if math.isfinite(v)]
     v_min = min(finite_v) if finite_v else math.inf
     n_zero = 0 if classification else int((target == 0).sum())  # zero targets break ratio losses
     hint = f' (the target holds {n_zero} zero{"s" if n_zero > 1 else ""})' if n_zero else ''
-    checks = [_check_finite(res_near + res_far + [best], hint), minimum, _check_gradient(res_near, v_min)]
+    elsewhere = [v for _, v, _ in res_far + [best]]
+    checks = [_check_finite(res_near + res_far + [best], hint), minimum, _check_gradient(res_near, v_min, elsewhere)]
     if batch_consistency: checks.append(_check_batch(loss_fn, pred, target, value))
     return LossReport(name, task, value, checks)

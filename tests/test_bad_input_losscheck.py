@@ -177,6 +177,8 @@ CASES = [
     ('soft target rows sum to 2', cl(CE, Z, 2 * Q, task='soft classification'), Raises(ValueError, 'target', 'row sums from 2 to 2')),
     ('soft target wrong shape', cl(CE, Z, Q[:, :2], task='soft classification'), Raises(ValueError, 'target', 'target of shape (6, 2) do not broadcast')),
     ('soft target NaN', cl(CE, Z, with_nan(Q, (2, 2)), task='soft classification'), Raises(ValueError, 'target', 'holds 1 NaN (the first at index (2, 2))')),
+    ('binary target above 1', cl(F.binary_cross_entropy_with_logits, P, T, task='binary classification'), Raises(ValueError, 'target', "in [0, 1] for task='binary classification'")),
+    ('binary target int', cl(F.binary_cross_entropy_with_logits, P, (T > 1).long(), task='binary classification'), Raises(TypeError, 'target', "floating-point tensor for task='binary classification'")),
     ('soft target one-hot', cl(CE, Z, F.one_hot(Y, 3).float()), Holds(lambda r: r.task == 'soft classification' and r.ok and abs(r.value - float(CE(Z, Y))) < 1e-6, 'one-hot probabilities: as class indices')),
     ('soft target float64', cl(CE, Z.double(), Q.double()), Holds(lambda r: r.task == 'soft classification' and r.ok and abs(r.value - float(CE(Z.double(), Q.double()))) < 1e-12, 'value as F.cross_entropy')),
     # ---- check_loss: loss_fn ----

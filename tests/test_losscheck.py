@@ -282,7 +282,7 @@ def test_bad_input():
         check_loss(F.cross_entropy, z, c + 5)
     with pytest.raises(ValueError, match='do not fit'):
         check_loss(F.cross_entropy, z, c[:5])
-    with pytest.raises(ValueError, match=r"task must be one of \('classification', 'soft classification', 'regression'\) or None, got 'ranking'"):
+    with pytest.raises(ValueError, match=r"task must be one of \('classification', 'soft classification', 'binary classification', 'regression'\) or None, got 'ranking'"):
         check_loss(F.cross_entropy, z, c, task='ranking')
     with pytest.raises(ValueError, match='n_probes must be in'):
         check_loss(F.cross_entropy, z, c, n_probes=0)
@@ -365,6 +365,9 @@ def test_bias_only_model_learns_weighted_frequencies():
     for w in (None, torch.tensor([1., 2., 6.])):
         want = q if w is None else w * q / (w * q).sum()
         torch.testing.assert_close(fit_bias_only(y, w, steps=400), want, rtol=0, atol=2e-3)
+    # another loss: the Brier score is calibrated too; soft accuracy puts everything on the likeliest class
+    torch.testing.assert_close(fit_bias_only(y, loss_fn=mse_on_probabilities), q, rtol=0, atol=2e-3)
+    assert fit_bias_only(y, loss_fn=lambda z, y: 1 - soft_accuracy(z, y, 1.0))[0] > 0.99
 
 
 def test_overfit_one_batch_reaches_near_zero():
@@ -479,3 +482,91 @@ def test_soft_targets_recognised_as_probabilities():
         check_loss(F.cross_entropy, z, 2 * q, task='soft classification')
     with pytest.raises(TypeError, match=r"target must be a floating-point tensor for task='soft classification'"):
         check_loss(F.cross_entropy, z, q.argmax(1), task='soft classification')
+
+
+# ---------- constants, dead zones and binary labels ----------
+
+@pytest.mark.parametrize('make', [lambda p, t: torch.tensor(1.0), lambda p, t: 0 * p.sum() + 1.0])
+def test_flags_constant_regression_loss(make):
+    "A loss that ignores pred (no graph, or a graph with gradient 0) fails both the minimum and the gradient check."
+    p, y = _reg()
+    r = check_loss(make, p, y, name='constant')
+    assert not r.ok and [c.status for c in r.checks] == ['pass', 'FAIL', 'FAIL', 'pass']
+    assert 'does not change with pred' in r['minimum at target'].reason
+    assert 'does not depend on pred' in r['informative gradient'].reason and 'Non-zero' not in r['informative gradient'].reason
+
+
+def test_flags_constant_classification_loss():
+    z, y = _cls()
+    r = check_loss(lambda z, y: 0 * z.sum(), z, y)
+    assert [c.status for c in r.checks] == ['pass', 'FAIL', 'FAIL', 'pass']
+    assert 'it does not depend on the logits' in r['minimum at target'].reason
+
+
+def test_dead_zone_is_not_a_constant():
+    "An epsilon-insensitive loss with the example inside its dead zone: flat near the target, rising further away."
+    p, y = _reg()
+    r = check_loss(lambda p, y: F.relu((p - y).abs() - 5).mean(), p, y)
+    assert r['minimum at target'].passed and 'dead zone' in r['minimum at target'].reason
+    assert r['informative gradient'].passed
+    assert not check_loss(lambda p, y: 0 * F.relu((p - y).abs() - 1e6).mean(), p, y)['minimum at target'].passed
+
+
+def test_loss_at_its_minimum_around_the_example_warns():
+    "Example and every nearby probe inside a dead zone: no point above the minimum nearby, so a warning, not a pass."
+    p, y = _reg()
+    r = check_loss(lambda p, y: F.relu((p - y).abs() - 5).mean(), p, y)
+    c = r['informative gradient']
+    assert r.ok and c.status == 'warn' and 'check a batch the model gets wrong' in c.reason
+    assert r['minimum at target'].status == 'pass' and 'higher further away' in r['minimum at target'].reason
+
+
+def test_item_returning_float_names_the_cause():
+    p, y = _reg()
+    with pytest.raises(TypeError, match=r'\.item\(\) or float\(\) turned the loss into a Python number'):
+        check_loss(lambda p, y: F.mse_loss(p, y).item(), p, y)
+
+
+@pytest.mark.parametrize('soft', [False, True])
+def test_binary_cross_entropy_with_logits_is_read_as_binary(soft):
+    "BCE with logits on float labels in [0, 1]: judged as binary classification, not as a regression onto the labels."
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(32, 1, generator=g)
+    t = torch.rand(32, 1, generator=g) if soft else (torch.rand(32, 1, generator=g) > 0.5).float()
+    for fn in (F.binary_cross_entropy_with_logits, lambda z, t: F.binary_cross_entropy(torch.sigmoid(z), t)):
+        r = check_loss(fn, z, t)
+        assert r.ok and r.task == 'binary classification', r
+        assert 'read as binary labels' in r['minimum at target'].reason
+    if soft:  # the closed form: the path ends at logits = logit(t), where BCE is the labels' mean entropy
+        entropy = float(-(t * t.log() + (1 - t) * (1 - t).log()).mean())
+        assert f'to {entropy:.4g};' in r['minimum at target'].reason, r['minimum at target'].reason
+    r = check_loss(F.binary_cross_entropy_with_logits, z, t, task='binary classification')
+    assert r.ok and 'read as' not in r['minimum at target'].reason
+    assert not check_loss(F.binary_cross_entropy_with_logits, z, t, task='regression').ok
+
+
+def test_binary_sign_error_and_regression_onto_labels():
+    g = torch.Generator().manual_seed(4)
+    z, t = torch.randn(32, generator=g), (torch.rand(32, generator=g) > 0.5).float()
+    r = check_loss(lambda z, t: F.binary_cross_entropy_with_logits(-z, t), z, t)
+    assert not r['minimum at target'].passed and 'Read as binary labels for logits, the loss fails too' in r['minimum at target'].reason
+    r = check_loss(F.mse_loss, z, t)  # a regression onto 0/1 labels stays a regression
+    assert r.ok and r.task == 'regression' and 'binary' not in r['minimum at target'].reason
+
+
+def test_probability_loss_on_random_probes_explains_the_fix():
+    g = torch.Generator().manual_seed(4)
+    p, t = torch.rand(16, generator=g), (torch.rand(16, generator=g) > 0.5).float()
+    with pytest.raises(ValueError, match=r'the example itself was fine.*F\.binary_cross_entropy\(torch\.sigmoid\(z\), y\)'):
+        check_loss(F.binary_cross_entropy, p, t)
+
+
+def test_binary_label_smoothing_has_a_finite_minimum():
+    "BCE on labels smoothed to 0.05 / 0.95: lowest at logits +-ln(0.95 / 0.05), a fraction of the way to +-30."
+    z, t = torch.randn(8, generator=torch.Generator().manual_seed(2)), (torch.arange(8) % 2).float()
+    r = check_loss(lambda z, y: F.binary_cross_entropy_with_logits(z, 0.9 * y + 0.05), z, t, task='binary classification')
+    c = r['minimum at target']
+    assert r.ok and 'Finite minimum by design' in c.reason
+    import re
+    margin = float(re.search(r'logits \+-([0-9.]+) for labels 1 and 0', c.reason).group(1))
+    assert abs(margin - math.log(0.95 / 0.05)) < 0.01 and "on the labels' side)" in c.reason, c.reason

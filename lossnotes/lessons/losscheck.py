@@ -120,15 +120,17 @@ def fit_bias_only(target: torch.Tensor, # (N,) class indices
                   weight: torch.Tensor | None = None, # (C,) class weights of F.cross_entropy
                   n_classes: int | None = None, # C (default: target.max() + 1)
                   steps: int = 300, # Adam steps
+                  loss_fn: Callable | None = None, # loss_fn(logits, target) instead of (weighted) cross entropy
                  ) -> torch.Tensor:
-    "Probabilities (C,) that a bias-only model (one logit per class, no input) learns with weighted cross entropy."
+    "Probabilities (C,) that a bias-only model (one logit per class, no input) learns with weighted cross entropy or `loss_fn`."
     check_number('steps', steps, 0, integer=True)
     C = n_classes or int(target.max()) + 1
+    loss_fn = loss_fn or partial(F.cross_entropy, weight=weight)
     b = torch.zeros(C, requires_grad=True)
     opt = torch.optim.Adam([b], lr=0.1)
     with torch.enable_grad(), _one_thread():
         for _ in range(steps):
-            opt.zero_grad(); F.cross_entropy(b.expand(len(target), C), target, weight=weight).backward(); opt.step()
+            opt.zero_grad(); loss_fn(b.expand(len(target), C), target).backward(); opt.step()
     return F.softmax(b.detach(), 0)
 
 def overfit_one_batch(loss_fn: Callable, # loss_fn(logits, target) -> scalar tensor
@@ -310,7 +312,7 @@ def draw_explorer(fig, # a matplotlib Figure to draw into
     floor = 1e-12  # log axis: gradients that underflowed to 0 sit on the floor
     plot_slice(positions, c['soft accuracy'][1].clamp_min(floor), 'soft accuracy', ax=ax2)
     plot_slice(positions, c['cross entropy'][1].clamp_min(floor), 'cross entropy', ax=ax2, marker=position)
-    ax2.set_yscale('log'); ax2.set_ylim(1e-8, 1e2); ax2.set_ylabel('|grad| w.r.t. weights')
+    ax2.set_yscale('log'); ax2.set_ylim(1e-8, 1e2); ax2.set_ylabel('|grad| w.r.t. weights and bias')
     ax2.minorticks_off()  # redrawn on every slider move: minor log ticks are the slowest part
     ax2.legend(fontsize=8, loc='lower right', framealpha=0.9)
     return '\n'.join([f"accuracy: {pt['accuracy']:.2f}", f"soft accuracy: {pt['soft accuracy']:.4f}",
