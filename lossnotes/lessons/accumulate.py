@@ -71,8 +71,8 @@ def digit_sequences(num_sequences: int = 12, # sequences in the batch
     x[mask.bool()], y[mask.bool()] = images[:int(lengths.sum())], labels[:int(lengths.sum())]
     return x, y, mask
 
-SUMMARY_COLORS = {'sum_of_averages': MISTAKE, 'normalized_sum': '#bcbd22', 'mean_of_averages': '#393b79',
-                  'per_item_mean': TRUTH}  # red, yellow, indigo, black: hexes no other lesson uses
+SUMMARY_COLORS = {'sum_of_averages': MISTAKE, 'normalized_sum': '#8c6d31', 'mean_of_averages': '#393b79',
+                  'per_item_mean': TRUTH}  # red, ochre, indigo, black: hexes no other lesson uses
 
 def summary_errors(item_losses, # one loss per item, in loader order
                    batch_sizes: Sequence[int], # batch sizes to evaluate
