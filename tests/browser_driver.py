@@ -183,7 +183,7 @@ def drag_plan(control, moves: int = 30) -> list:
 
 
 def drag(page, index: int, plan: list, expected: str, gap_s: float = 0.030, figure: str = FIGURE,
-         timeout_ms: float = 30000) -> dict:
+         quiet_ms: float = 400, timeout_ms: float = 30000) -> dict:
     "Press the plan's keys on the index-th slider `gap_s` apart; wait for the `expected` readout; frames and timings."
     record(page, figure)
     page.locator(HANDLE).nth(index).focus()
@@ -192,14 +192,16 @@ def drag(page, index: int, plan: list, expected: str, gap_s: float = 0.030, figu
     for i, (key, _) in enumerate(plan):
         time.sleep(max(0.0, t0 + i * gap_s - time.perf_counter()))
         page.keyboard.press(key)
-    page.wait_for_function('e => { const r = document.querySelectorAll(".lossnotes-readout");'
-                           ' return r.length && r[r.length - 1].innerText.trim() === e; }',
-                           arg=expected.strip(), timeout=timeout_ms, polling=5)
-    page.wait_for_timeout(300)  # late frames would show a backlog: let them arrive
+    # done when the readout shows the final value and no figure has arrived for `quiet_ms` (a backlog would still be
+    # arriving); the last frame can precede the last key when the kernel had already drawn the final value
+    page.wait_for_function("""([e, quiet]) => { const r = document.querySelectorAll('.lossnotes-readout');
+        const f = window.__lossnotes.frames, k = window.__lossnotes.keys, now = performance.now();
+        return r.length && r[r.length - 1].innerText.trim() === e && now - k[k.length - 1] > quiet
+               && (!f.length || now - f[f.length - 1][0] > quiet); }""",
+                           arg=[expected.strip(), quiet_ms], timeout=timeout_ms, polling=10)
     r = recorded(page)
-    keys, frames = r['keys'][k0:], r['frames'][n0:]
-    return dict(frames=len(frames), keys=len(keys), settle_s=(frames[-1][0] - keys[-1]) / 1e3 if frames else None,
-                last_frame_after_last_key=bool(frames) and frames[-1][0] >= keys[-1])
+    keys, frames = r['keys'][k0:], [f for f in r['frames'][n0:] if f[0] >= r['keys'][k0]]
+    return dict(frames=len(frames), keys=len(keys), settle_s=max(0.0, (frames[-1][0] - keys[-1]) / 1e3) if frames else 0.0)
 
 
 def shown_image(page, figure: str = FIGURE):

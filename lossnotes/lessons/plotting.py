@@ -265,6 +265,7 @@ class Explorer:
             return
         self.fig.set_layout_engine('constrained')
         self.fig.get_layout_engine().execute(self.fig)
+        self.fig.set_layout_engine('none')  # drawing must not move the axes again: every frame uses these positions
         self._positions, self._signature = [ax.get_position() for ax in self.fig.axes], sig
 
     def _split(self) -> dict:
@@ -311,7 +312,7 @@ class Explorer:
     def sweep(self, compare: bool = False, # also check every fast frame against a full drawing
               atol: int = 0, # largest difference of a pixel channel (0-255) allowed by `compare`
              ) -> int:
-        "Move every control through the values it visits (see `Control.values`) as a slider would, then back."
+        "Move every control through the values it visits (see `Control.values`) as a slider would, then back; returns the largest difference found."
         import numpy as np
         worst = 0
         for name, c in self.controls.items():
@@ -321,6 +322,7 @@ class Explorer:
                 if compare:
                     ref = Explorer(self.draw, self.controls, self.figsize)
                     ref.render(**self._drawn)
+                    for a, b in zip(ref.fig.axes, self.fig.axes): a.set_position(b.get_position())  # same layout
                     full = np.asarray(ref.frame())
                     if full.shape != img.shape: raise AssertionError(f"{name}={v!r}: frame {img.shape}, full drawing {full.shape}")
                     d = int(np.abs(full[..., :3].astype(int) - img[..., :3]).max())
