@@ -188,13 +188,14 @@ def _widget(name: str, c: Control):
     return cls(value=c.value, min=c.min, max=c.max, step=step, continuous_update=True, **common)
 
 def _layout_signature(fig) -> tuple:
-    "What the layout of `fig` depends on: its axes, which labels and titles they have, how long their tick labels are."
+    "What the constrained layout of `fig` depends on: its axes, their tick labels, axis labels and legends, and titles."
     sig = []
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            labels = axis.get_major_formatter().format_ticks(axis.get_majorticklocs())
-            sig.append(max((len(l) for l in labels), default=0))
-        sig.append((bool(ax.get_xlabel()), bool(ax.get_ylabel()), bool(ax.get_title())))  # texts may show values
+            sig.append(tuple(axis.get_major_formatter().format_ticks(axis.get_majorticklocs())))
+        legend = ax.get_legend()  # a legend that reaches past the axes takes room too
+        sig.append((ax.get_xlabel(), ax.get_ylabel(), bool(ax.get_title()),  # a title's height, not its value
+                    None if legend is None else tuple(t.get_text() for t in legend.get_texts())))
     return tuple(sig)
 
 def _frame_signature(fig, layers: dict) -> tuple:
@@ -226,7 +227,8 @@ class Explorer:
         optional_import('matplotlib.backends.backend_agg').FigureCanvasAgg(self.fig)
         self.counts = dict(draw=0, update=0, background=0)  # how the frames so far were made
         self._fast = self._drawn = self._layers = self._background = self._frame_sig = None
-        self._static = self._static_text = self._image = self._text = self._positions = self._signature = None
+        self._static = self._static_text = self._image = self._text = None
+        self._layouts = {}  # layout signature -> axes positions
 
     def _with(self, changes: dict) -> dict:
         unknown = set(changes) - set(self.controls)
@@ -257,16 +259,17 @@ class Explorer:
         return self.readout
 
     def _layout(self):
-        "Constrained layout, reused by later drawings whose axes, labels and tick-label widths are the same."
+        "Constrained layout, computed from the grid once per layout signature and reused: the same text, the same layout."
         sig = _layout_signature(self.fig)
-        if self._positions is not None and sig == self._signature:
-            self.fig.set_layout_engine('none')  # the layout costs 40-70 ms, a third of a redraw
-            for ax, pos in zip(self.fig.axes, self._positions): ax.set_position(pos)
-            return
-        self.fig.set_layout_engine('constrained')
-        self.fig.get_layout_engine().execute(self.fig)
+        if sig not in self._layouts:  # the layout costs 40-70 ms, a third of a full drawing
+            for ax in self.fig.axes:  # from the grid's own positions, so that the result depends on the text only
+                spec = ax.get_subplotspec()
+                if spec is not None: ax._set_position(spec.get_position(self.fig))
+            self.fig.set_layout_engine('constrained')
+            self.fig.get_layout_engine().execute(self.fig)
+            self._layouts[sig] = [ax.get_position() for ax in self.fig.axes]
         self.fig.set_layout_engine('none')  # drawing must not move the axes again: every frame uses these positions
-        self._positions, self._signature = [ax.get_position() for ax in self.fig.axes], sig
+        for ax, pos in zip(self.fig.axes, self._layouts[sig]): ax._set_position(pos)  # set_position would drop it from later layouts
 
     def _split(self) -> dict:
         "Per axes, the artists drawn on every fast frame: those `update` changes and all drawn above them."
@@ -322,7 +325,6 @@ class Explorer:
                 if compare:
                     ref = Explorer(self.draw, self.controls, self.figsize)
                     ref.render(**self._drawn)
-                    for a, b in zip(ref.fig.axes, self.fig.axes): a.set_position(b.get_position())  # same layout
                     full = np.asarray(ref.frame())
                     if full.shape != img.shape: raise AssertionError(f"{name}={v!r}: frame {img.shape}, full drawing {full.shape}")
                     d = int(np.abs(full[..., :3].astype(int) - img[..., :3]).max())
