@@ -170,16 +170,20 @@ def step_value(control, value, key: str):
 
 
 def drag_plan(control, moves: int = 30) -> list:
-    "(key, value) for each of `moves` key presses along a slider, turning back at either end."
-    value, key, plan = control.value, 'ArrowRight', []
-    for _ in range(moves):
-        new = step_value(control, value, key)
-        if new is None:
-            key = 'ArrowLeft' if key == 'ArrowRight' else 'ArrowRight'
+    "(key, value) for each of `moves` key presses along a slider, turning back at either end, ending off the start."
+    def plan(push: bool) -> list:
+        value, key, out = control.value, 'ArrowRight', []
+        while len(out) < moves:
             new = step_value(control, value, key)
-        plan.append((key, new))
-        value = new
-    return plan
+            if new is None:  # at an end: turn back, after one press against it when `push` (as a hand does)
+                if push: out.append((key, value))
+                key = 'ArrowLeft' if key == 'ArrowRight' else 'ArrowRight'
+                continue
+            out.append((key, new))
+            value = new
+        return out[:moves]
+    bounced = plan(push=False)  # a drag that ends where it started shows nothing new at its end
+    return bounced if bounced[-1][1] != control.value else plan(push=True)
 
 
 def drag(page, index: int, plan: list, expected: str, gap_s: float = 0.030, figure: str = FIGURE,

@@ -105,7 +105,7 @@ def test_jupyterlab_drag_ends_on_the_library_figure(tmp_path):
     first = next(k for k, c in controls.items() if c.kind in ('slider', 'select'))
     with bd.jupyterlab(folder, tmp_path) as (url, token), bd.browser() as page:
         bd.lab_run_all(page, url, token, LAB_NB)
-        assert_final_figure(page, draw, controls, values, bd.LAB_FIGURE)
+        assert bd.readout_text(page) == bd.expected_readout(draw, values).strip()
         plan = bd.drag_plan(controls[first], 30)
         values[first] = plan[-1][1]
         r = bd.drag(page, 0, plan, bd.expected_readout(draw, values), figure=bd.LAB_FIGURE)
