@@ -75,7 +75,7 @@ def run(quick: bool) -> list[dict]:
                 label = f'one line, {way}'
             else:
                 label = nb
-            ref_key, ref_drag = refs.get(fast, (None, None))
+            ref_key, ref_drag = (None, None) if case.startswith('reference') else refs.get(fast, (None, None))
             ref_name = None if case.startswith('reference') else f'one line, {way}'
             rows.append(row(label, f"keypress -> new figure ({m['first']})", key_stats, ref_key, ref_name,
                             target=f'median at most {KEY_TARGET * 1e3:.0f} ms', met=key_stats[0] <= KEY_TARGET,
