@@ -304,6 +304,7 @@ def reference_notebook(folder: Path, fast: bool) -> str:
     import nbformat
     name = f"reference_{'fast' if fast else 'full'}.ipynb"
     call = f"explore({'draw_line_live' if fast else 'draw_line'}, **controls);"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(REFERENCE), nbformat.v4.new_code_cell(call)])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(REFERENCE), nbformat.v4.new_code_cell(call)],
+                                  metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
     nbformat.write(nb, folder / name)
     return name
