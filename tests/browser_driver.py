@@ -39,10 +39,11 @@ def copy_nbs(dest: Path) -> Path:
 
 
 @contextmanager
-def server(cmd: list[str], port: int, cwd: Path, env: dict | None = None, ready_path: str = '/', timeout: float = 90):
+def server(cmd: list[str], port: int, cwd: Path, env: dict | None = None, ready_path: str = '/', timeout: float = 90,
+           base_env: dict | None = None):
     "Start `cmd` in its own process group, wait until 127.0.0.1:`port` answers HTTP, stop it afterwards."
     log = open(cwd / f'server-{port}.log', 'w')
-    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**(os.environ if base_env is None else base_env), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.time() + timeout
@@ -117,26 +118,193 @@ def next_value(control, value):
     return (value - step, 'ArrowLeft')
 
 
-def figure_src(page) -> str:
-    return page.locator('.lossnotes-explorer .lossnotes-figure').first.get_attribute('src')
+FIGURE = '.lossnotes-explorer .lossnotes-figure'  # Voila: the figure is an image widget in the panel
+LAB_FIGURE = '.jp-Cell:has(.lossnotes-explorer) .jp-OutputArea-output img'  # Jupyter: the PNG output above it
+HANDLE = '.lossnotes-explorer .noUi-handle'
+
+# Records, in the page's clock (ms), every key pressed and every figure image that finished loading.
+RECORDER = """sel => { if (window.__lossnotes) return; const r = window.__lossnotes = {keys: [], frames: []};
+  document.addEventListener('keydown', e => r.keys.push(performance.now()), true);
+  document.addEventListener('load', e => { const t = e.target;
+    if (t.tagName === 'IMG' && t.matches(sel)) r.frames.push([performance.now(), t.src.length]); }, true); }"""
+
+
+def figure_src(page, figure: str = FIGURE) -> str:
+    return page.locator(figure).last.get_attribute('src')
 
 
 def readout_text(page) -> str:
-    return page.locator('.lossnotes-explorer .lossnotes-readout').first.inner_text().strip()
+    return page.locator('.lossnotes-readout').last.inner_text().strip()
 
 
-def move_slider(page, index: int, key: str, timeout_ms: float = 20000) -> float:
-    "Focus the index-th slider handle of the explorer, press `key`, wait for a new figure; returns seconds taken."
-    before = figure_src(page)
-    page.locator('.lossnotes-explorer .noUi-handle').nth(index).focus()
-    t0 = time.perf_counter()
+def record(page, figure: str = FIGURE):
+    "Start recording key presses and figure loads (see RECORDER)."
+    page.evaluate(RECORDER, figure)
+
+
+def recorded(page) -> dict:
+    return page.evaluate('() => ({keys: [...window.__lossnotes.keys], frames: [...window.__lossnotes.frames]})')
+
+
+def move_slider(page, index: int, key: str, figure: str = FIGURE, timeout_ms: float = 20000) -> float:
+    "Focus the index-th slider handle, press `key`, wait until a new figure has loaded; seconds from key to figure."
+    record(page, figure)
+    n = len(recorded(page)['frames'])
+    page.locator(HANDLE).nth(index).focus()
     page.keyboard.press(key)
-    page.wait_for_function("s => { const e = document.querySelector('.lossnotes-explorer .lossnotes-figure');"
-                           " return e && e.src !== s; }", arg=before, timeout=timeout_ms, polling=5)
-    return time.perf_counter() - t0
+    page.wait_for_function('n => window.__lossnotes.frames.length > n', arg=n, timeout=timeout_ms, polling=5)
+    r = recorded(page)
+    return (r['frames'][n][0] - r['keys'][-1]) / 1e3
+
+
+def step_value(control, value, key: str):
+    "The value `key` (ArrowRight or ArrowLeft) moves a slider to from `value`, or None at that end."
+    sign = 1 if key == 'ArrowRight' else -1
+    if control.kind == 'select':
+        i = control.options.index(value) + sign
+        return control.options[i] if 0 <= i < len(control.options) else None
+    is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (control.value, control.min, control.max))
+    step = control.step if control.step is not None else (1 if is_int else (control.max - control.min) / 100)
+    new = value + sign * step if is_int else round(value + sign * step, 10)
+    return new if control.min <= new <= control.max else None
+
+
+def drag_plan(control, moves: int = 30) -> list:
+    "(key, value) for each of `moves` key presses along a slider, turning back at either end, ending off the start."
+    def plan(push: bool) -> list:
+        value, key, out = control.value, 'ArrowRight', []
+        while len(out) < moves:
+            new = step_value(control, value, key)
+            if new is None:  # at an end: turn back, after one press against it when `push` (as a hand does)
+                if push: out.append((key, value))
+                key = 'ArrowLeft' if key == 'ArrowRight' else 'ArrowRight'
+                continue
+            out.append((key, new))
+            value = new
+        return out[:moves]
+    bounced = plan(push=False)  # a drag that ends where it started shows nothing new at its end
+    return bounced if bounced[-1][1] != control.value else plan(push=True)
+
+
+def drag(page, index: int, plan: list, expected: str, gap_s: float = 0.030, figure: str = FIGURE,
+         quiet_ms: float = 400, timeout_ms: float = 30000) -> dict:
+    "Press the plan's keys on the index-th slider `gap_s` apart; wait for the `expected` readout; frames and timings."
+    record(page, figure)
+    page.locator(HANDLE).nth(index).focus()
+    n0, k0 = len(recorded(page)['frames']), len(recorded(page)['keys'])
+    t0 = time.perf_counter()
+    for i, (key, _) in enumerate(plan):
+        time.sleep(max(0.0, t0 + i * gap_s - time.perf_counter()))
+        page.keyboard.press(key)
+    # done when the readout shows the final value and no figure has arrived for `quiet_ms` (a backlog would still be
+    # arriving); the last frame can precede the last key when the kernel had already drawn the final value
+    page.wait_for_function("""([e, quiet]) => { const r = document.querySelectorAll('.lossnotes-readout');
+        const f = window.__lossnotes.frames, k = window.__lossnotes.keys, now = performance.now();
+        return r.length && r[r.length - 1].innerText.trim() === e && now - k[k.length - 1] > quiet
+               && (!f.length || now - f[f.length - 1][0] > quiet); }""",
+                           arg=[expected.strip(), quiet_ms], timeout=timeout_ms, polling=10)
+    r = recorded(page)
+    keys, frames = r['keys'][k0:], [f for f in r['frames'][n0:] if f[0] >= r['keys'][k0]]
+    return dict(frames=len(frames), keys=len(keys), settle_s=max(0.0, (frames[-1][0] - keys[-1]) / 1e3) if frames else 0.0)
+
+
+def shown_image(page, figure: str = FIGURE):
+    "The figure the page shows now, decoded: an (H, W, 3) uint8 array."
+    import base64, io
+    import numpy as np
+    from PIL import Image
+    b64 = page.evaluate("""async sel => { const imgs = document.querySelectorAll(sel);
+        const blob = await (await fetch(imgs[imgs.length - 1].src)).blob();
+        return await new Promise(ok => { const f = new FileReader(); f.onload = () => ok(f.result.split(',')[1]);
+                                         f.readAsDataURL(blob); }); }""", figure)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert('RGB'))
+
+
+def library_image(draw, controls: dict, values: dict, shape: tuple, dpi: int = 90):
+    "The figure the library draws for `values` (a full drawing, no fast path), at the pixel size `shape`."
+    import numpy as np
+    from lossnotes.lessons.plotting import Explorer
+    ex = Explorer(draw, controls, figsize=(shape[1] / dpi, shape[0] / dpi))
+    ex.render(**values)
+    return np.asarray(ex.frame())[..., :3].copy()
+
+
+def differing(a, b, tol: int = 8) -> float:
+    "Fraction of pixels of two same-sized images that differ by more than `tol` in some channel (1.0 if sizes differ)."
+    import numpy as np
+    if a.shape != b.shape: return 1.0
+    return float((np.abs(a.astype(int) - b.astype(int)).max(-1) > tol).mean())
 
 
 def open_explorer(page, url: str, timeout_ms: float = 180000):
     page.goto(url, timeout=timeout_ms)
-    page.wait_for_selector('.lossnotes-explorer .noUi-handle', timeout=timeout_ms)
-    page.wait_for_selector('.lossnotes-explorer .lossnotes-figure', timeout=timeout_ms)
+    page.wait_for_selector(HANDLE, timeout=timeout_ms)
+    page.wait_for_selector(FIGURE, timeout=timeout_ms)
+
+
+@contextmanager
+def jupyterlab(folder: Path, tmp: Path, token: str = 'lossnotes-browser-test'):
+    "JupyterLab serving `folder` from this interpreter's environment (what scripts/course.sh starts); yields its URL."
+    port = free_port()
+    cmd = [str(BIN / 'jupyter'), 'lab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.root_dir={folder}',
+           f'--port={port}', f'--IdentityProvider.token={token}'] + (['--allow-root'] if os.getuid() == 0 else [])
+    env = {'JUPYTER_CONFIG_DIR': str(tmp / 'cfg'), 'JUPYTER_RUNTIME_DIR': str(tmp / 'rt')}
+    env_unset = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}
+    with server(cmd, port, tmp, env=env, ready_path=f'/api/status?token={token}', timeout=120, base_env=env_unset):
+        yield f'http://127.0.0.1:{port}', token
+
+
+def lab_run_all(page, url: str, token: str, nb: str, timeout_ms: float = 240000):
+    "Open `nb` in JupyterLab, Run All Cells, wait until the kernel is idle with the explorer shown."
+    idle = "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')"
+    page.goto(f'{url}/lab/tree/{nb}?token={token}', timeout=120000)
+    page.wait_for_selector('.jp-Notebook', timeout=120000)
+    page.wait_for_function(idle, timeout=120000)
+    page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+    page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+    page.wait_for_selector(HANDLE, timeout=timeout_ms)
+    page.wait_for_function(idle, timeout=timeout_ms)
+    page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
+
+
+REFERENCE = '''import numpy as np
+from lossnotes.lessons.plotting import explore, live, slider
+x = np.linspace(0, 1, 200)
+
+def draw_line(fig, a=1.0):
+    "One line, drawn whole on every move."
+    ax = fig.subplots()
+    ax.plot(x, a * x)
+    ax.set(xlabel='x', ylabel='a x', ylim=(0, 2))
+    return f'a = {a:.2f}'
+
+def draw_line_live(fig, a=1.0):
+    "The same line on the fast path: a move updates it in place."
+    ax = fig.subplots()
+    line, = ax.plot(x, 0 * x)
+    ax.set(xlabel='x', ylabel='a x', ylim=(0, 2))
+    def update(a):
+        line.set_ydata(a * x)
+        return f'a = {a:.2f}'
+    return live(update(a), update, [line])
+
+controls = dict(a=slider(1.0, 0.0, 2.0, 0.01))
+'''
+
+
+def reference_parts(fast: bool) -> tuple:
+    "(draw, controls) of the one-line reference figure, drawn whole (`fast=False`) or on the fast path."
+    ns = {}
+    exec(REFERENCE, ns)
+    return ns['draw_line_live' if fast else 'draw_line'], ns['controls']
+
+
+def reference_notebook(folder: Path, fast: bool) -> str:
+    "Write a notebook showing the one-line reference figure into `folder`; returns its file name."
+    import nbformat
+    name = f"reference_{'fast' if fast else 'full'}.ipynb"
+    call = f"explore({'draw_line_live' if fast else 'draw_line'}, **controls);"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(REFERENCE), nbformat.v4.new_code_cell(call)],
+                                  metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    nbformat.write(nb, folder / name)
+    return name

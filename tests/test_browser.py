@@ -1,5 +1,6 @@
 """The live figures in a real browser: Voila per topic notebook, one JupyterLab session, and the static HTML
 pages opened offline. Needs Debian's chromium (`apt-get install chromium`); `.ci/run` installs it."""
+import dataclasses
 import json
 import os
 import re
@@ -21,22 +22,44 @@ def test_every_topic_has_a_live_figure():
     assert len(bd.TOPICS) == 5, bd.TOPICS
 
 
-@pytest.mark.parametrize('nb', bd.TOPICS)
-def test_voila_sliders_redraw_and_agree_with_the_library(nb, tmp_path):
-    draw, controls = bd.module_of(nb).explorer_parts()
+def parts_and_folder(nb: str, folder: Path) -> tuple:
+    "(draw, controls, notebook name) of a topic notebook, or of a one-line reference figure written into `folder`."
+    if nb.startswith('reference'):
+        fast = nb == 'reference_fast'
+        return (*bd.reference_parts(fast), bd.reference_notebook(folder, fast))
+    return (*bd.module_of(nb).explorer_parts(), nb)
+
+
+def assert_final_figure(page, draw, controls, values, figure=bd.FIGURE):
+    "The page shows the library's readout and the library's figure for `values`."
+    assert bd.readout_text(page) == bd.expected_readout(draw, values).strip()
+    shown = bd.shown_image(page, figure)
+    assert bd.differing(shown, bd.library_image(draw, controls, values, shown.shape)) < 0.002, values
+
+
+@pytest.mark.parametrize('nb', bd.TOPICS + ['reference_full', 'reference_fast'])
+def test_voila_sliders_redraw_and_a_drag_ends_on_the_library_figure(nb, tmp_path):
+    "Each slider moved once, then a drag of 30 key presses 30 ms apart on the first: the page ends on the library's figure."
+    folder = bd.copy_nbs(tmp_path / 'nbs')
+    draw, controls, name = parts_and_folder(nb, folder)
     values = {k: c.value for k, c in controls.items()}
     sliders = [k for k, c in controls.items() if c.kind in ('slider', 'select')]
     assert sliders, f'{nb} has no slider'
-    folder = bd.copy_nbs(tmp_path / 'nbs')
-    with bd.voila(nb, folder) as url, bd.browser() as page:
+    with bd.voila(name, folder) as url, bd.browser() as page:
         bd.open_explorer(page, url)
-        assert page.locator('.lossnotes-explorer .noUi-handle').count() == len(sliders)
-        assert bd.readout_text(page) == bd.expected_readout(draw, values)
-        for i, name in enumerate(sliders):
-            values[name], key = bd.next_value(controls[name], values[name])
+        assert page.locator(bd.HANDLE).count() == len(sliders)
+        assert_final_figure(page, draw, controls, values)  # the live figure agrees with the static one at the defaults
+        for i, k in enumerate(sliders):
+            values[k], key = bd.next_value(controls[k], values[k])
             bd.move_slider(page, i, key)
             page.wait_for_timeout(100)  # the readout widget updates in the same message burst as the figure
-            assert bd.readout_text(page) == bd.expected_readout(draw, values), f'after moving {name}'
+            assert bd.readout_text(page) == bd.expected_readout(draw, values).strip(), f'after moving {k}'
+        first = sliders[0]
+        plan = bd.drag_plan(dataclasses.replace(controls[first], value=values[first]), 30)
+        values[first] = plan[-1][1]
+        r = bd.drag(page, 0, plan, bd.expected_readout(draw, values))
+        assert r['keys'] == 30 and r['frames'] >= 1, r  # how many: a benchmark, not a test
+        assert_final_figure(page, draw, controls, values)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f'{Path(nb).stem}.png'), full_page=True)
         problems = [e for e in page.errors if re.search(r'Traceback|Exception|Error displaying|lossnotes|Uncaught', e)]
@@ -72,6 +95,46 @@ def test_jupyterlab_run_all_then_slider_redraws(tmp_path):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / 'jupyterlab.png'))
+
+
+def test_jupyterlab_drag_ends_on_the_library_figure(tmp_path):
+    "In JupyterLab the figure is the notebook's PNG output, updated in place: a drag ends on the library's figure."
+    folder = bd.copy_nbs(tmp_path / 'nbs')
+    draw, controls = bd.module_of(LAB_NB).explorer_parts()
+    values = {k: c.value for k, c in controls.items()}
+    first = next(k for k, c in controls.items() if c.kind in ('slider', 'select'))
+    with bd.jupyterlab(folder, tmp_path) as (url, token), bd.browser() as page:
+        bd.lab_run_all(page, url, token, LAB_NB)
+        assert bd.readout_text(page) == bd.expected_readout(draw, values).strip()
+        plan = bd.drag_plan(controls[first], 30)
+        values[first] = plan[-1][1]
+        r = bd.drag(page, 0, plan, bd.expected_readout(draw, values), figure=bd.LAB_FIGURE)
+        assert r['keys'] == 30 and r['frames'] >= 1, r  # how many: a benchmark, not a test
+        assert_final_figure(page, draw, controls, values, bd.LAB_FIGURE)
+
+
+def stored_explorer_png(nb_path: Path):
+    "The first PNG output of the cell that calls `explore(` in a committed notebook, decoded, or None."
+    import base64, io
+    import numpy as np
+    from PIL import Image
+    for c in json.loads(nb_path.read_text())['cells']:
+        if c['cell_type'] == 'code' and 'explore(' in ''.join(c['source']):
+            for o in c.get('outputs', []):
+                if 'image/png' in o.get('data', {}):
+                    return np.asarray(Image.open(io.BytesIO(base64.b64decode(o['data']['image/png']))).convert('RGB'))
+    return None
+
+
+@pytest.mark.parametrize('nb', bd.TOPICS)
+def test_committed_notebook_stores_the_explorer_figure_at_the_teaching_defaults(nb):
+    "A reader without a kernel sees the figure the live explorer starts from (same pixels, give or take a few)."
+    stored = stored_explorer_png(ROOT / 'nbs' / nb)
+    assert stored is not None, f'{nb}: the explorer cell has no stored PNG output (execute the notebook)'
+    draw, controls = bd.module_of(nb).explorer_parts()
+    values = {k: c.value for k, c in controls.items()}
+    # the same figure: pixels differ only where the data of a training run differ between machines (a few %)
+    assert bd.differing(stored, bd.library_image(draw, controls, values, stored.shape)) < 0.2
 
 
 def test_static_html_shows_every_figure_offline(tmp_path):

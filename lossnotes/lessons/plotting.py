@@ -18,7 +18,7 @@ from .._checks import optional_import
 # %% auto #0
 __all__ = ['RAW', 'EMA', 'DEBIASED', 'ZERO_LAG', 'TRUTH', 'MISTAKE', 'COLOR_WORDS', 'STYLES', 'style', 'new_figure',
            'no_autoshow', 'figure_png', 'get_ax', 'plot_series', 'mark_point', 'Control', 'slider', 'choice', 'toggle',
-           'Explorer', 'explore']
+           'Readout', 'live', 'Explorer', 'explore']
 
 # %% ../../nbs/lessons/plotting.ipynb #22826206
 RAW = '#9e9e9e'       # grey: raw values
@@ -147,14 +147,37 @@ def toggle(value: bool, description: str | None = None) -> Control:
     if not isinstance(value, bool): raise TypeError(f"value must be a bool, got {value!r}")
     return Control(value, 'toggle', description=description)
 
+# %% ../../nbs/lessons/plotting.ipynb #0a2d1b72
+class Readout(str):
+    "A readout string that may also carry a fast path for slider moves (made by `live`)."
+    update: Callable | None = None  # update(**values) -> readout, changing `artists` in place
+    artists: tuple = ()  # the artists `update` changes
+    redraw_on: frozenset = frozenset()  # controls whose change needs the whole `draw` again
+
+def live(readout: str, # the readout text for the values just drawn ('' for none)
+         update: Callable, # update(**values) -> readout: changes `artists` in place for new values
+         artists, # the artists `update` changes (lines, texts, collections): only these are drawn again
+         redraw_on=(), # names of controls whose change needs the whole `draw` again (new limits, legend, layout)
+        ) -> Readout:
+    "The readout of a `draw`, plus the fast path a slider move takes: `update(**values)`, then redraw `artists` only."
+    if not callable(update): raise TypeError(f"update must be callable, got {update!r}")
+    artists = tuple(artists)
+    if not artists: raise ValueError(f"artists must name at least one artist that update changes, got {artists!r}")
+    for a in artists:
+        if getattr(a, 'axes', None) is None: raise ValueError(f"artists must belong to an axes of the figure, got {a!r}")
+    if isinstance(redraw_on, str): redraw_on = (redraw_on,)
+    out = Readout('' if readout is None else readout)
+    out.update, out.artists, out.redraw_on = update, artists, frozenset(redraw_on)
+    return out
+
 # %% ../../nbs/lessons/plotting.ipynb #044ae9fd
 def _widget(name: str, c: Control):
-    "The ipywidgets widget for control `c`."
+    "The ipywidgets widget for control `c`; sliders update continuously while they move."
     W = optional_import('ipywidgets')
     desc = c.description or name
     common = dict(description=desc, style={'description_width': 'initial'}, layout=W.Layout(width='min(100%, 420px)'))
     if c.kind == 'select':
-        return W.SelectionSlider(options=c.options, value=c.value, continuous_update=False, **common)
+        return W.SelectionSlider(options=c.options, value=c.value, continuous_update=True, **common)
     if c.kind == 'choice':
         return W.ToggleButtons(options=c.options, value=c.value, description=desc,
                                style={'description_width': 'initial', 'button_width': 'auto'})
@@ -162,56 +185,152 @@ def _widget(name: str, c: Control):
     is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (c.value, c.min, c.max))
     cls = W.IntSlider if is_int else W.FloatSlider
     step = c.step if c.step is not None else (1 if is_int else (c.max - c.min) / 100)
-    return cls(value=c.value, min=c.min, max=c.max, step=step, continuous_update=False, **common)
+    return cls(value=c.value, min=c.min, max=c.max, step=step, continuous_update=True, **common)
 
 def _layout_signature(fig) -> tuple:
-    "What the layout of `fig` depends on: its axes, which labels and titles they have, how long their tick labels are."
+    "What the constrained layout of `fig` depends on: its axes, their tick labels, axis labels and legends, and titles."
     sig = []
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            labels = axis.get_major_formatter().format_ticks(axis.get_majorticklocs())
-            sig.append(max((len(l) for l in labels), default=0))
-        sig.append((bool(ax.get_xlabel()), bool(ax.get_ylabel()), bool(ax.get_title())))  # texts may show values
+            sig.append(tuple(axis.get_major_formatter().format_ticks(axis.get_majorticklocs())))
+        legend = ax.get_legend()  # a legend that reaches past the axes takes room too
+        sig.append((ax.get_xlabel(), ax.get_ylabel(), bool(ax.get_title()),  # a title's height, not its value
+                    None if legend is None else tuple(t.get_text() for t in legend.get_texts())))
     return tuple(sig)
 
+def _frame_signature(fig, layers: dict) -> tuple:
+    "What the background of a fast frame depends on: limits, scales, positions, texts and the artists outside `layers`."
+    sig = []
+    for ax in fig.axes:
+        top = layers.get(ax, ())
+        sig += [ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), tuple(ax.get_position().bounds),
+                ax.get_xlabel(), ax.get_ylabel(),
+                tuple(a.get_text() for a in (ax.title, ax._left_title, ax._right_title) if a not in top),
+                tuple((id(a), a.get_visible()) for a in ax.get_children() if a not in top)]
+    return tuple(sig)
+
+def _encode_png(rgba, compress_level: int) -> bytes:
+    "PNG bytes of an (H, W, 4) uint8 image (opaque figures: stored as RGB)."
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgba[..., :3]).save(buf, format='png', compress_level=compress_level)
+    return buf.getvalue()
+
 class Explorer:
-    "A live figure: `draw(fig, **values)` redrawn whenever a control changes."
-    def __init__(self, draw: Callable, # draw(fig, **values) -> optional readout text
+    "A live figure: `draw(fig, **values)` drawn at the controls' values, and drawn again whenever a control moves."
+    def __init__(self, draw: Callable, # draw(fig, **values) -> readout text, or `live(...)` for the fast path
                  controls: dict, # name -> Control
                  figsize: tuple = (7.0, 3.2)):
         self.draw, self.controls, self.figsize = draw, controls, figsize
         self.values = {k: c.value for k, c in controls.items()}
         self.fig, self.readout, self.widgets = new_figure(figsize), '', {}
-        self._static = self._static_text = self._image = self._text = self._positions = self._signature = None
+        optional_import('matplotlib.backends.backend_agg').FigureCanvasAgg(self.fig)
+        self.counts = dict(draw=0, update=0, background=0)  # how the frames so far were made
+        self._fast = self._drawn = self._layers = self._background = self._frame_sig = None
+        self._static = self._static_text = self._image = self._text = None
+        self._layouts = {}  # layout signature -> axes positions
 
-    def render(self, **changes) -> str:
-        "Redraw the whole figure for the controls' values updated with `changes`; return the readout."
+    def _with(self, changes: dict) -> dict:
         unknown = set(changes) - set(self.controls)
         if unknown: raise ValueError(f"unknown control(s) {sorted(unknown)}; controls are {sorted(self.controls)}")
-        self.fig.clear()  # `changes` apply to this drawing only: the controls keep their values
-        out = self.draw(self.fig, **{**self.values, **changes})
+        return {**self.values, **changes}  # `changes` apply to this drawing only: the controls keep their values
+
+    def render(self, **changes) -> str:
+        "Draw the whole figure again for the controls' values updated with `changes`; return the readout."
+        values = self._with(changes)
+        self.fig.clear()
+        out = self.draw(self.fig, **values)
         self._layout()
-        self.readout = '' if out is None else str(out)
+        self._fast = out if isinstance(out, Readout) and out.update is not None else None
+        self.readout, self._drawn, self._background = ('' if out is None else str(out)), values, None
+        self.counts['draw'] += 1
+        return self.readout
+
+    def step(self, **changes) -> str:
+        "What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`."
+        values = self._with(changes)
+        if self._drawn is None: return self.render(**changes)
+        changed = {k for k, v in values.items() if v != self._drawn[k]}
+        if not changed: return self.readout
+        if self._fast is None or changed & self._fast.redraw_on: return self.render(**changes)
+        out = self._fast.update(**values)
+        self.readout, self._drawn = ('' if out is None else str(out)), values
+        self.counts['update'] += 1
         return self.readout
 
     def _layout(self):
-        "Constrained layout, reused by later drawings whose axes, labels and tick-label widths are the same."
+        "Constrained layout, computed from the grid once per layout signature and reused: the same text, the same layout."
         sig = _layout_signature(self.fig)
-        if self._positions is not None and sig == self._signature:
-            self.fig.set_layout_engine('none')  # the layout costs 40-70 ms, a third of a redraw
-            for ax, pos in zip(self.fig.axes, self._positions): ax.set_position(pos)
-            return
-        self.fig.set_layout_engine('constrained')
-        self.fig.get_layout_engine().execute(self.fig)
-        self._positions, self._signature = [ax.get_position() for ax in self.fig.axes], sig
+        if sig not in self._layouts:  # the layout costs 40-70 ms, a third of a full drawing
+            for ax in self.fig.axes:  # from the grid's own positions, so that the result depends on the text only
+                spec = ax.get_subplotspec()
+                if spec is not None: ax._set_position(spec.get_position(self.fig))
+            self.fig.set_layout_engine('constrained')
+            self.fig.get_layout_engine().execute(self.fig)
+            self._layouts[sig] = [ax.get_position() for ax in self.fig.axes]
+        self.fig.set_layout_engine('none')  # drawing must not move the axes again: every frame uses these positions
+        for ax, pos in zip(self.fig.axes, self._layouts[sig]): ax._set_position(pos)  # set_position would drop it from later layouts
 
-    def png(self) -> bytes: return figure_png(self.fig)
+    def _split(self) -> dict:
+        "Per axes, the artists drawn on every fast frame: those `update` changes and all drawn above them."
+        layers = {}
+        for a in self._fast.artists:
+            layers.setdefault(a.axes, [])
+        for ax in layers:
+            moving = [a for a in self._fast.artists if a.axes is ax]
+            low = min(a.get_zorder() for a in moving)
+            skip = {ax.patch, ax.xaxis, ax.yaxis, ax.title, ax._left_title, ax._right_title}
+            top = [a for a in ax.get_children() if a in moving or (a not in skip and a.get_zorder() >= low)]
+            layers[ax] = sorted(top, key=lambda a: a.get_zorder())  # stable: the order Axes.draw uses
+        return layers
 
-    def sweep(self):
-        "Redraw at every value each control visits (see `Control.values`), then at the current values."
+    def frame(self):
+        "The figure as an (H, W, 4) uint8 array; after a fast `step` only the moving layer is drawn (blitting)."
+        import numpy as np
+        canvas = self.fig.canvas
+        if self._fast is None:
+            canvas.draw()
+            return np.asarray(canvas.buffer_rgba())
+        if self._background is not None and _frame_signature(self.fig, self._layers) == self._frame_sig:
+            canvas.restore_region(self._background)
+        else:  # first frame of a drawing, or `update` moved limits or changed texts: draw the background again
+            if self._background is not None: self._layout()
+            if self._layers:
+                for a in (a for top in self._layers.values() for a in top): a.set_animated(False)
+            self._layers = self._split()
+            for a in (a for top in self._layers.values() for a in top): a.set_animated(True)
+            canvas.draw()  # Agg leaves animated artists out of a canvas draw (savefig keeps them)
+            self._background = canvas.copy_from_bbox(self.fig.bbox)
+            self._frame_sig = _frame_signature(self.fig, self._layers)
+            self.counts['background'] += 1
+        for ax, top in self._layers.items():
+            for a in top: ax.draw_artist(a)
+        return np.asarray(canvas.buffer_rgba())
+
+    def png(self, compress_level: int = 6, # 1 for live frames: a third of the time, a larger PNG
+           ) -> bytes:
+        "The figure as drawn (see `frame`), as PNG bytes."
+        return _encode_png(self.frame(), compress_level)
+
+    def sweep(self, compare: bool = False, # also check every fast frame against a full drawing
+              atol: int = 0, # largest difference of a pixel channel (0-255) allowed by `compare`
+             ) -> int:
+        "Move every control through the values it visits (see `Control.values`) as a slider would, then back; returns the largest difference found."
+        import numpy as np
+        worst = 0
         for name, c in self.controls.items():
-            for v in c.values(): self.render(**{name: v})
-        self.render()
+            for v in [*c.values(), self.values[name]]:
+                self.step(**{name: v})
+                img = self.frame()
+                if compare:
+                    ref = Explorer(self.draw, self.controls, self.figsize)
+                    ref.render(**self._drawn)
+                    full = np.asarray(ref.frame())
+                    if full.shape != img.shape: raise AssertionError(f"{name}={v!r}: frame {img.shape}, full drawing {full.shape}")
+                    d = int(np.abs(full[..., :3].astype(int) - img[..., :3]).max())
+                    if d > atol: raise AssertionError(f"{name}={v!r}: the fast frame differs from a full drawing by {d} > atol={atol}")
+                    worst = max(worst, d)
+        return worst
 
     def _readout_html(self, error: str | None = None) -> str:
         body = html.escape(error or self.readout)
@@ -221,11 +340,12 @@ class Explorer:
     def _on_change(self, change):
         name = next(k for k, w in self.widgets.items() if w is change['owner'])
         self.values[name] = change['new']
-        try: self.render()
+        try:
+            self.step()
+            png = self.png(compress_level=1)
         except Exception:  # show it where the reader looks, then let ipywidgets log it too
             self._text.value = self._readout_html(error=traceback.format_exc())
             raise
-        png = self.png()
         self._text.value = self._readout_html()
         if self._image is not None: self._image.value = png
         if self._static is not None:
@@ -233,16 +353,17 @@ class Explorer:
             self._static.update(Image(png))
             if self._static_text is not None: self._static_text.update(HTML(self._readout_html()))
 
-    def show(self):
-        "Display the static figure, then the controls; under tests, also sweep every control."
+    def show(self, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
+            ):
+        "Display the figure at the controls' values as a PNG output (or an image widget in Voila), then the controls."
         W = optional_import('ipywidgets')
         from IPython.display import display, Image, HTML
+        if voila is None: voila = bool(os.environ.get('VOILA_BASE_URL') or os.environ.get('VOILA_SERVER_URL'))
         self.render()
         png = self.png()
         self.widgets = {k: _widget(k, c) for k, c in self.controls.items()}
         self._text = W.HTML(self._readout_html())
-        if os.environ.get('VOILA_BASE_URL') or os.environ.get('VOILA_SERVER_URL'):
-            # Voila shows only widgets live: the figure itself must be a widget there.
+        if voila:
             self._image = W.Image(value=png, format='png', layout=W.Layout(max_width='100%'))
             self._image.add_class('lossnotes-figure')
             parts = [*self.widgets.values(), self._text, self._image]
@@ -261,14 +382,13 @@ class Explorer:
         box = Panel(parts)
         box.add_class('lossnotes-explorer')
         display(box)
-        if os.environ.get('IN_TEST') or os.environ.get('LOSSNOTES_SWEEP_EXPLORERS'): self.sweep()
         return self
 
-def explore(draw: Callable, # draw(fig, **values): draws the whole figure, may return a readout string
+def explore(draw: Callable, # draw(fig, **values): draws the whole figure, returns a readout string or `live(...)`
             figsize: tuple = (7.0, 3.2), # figure size in inches
             **controls: Control, # one control per keyword argument of `draw`
            ) -> Explorer:
-    "Show `draw` at the controls' defaults as a static figure, then live controls that redraw it."
+    "Show `draw` at the controls' defaults as a static figure, then live controls that draw it again as they move."
     for k, c in controls.items():
         if not isinstance(c, Control): raise TypeError(f"control {k} must be made with slider/choice/toggle, got {c!r}")
     return Explorer(draw, controls, figsize).show()

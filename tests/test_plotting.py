@@ -1,0 +1,140 @@
+"""The live-figure machinery of lossnotes.lessons.plotting: the fast path (`live`) against full drawings, every
+lesson's explorer swept through its controls, the widgets' behaviour without a browser, and no test switches read
+from the environment."""
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser_driver as bd  # noqa: E402
+from lossnotes.lessons.plotting import Explorer, Readout, explore, figure_png, live, new_figure, slider, toggle  # noqa: E402
+
+
+def decode(png: bytes) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
+
+
+def counting(fast: bool):
+    "A one-line figure that counts its full drawings and updates."
+    calls = dict(draw=0, update=0)
+    x = np.linspace(0, 1, 50)
+    def draw(fig, a=1.0, show=True):
+        calls['draw'] += 1
+        ax = fig.subplots()
+        line, = ax.plot(x, 0 * x, label='a x')
+        ax.set(xlabel='x', ylabel='y', ylim=(-0.1, 2.1)); ax.legend(loc='upper left')
+        def update(a, show):
+            calls['update'] += 1
+            line.set_ydata(a * x); line.set_visible(show)
+            return f'a = {a:.2f}'
+        return live(update(a, show), update, [line]) if fast else update(a, show)
+    return draw, dict(a=slider(1.0, 0.0, 2.0, 0.1), show=toggle(True)), calls
+
+
+def test_live_returns_a_string_that_carries_the_fast_path():
+    fig = new_figure(); line, = fig.subplots().plot([0, 1])
+    r = live('loss: 0.5', lambda **v: '', [line], redraw_on='beta')
+    assert isinstance(r, Readout) and r == 'loss: 0.5' and type(str(r)) is str and r.split(': ') == ['loss', '0.5']
+    assert r.artists == (line,) and r.redraw_on == frozenset({'beta'})
+    with pytest.raises(TypeError, match="update must be callable, got 3"): live('', 3, [line])
+    with pytest.raises(ValueError, match=r"artists must name at least one artist that update changes, got \(\)"):
+        live('', print, [])
+    with pytest.raises(ValueError, match='artists must belong to an axes'): live('', print, [object()])
+
+
+def test_a_move_on_the_fast_path_updates_in_place_and_matches_a_full_drawing():
+    draw, controls, calls = counting(fast=True)
+    ex = Explorer(draw, controls)
+    ex.render(); ex.png()
+    for a in (0.3, 1.7, 2.0):
+        assert ex.step(a=a) == f'a = {a:.2f}'
+        full = Explorer(*counting(fast=False)[:2]); full.render(a=a)
+        assert np.array_equal(ex.frame()[..., :3], decode(figure_png(full.fig)))  # savefig, no blitting at all
+    assert (calls['draw'], ex.counts) == (1, dict(draw=1, update=3, background=1))
+    ex.step(show=False)
+    assert not ex.fig.axes[0].get_lines()[0].get_visible() and ex.counts['draw'] == 1
+    assert ex.values == {'a': 1.0, 'show': True}  # step's changes apply to that drawing only
+    assert ex.step() == 'a = 1.00' and ex.counts['update'] == 5
+
+
+def test_a_plain_readout_draws_the_whole_figure_on_every_move():
+    draw, controls, calls = counting(fast=False)
+    ex = Explorer(draw, controls)
+    ex.render()
+    ex.step(a=0.5); ex.step(a=0.5); ex.step(a=0.7)
+    assert calls['draw'] == 3 and ex.counts == dict(draw=3, update=0, background=0)  # an unchanged value draws nothing
+
+
+def test_redraw_on_and_moved_limits_fall_back_to_full_or_background_drawing():
+    x = np.arange(5.)
+    def draw(fig, k=1.0, log=False):
+        ax = fig.subplots(); ax.set_yscale('log' if log else 'linear')
+        line, = ax.plot(x, x + 1)
+        def update(k, log):
+            line.set_ydata((x + 1) * k)
+            ax.set_ylim(0.5, 6 * k)  # moves with k: the tick labels change
+            return ''
+        return live(update(k, log), update, [line], redraw_on=['log'])
+    ex = Explorer(draw, dict(k=slider(1.0, options=[1.0, 10.0, 100.0]), log=toggle(False)))
+    assert ex.sweep(compare=True) == 0
+    assert ex.counts['draw'] == 3 and ex.counts['background'] >= 5
+    labels = [t.get_text() for t in ex.fig.axes[0].get_yticklabels()]
+    assert ex.step(k=100.0) == '' and [t.get_text() for t in ex.fig.axes[0].get_yticklabels()] != labels
+
+
+def test_sweep_compare_catches_an_update_that_disagrees_with_draw():
+    def draw(fig, n=1):
+        line, = fig.subplots().plot([0, 1], [0, n]); fig.axes[0].set_ylim(0, 10)
+        return live('', lambda n: '', [line])  # forgets to move the line
+    with pytest.raises(AssertionError, match='n=6: the fast frame differs from a full drawing'):
+        Explorer(draw, dict(n=slider(1, 1, 10))).sweep(compare=True)
+
+
+def test_show_reads_no_test_switch_from_the_environment(monkeypatch):
+    monkeypatch.setenv('IN_TEST', '1'); monkeypatch.setenv('LOSSNOTES_SWEEP_EXPLORERS', '1')
+    draw, controls, calls = counting(fast=True)
+    ex = explore(draw, **controls)
+    assert calls == dict(draw=1, update=1) and ex.counts == dict(draw=1, update=0, background=1)
+
+
+@pytest.mark.parametrize('fast', [False, True])
+def test_widgets_follow_the_slider_and_return_to_the_static_figure(fast):
+    "The live image (Voila's) at the defaults is the static PNG, after moving away and back; sliders are continuous."
+    draw, controls, calls = counting(fast)
+    ex = Explorer(draw, controls).show(voila=True)
+    static = decode(ex._image.value)
+    assert all(w.continuous_update for k, w in ex.widgets.items() if k == 'a')
+    ex.widgets['a'].value = 0.4
+    assert ex.readout == 'a = 0.40' and not np.array_equal(decode(ex._image.value), static)
+    assert ex._text.value == '<pre class="lossnotes-readout">a = 0.40</pre>'
+    ex.widgets['a'].value = 1.0
+    assert np.array_equal(decode(ex._image.value), static)
+    assert calls['draw'] == (1 if fast else 3)
+
+
+def test_an_error_in_update_shows_in_the_readout_and_is_raised():
+    def draw(fig, n=1):
+        line, = fig.subplots().plot([0, 1])
+        def update(n):
+            if n > 2: raise ZeroDivisionError('boom at n > 2')
+            return f'n = {n}'
+        return live(update(n), update, [line])
+    ex = Explorer(draw, dict(n=slider(1, 1, 5))).show(voila=True)
+    with pytest.raises(ZeroDivisionError, match='boom'): ex.widgets['n'].value = 3
+    assert 'ZeroDivisionError: boom at n &gt; 2' in ex._text.value
+
+
+@pytest.mark.slow  # 2-12 s per lesson: the explorers' data, then a full drawing per value
+@pytest.mark.parametrize('nb', bd.TOPICS)
+def test_every_lesson_explorer_draws_at_every_control_value(nb):
+    "What a learner can reach with the controls draws without error; a fast path agrees with full drawings."
+    draw, controls = bd.module_of(nb).explorer_parts()
+    ex = Explorer(draw, controls)
+    defaults = ex.render()
+    assert defaults == bd.expected_readout(draw, {k: c.value for k, c in controls.items()})
+    ex.sweep(compare=isinstance(draw(new_figure(), **ex.values), Readout))
+    assert ex.step() == defaults  # back at the teaching defaults
