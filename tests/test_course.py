@@ -85,12 +85,12 @@ def test_learner_notebook_has_no_test_cells_directives_or_answers(nb):
 
 
 def _binding(cells_before: list[str], name: str):
-    "The last top-level statement that binds `name` in these cells."
-    found = None
+    "The last top-level statement that binds `name` in these cells, and its cell."
+    found = None, ''
     for src in cells_before:
         for node in ast.parse(src).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name: found = node
-            elif isinstance(node, ast.Assign) and any(name in {n.id for n in ast.walk(t) if isinstance(n, ast.Name)} for t in node.targets): found = node
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name: found = node, src
+            elif isinstance(node, ast.Assign) and any(name in {n.id for n in ast.walk(t) if isinstance(n, ast.Name)} for t in node.targets): found = node, src
     return found
 
 
@@ -115,7 +115,9 @@ def test_answers_are_out_of_sight(nb):
     n_checks = 0
     for i, src in enumerate(code):
         tree = ast.parse(src)
-        assert not _calls(tree, OLD_CHECKERS), f'an old checker (expected value in the cell): {src[:200]}'
+        old = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == 'lossnotes.course.exercises'
+               for a in n.names if a.name in OLD_CHECKERS]
+        assert not old, f'old checkers (expected values in the cell): {old}'
         for call in _calls(tree, {'check', 'grade'}):
             n_checks += 1
             assert call.func.id == 'check' and len(call.args) == 2 and not call.keywords, ast.unparse(call)
@@ -123,12 +125,13 @@ def test_answers_are_out_of_sight(nb):
             assert isinstance(ex, ast.Constant) and isinstance(ex.value, str), ast.unparse(call)
             spec = exercise_spec(ex.value)
             assert isinstance(answer, ast.Name), f'the answer must be a name the learner sets: {ast.unparse(call)}'
-            binding = _binding(code[:i + 1], answer.id)
+            binding, bound_in = _binding(code[:i + 1], answer.id)
             assert binding is not None and _is_stub(binding), f'{answer.id} is not a stub in the learner version: {src[:300]}'
+            cells = src + '\n' + bound_in
             if spec['kind'] == 'choice':
-                assert spec['answer'].lower() not in src.lower(), f'the right option is in the cell: {src[:300]}'
+                assert spec['answer'].lower() not in cells.lower(), f'the right option is in the cell: {cells[:300]}'
             if spec['kind'] == 'function':
-                assert spec['reference'].__name__ not in '\n'.join(code), 'the reference implementation is in sight'
+                assert not re.search(rf"\b{spec['reference'].__name__}\b", cells), f'the reference implementation is in the cell: {cells[:300]}'
     assert n_checks >= 3
 
 
