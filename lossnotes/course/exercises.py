@@ -63,7 +63,7 @@ def _as_float(x) -> float | None:
     if hasattr(x, 'size') and hasattr(x, 'item') and getattr(x, 'size', 0) == 1: return float(x.item())
     return None
 
-# %% ../../nbs/course/exercises.ipynb #5e5d859c
+# %% ../../nbs/course/exercises.ipynb #dbe22819
 def _number_feedback(exercise: str, given, expected: float, rtol: float, atol: float, hint: str, reveal: bool) -> Feedback:
     if _missing(given): return Feedback(exercise, False, "No answer yet: replace `...` with a number.", hint)
     g = _as_float(given)
@@ -75,7 +75,7 @@ def _number_feedback(exercise: str, given, expected: float, rtol: float, atol: f
     side = '' if reveal or not math.isfinite(g) else (' That is too high.' if g > expected else ' That is too low.')
     return Feedback(exercise, False, f"You gave {g:.6g}.{side}{where}", hint)
 
-# %% ../../nbs/course/exercises.ipynb #bed5da94
+# %% ../../nbs/course/exercises.ipynb #43755802
 def _close(a, b, rtol: float, atol: float) -> bool:
     "Whether `a` (the learner's result) matches `b` (the reference): numbers, tensors, arrays, sequences."
     import torch
@@ -112,7 +112,7 @@ def _function_feedback(exercise: str, fn, reference: Callable, cases: Sequence[t
                             f"expected {_describe(want)}.", hint)
     return Feedback(exercise, True, f"Matches the reference on all {len(cases)} test cases.")
 
-# %% ../../nbs/course/exercises.ipynb #9b3c1e01
+# %% ../../nbs/course/exercises.ipynb #a25547ab
 def _value(x): return x() if callable(x) else x
 
 def _lesson_module(lesson: str) -> str:
@@ -165,7 +165,7 @@ def check(exercise: str, # 'LESSON/NAME'
     "Check the learner's `answer` to `exercise` against the specification in its lesson module."
     return _record(_evaluate(exercise, answer))
 
-# %% ../../nbs/course/exercises.ipynb #e1672c14
+# %% ../../nbs/course/exercises.ipynb #64eb9dd0
 def grade(exercise: str, # 'LESSON/NAME'
           answer, # the learner's answer, as passed to `check`
          ) -> Feedback:
@@ -182,7 +182,7 @@ def summary(history: Sequence[Feedback] | None = None) -> dict:
     for fb in (HISTORY if history is None else history): latest[fb.exercise] = fb.status
     return latest
 
-# %% ../../nbs/course/exercises.ipynb #5ffa7702
+# %% ../../nbs/course/exercises.ipynb #0a564aaa
 class Progress(dict):
     "Latest status of each exercise, shown as a small table."
     def __repr__(self): return '\n'.join(f'{s:8}  {n}' for n, s in self.items()) or 'No exercise checked yet.'
@@ -204,7 +204,7 @@ def course_progress(strict: bool = False, # raise AssertionError unless every ex
         if wrong: raise AssertionError(f'exercises not correct: {wrong}')
     return p
 
-# %% ../../nbs/course/exercises.ipynb #85320c8e
+# %% ../../nbs/course/exercises.ipynb #9e354f33
 def check_number(exercise: str, # the exercise's name
                  given, # the learner's answer
                  expected: float, # the correct value
@@ -240,7 +240,7 @@ def check_choice(exercise: str, # the exercise's name
     if norm(given) == norm(expected): return _record(Feedback(exercise, True, f"{given!r} is right."))
     return _record(Feedback(exercise, False, f"{given!r} is not it.", hint))
 
-# %% ../../nbs/course/exercises.ipynb #e74f78c0
+# %% ../../nbs/course/exercises.ipynb #035bf365
 def check_function(exercise: str, # the exercise's name
                    fn: Callable | None, # the learner's function
                    reference: Callable, # a correct implementation
