@@ -27,6 +27,8 @@ FIXTURES = ROOT / 'tests' / 'fixtures'
 sys.path.insert(0, str(FIXTURES))  # the fixture lesson's module, fixturecourse.toy
 LESSONS = lesson_notebooks(ROOT / 'nbs')
 BY_ID = [FIXTURES / 'nbs' / '01_toy.ipynb'] + [p for p in LESSONS if uses_check_api(p)]  # lessons checked by exercise id
+OLD_API = re.compile(r'from lossnotes\.course\.exercises import [^\n]*\bcheck_(number|prediction|choice|function)\b')
+CURRENT = BY_ID + [p for p in LESSONS if p not in BY_ID and not OLD_API.search(p.read_text())]  # not on the old checkers
 ids = lambda p: p.stem
 OLD_CHECKERS = ('check_number', 'check_prediction', 'check_choice', 'check_function')
 
@@ -82,6 +84,44 @@ def test_learner_notebook_has_no_test_cells_directives_or_answers(nb):
         assert not re.search(r'^\s*EXERCISES\b|\b_reference\w*\s*[=(]|^\s*def _reference', src, flags=re.M), src[:200]
         assert not re.search(r'^\s*(from|import) nbdev', src, flags=re.M), 'the course does not install nbdev'
     assert all(not c.get('outputs') and c.get('execution_count') is None for c in learner['cells'] if c['cell_type'] == 'code')
+
+
+def _bound(tree) -> set[str]:
+    "Names a cell binds at its top level: imports, assignments, definitions."
+    out = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)): out |= {(a.asname or a.name).split('.')[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(node.name)
+        else: out |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return out
+
+
+def _top_level_loads(tree) -> set[str]:
+    "Names a cell reads outside any function, lambda, class or comprehension (whose own names may shadow them)."
+    out, todo = set(), list(ast.iter_child_nodes(tree))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
+                             ast.DictComp, ast.GeneratorExp)):
+            todo += getattr(node, 'decorator_list', [])
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load): out.add(node.id)
+        todo += list(ast.iter_child_nodes(node))
+    return out
+
+
+@pytest.mark.parametrize('nb', CURRENT, ids=ids)
+def test_hidden_cells_define_nothing_the_learner_runs(nb):
+    "The learner version drops #| hide cells, so a visible cell may not use a name that only a hidden cell defines."
+    hidden, visible = set(), set()
+    used = set()
+    for src in _code(_nb(nb)):
+        tree = ast.parse('\n'.join(l for l in src.split('\n') if not l.lstrip().startswith('%')))
+        if 'hide' in directives(src): hidden |= _bound(tree)
+        else:
+            visible |= _bound(tree)
+            used |= _top_level_loads(tree)
+    assert not (hidden - visible) & used, f'defined only in #| hide cells, used in visible ones: {sorted((hidden - visible) & used)}'
 
 
 def _binding(cells_before: list[str], name: str):
@@ -201,11 +241,12 @@ def test_instructor_version_gets_every_exercise_right(nb):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('nb', BY_ID, ids=ids)
+@pytest.mark.parametrize('nb', CURRENT, ids=ids)
 def test_learner_version_runs_and_says_not_yet(nb):
     "The learner version runs top to bottom (in a fresh process); every checker answers 'not yet', none fails."
     statuses = _run_lesson(nb, 'learner')
-    assert len(statuses) >= 3 and set(statuses.values()) == {'not yet'}, statuses
+    assert set(statuses.values()) <= {'not yet'}, statuses
+    if has_exercises(nb): assert len(statuses) >= 3, statuses
 
 
 def _cli(*args, cwd=None, **kw):
