@@ -5,6 +5,7 @@ between, and each student's feedback page is written. Runs on the fixture lesson
 lesson in nbs/ that checks its exercises by id."""
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,8 +77,11 @@ def test_nbgrader_grades_full_zero_partial(nbs, lesson, tmp_path):
     assert 0 < scores['half'][0] < points, scores
 
     untouched = json.loads((course / 'autograded' / 'untouched' / lesson / f'{lesson}.ipynb').read_text())
-    errors = [(_meta(c), o['ename']) for c in untouched['cells'] for o in c.get('outputs', []) if o['output_type'] == 'error']
-    assert errors and all(m.get('grade') and ename == 'AssertionError' for m, ename in errors), errors
+    errors = [(_meta(c)['grade_id'], _meta(c).get('grade'), o['ename'], o['evalue'][:200])
+              for c in untouched['cells'] for o in c.get('outputs', []) if o['output_type'] == 'error']
+    assert errors and all(grade and ename == 'AssertionError' and 'not yet' in value for _, grade, ename, value in errors), errors
     for student in ('solved', 'untouched', 'half'):
         page = (course / 'feedback' / student / lesson / f'{lesson}.html').read_text()
-        assert f'{scores[student][0]:g}' in page and 'not yet' in page or student == 'solved', student
+        total = re.search(r'(\d+(?:\.\d+)?) / (\d+(?:\.\d+)?)', page)  # the first score on the page is the total
+        assert total and [float(total[1]), float(total[2])] == scores[student], (student, total)
+        assert ('data-status="not yet"' in page) == (student != 'solved'), student  # the checkers' feedback is shown
