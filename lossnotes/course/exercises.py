@@ -13,6 +13,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from .._checks import check_bool
+
 # %% auto #0
 __all__ = ['HISTORY', 'Feedback', 'exercise_spec', 'check', 'grade', 'summary', 'Progress', 'course_progress', 'check_number',
            'check_prediction', 'check_choice', 'check_function']
@@ -195,7 +197,6 @@ class Progress(dict):
 def course_progress(strict: bool = False, # raise AssertionError unless every exercise checked so far is correct
                    ) -> Progress:
     "Where you stand: the latest status of every exercise checked in this session."
-    from lossnotes._checks import check_bool
     check_bool('strict', strict)
     p = Progress(summary())
     if strict:
