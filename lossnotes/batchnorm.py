@@ -121,6 +121,9 @@ class _RunningNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
         x, weight, mean, var_used, batch_mean, delta, share, keep = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: these formulas hold mean' and v' fixed, so a second derivative would be wrong
+            raise RuntimeError("RunningBatchNorm's backward is first order only: a double backward (create_graph=True, "
+                               "e.g. a gradient penalty) through it is not supported; use nn.BatchNorm2d there")
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
             grad_y, x, weight, mean, var_used, None, None, False, ctx.eps, [True, True, True])
         n = x.numel() // x.shape[1]
@@ -182,6 +185,9 @@ class RunningBatchNorm(nn.Module):
     ValueError
         A constructor argument out of range; in `forward`, ``x`` with fewer than 2 dimensions, a channel count
         other than ``num_features``, on another device than the layer, or (in training) an empty batch.
+    RuntimeError
+        A double backward (``create_graph=True``, as for a gradient penalty) through a training-mode call: the
+        hand-written backward is first order only, and a second derivative from it would be wrong.
 
     Notes
     -----

@@ -145,6 +145,23 @@ def test_gradient_is_exact_in_float64():
     assert torch.autograd.gradcheck(f, (torch.randn(4, 3, 2, 2, dtype=torch.float64, requires_grad=True),))
 
 
+def test_double_backward_is_refused_not_wrong():
+    "create_graph=True through a training step raises, rather than return a second derivative that holds the statistics fixed."
+    torch.manual_seed(0)
+    x = torch.randn(24, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(24, 3, 4, 4, dtype=torch.float64)
+    ours, ref = RunningBatchNorm(3).double(), nn.BatchNorm2d(3).double()
+    gx, = torch.autograd.grad((ref(x) * up).sum(), x, create_graph=True)  # nn.BatchNorm2d supports it
+    assert torch.autograd.grad((gx ** 2).sum(), x)[0].norm() > 1
+    with pytest.raises(RuntimeError, match='first order only'):
+        torch.autograd.grad((ours(x) * up).sum(), x, create_graph=True)
+    g1, = torch.autograd.grad((ours(x) * up).sum(), x)  # first order is unaffected
+    assert torch.isfinite(g1).all()
+    ours.eval()  # evaluation mode is torch's own batch_norm, twice differentiable
+    gx, = torch.autograd.grad((ours(x) * up).sum(), x, create_graph=True)
+    assert gx.requires_grad
+
+
 # ---------------------------------------------------------------- properties of the module
 
 def test_buffers_reset_repr():
@@ -302,12 +319,14 @@ def compiled_run():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow  # 110 compiled steps; the fast loop compiles a ragged epoch in tests/test_bad_input_batchnorm.py
 def test_compiled_matches_eager_outputs_and_gradients(compiled_run):
     _, _, worst = compiled_run
     assert worst['out'] < 1e-5 and worst['eval'] < 1e-5
     assert worst['grad'] < 1e-5
 
 
+@pytest.mark.slow
 def test_compiled_buffers_match_eager(compiled_run):
     eager, twin, _ = compiled_run
     assert twin.num_batches_tracked.item() == eager.num_batches_tracked.item() == STEPS
@@ -343,9 +362,9 @@ def test_init_cnn_handles_missing_bias():
 
 def test_train_digits_small_batches():
     sgd = functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9)
-    bn = train_digits('batch', 2, epochs=0.5, opt_func=sgd, generator=torch.Generator().manual_seed(0))
-    rbn = train_digits('running', 2, epochs=0.5, opt_func=sgd, generator=torch.Generator().manual_seed(0))
-    assert bn['steps'] == rbn['steps'] == 360
+    bn = train_digits('batch', 2, epochs=0.25, opt_func=sgd, generator=torch.Generator().manual_seed(0))
+    rbn = train_digits('running', 2, epochs=0.25, opt_func=sgd, generator=torch.Generator().manual_seed(0))
+    assert bn['steps'] == rbn['steps'] == 180  # the lesson's setting; it repeats this over three seeds
     assert rbn['accuracy'] > bn['accuracy'] + 0.3
     assert rbn['sec_per_epoch'] > 0 and isinstance(rbn['model'][2], RunningBatchNorm)
 
