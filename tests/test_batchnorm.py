@@ -15,7 +15,7 @@ from lossnotes.lessons.batchnorm import explorer_parts
 from lossnotes.lessons.batchnorm import (EXERCISES, InstrumentedRunningBatchNorm, debias_stream, digits_cnn, draw_debias,
                                         init_cnn, plot_debias, ratio_change, running_sums, train_digits)
 from course_batchnorm import CourseRunningBatchNorm
-from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, new_figure
 
 torch.set_num_threads(1)
 
@@ -432,12 +432,16 @@ def test_instrumented_layer_stores_post_equal_pre_plus_eps():
 
 def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
     from lossnotes.course.exercises import check
-    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'measure-no-cancel', 'stored-gap', 'debias-running-mean'}
+    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'build-no-cancel', 'stored-gap', 'debias-running-mean'}
     assert check('batchnorm/why-no-change', 'b') and not check('batchnorm/why-no-change', 'a')
-    assert 'dbias is 0.1 after the first step' in check('batchnorm/why-no-change', 'a').message
+    assert 'it is 0.1 after the first step' in check('batchnorm/why-no-change', 'a').message
     factor = 1 / (1 - 0.9 ** 3)
     assert check('batchnorm/predict-no-cancel', factor) and not check('batchnorm/predict-no-cancel', 1.0)
-    assert check('batchnorm/measure-no-cancel', factor) and not check('batchnorm/measure-no-cancel', factor * 1.01)
+    assert check('batchnorm/build-no-cancel', lambda s, c, d: 1 / d)  # the insight: the data does not matter
+    assert not check('batchnorm/build-no-cancel', lambda s, c, d: d)  # upside down
+    assert not check('batchnorm/build-no-cancel', lambda s, c, d: s / d / c)  # the broken mean itself, not the ratio
+    d = debias_stream(0.1, 2, steps=3)
+    assert EXERCISES['build-no-cancel']['reference'](d['sums'], d['count'], d['dbias'])[-1].item() == pytest.approx(factor, rel=1e-12)
     assert check('batchnorm/stored-gap', 1e-3) and not check('batchnorm/stored-gap', 1e-7)
     def from_torch(batch_means, momentum):  # nn.BatchNorm2d itself, divided by 1 - (1 - momentum)**t
         bn, out = nn.BatchNorm2d(1, momentum=momentum).double(), []
@@ -491,10 +495,12 @@ def test_plot_debias_lines_colours_and_labels():
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), d['dbias'].numpy(), rtol=1e-12)  # count / n = dbias
     assert ax.get_ylabel() and ax_mean.get_ylabel() and ax.get_xlabel() == ax_mean.get_xlabel() == 'step'
     lines = {line.get_label(): line for line in ax_mean.get_lines()}
-    assert lines['batch mean'].get_color() == RAW and lines['EMA of batch means from 0 (BatchNorm2d)'].get_color() == MISTAKE
+    # one colour per concept across the course: orange a zero-started average left alone, blue a corrected one
+    assert lines['batch mean'].get_color() == RAW and lines['EMA of batch means from 0 (BatchNorm2d)'].get_color() == EMA
+    assert lines['that EMA / its dbias'].get_color() == lines['plain average (momentum=None)'].get_color() == DEBIASED
     np.testing.assert_allclose(lines['EMA of batch means from 0 (BatchNorm2d)'].get_ydata(), d['ema'].numpy())
     np.testing.assert_allclose(lines['that EMA / its dbias'].get_ydata(), (d['ema'] / d['ema_dbias']).numpy())
-    assert lines['course: sums / count, no debias'].get_color() == EMA
+    assert lines['course: sums / count, no debias'].get_color() == DEBIASED
     assert plot_debias(d).get_lines()  # ax=None makes its own figure
 
 
