@@ -163,6 +163,19 @@ def test_bad_call_raises_naming_the_argument(name, call, exc, message):
     assert message in str(info.value), str(info.value)
 
 
+def test_float16_layer_refuses_a_count_it_cannot_hold():
+    "A float16 layer's count tops out at 65504 items per channel; beyond, it used to turn inf and the statistics 0."
+    m = RunningBatchNorm(3).half()
+    with pytest.raises(ValueError, match=r"x has 65536 items per channel \(shape \(64, 3, 32, 32\)\), more than the "
+                                         r"layer's torch.float16 count can hold \(65504\)"):
+        m(_x(64, 3, 32, 32, dtype=torch.float16))
+    assert m.num_batches_tracked.item() == 0 and torch.isfinite(m.count)  # nothing was merged
+    x = _x(64, 3, 32, 31, dtype=torch.float16)  # 63488 items: fits, and matches the float32 layer
+    _close(m(x).float(), RunningBatchNorm(3)(x.float()), rtol=1e-2, atol=1e-2)
+    big = _x(64, 3, 32, 32, dtype=torch.bfloat16)  # bfloat16 has float32's range
+    _close(RunningBatchNorm(3).bfloat16()(big).float(), nn.BatchNorm2d(3)(big.float()), rtol=2e-2, atol=2e-2)
+
+
 def test_failed_float64_call_leaves_the_layer_float32_and_usable():
     "The first mismatched call raises; the buffers keep their dtype, so the next float32 call works."
     m = RunningBatchNorm(3)
