@@ -276,7 +276,7 @@ def _stored_gap(eps: float = 1e-3) -> float:
     return max((torch.stack(l.post_vars) - torch.stack(l.pre_vars)).max().item() for l in layers)
 
 def _reference_debiased_running_mean(batch_means: torch.Tensor, momentum: float) -> torch.Tensor:
-    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by its missing weight."
+    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by the weight it has collected."
     r = running_sums(batch_means, torch.ones_like(batch_means), momentum)
     return r['sums'] / r['dbias']
 
