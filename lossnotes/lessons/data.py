@@ -32,7 +32,7 @@ def digits(images: bool = False, # True: shape (N, 1, 8, 8); False: flat (N, 64)
     v, t = perm[:n_valid], perm[n_valid:]
     return x[t], y[t], x[v], y[v]
 
-# %% ../../nbs/lessons/data.ipynb #f3b5e71a
+# %% ../../nbs/lessons/data.ipynb #18304ed6
 @contextmanager
 def one_thread():
     "Run the block on one torch thread, then restore the caller's thread count (also when the block raises)."
