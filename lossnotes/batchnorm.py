@@ -121,6 +121,9 @@ class _RunningNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
         x, weight, mean, var_used, batch_mean, delta, share, keep = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: these formulas hold mean' and v' fixed, so a second derivative would be wrong
+            raise RuntimeError("RunningBatchNorm's backward is first order only: a double backward (create_graph=True, "
+                               "e.g. a gradient penalty) through it is not supported; use nn.BatchNorm2d there")
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
             grad_y, x, weight, mean, var_used, None, None, False, ctx.eps, [True, True, True])
         n = x.numel() // x.shape[1]
@@ -181,7 +184,11 @@ class RunningBatchNorm(nn.Module):
         would change the buffers' dtype (a float64 batch into a float32 layer), as ``nn.BatchNorm2d`` refuses it.
     ValueError
         A constructor argument out of range; in `forward`, ``x`` with fewer than 2 dimensions, a channel count
-        other than ``num_features``, on another device than the layer, or (in training) an empty batch.
+        other than ``num_features``, on another device than the layer, or (in training) an empty batch or one
+        with more items per channel than the count's dtype can hold (65504 for a float16 layer).
+    RuntimeError
+        A double backward (``create_graph=True``, as for a gradient penalty) through a training-mode call: the
+        hand-written backward is first order only, and a second derivative from it would be wrong.
 
     Notes
     -----
@@ -261,6 +268,10 @@ class RunningBatchNorm(nn.Module):
             raise ValueError(f"x must hold at least one value per channel in training mode, got shape {tuple(x.shape)}")
         mom1 = _mom1(self.mom, x.shape[0])  # a Python (or symbolic) number: no check, no host sync
         n = x.numel() // x.shape[1]  # items per channel in this batch
+        if n > torch.finfo(self.count.dtype).max:  # float16's 65504: the count would be inf and the statistics stop
+            raise ValueError(f"x has {n} items per channel (shape {tuple(x.shape)}), more than the layer's "
+                             f"{self.count.dtype} count can hold ({torch.finfo(self.count.dtype).max:g}): keep the "
+                             f"layer in float32 (under autocast it still takes float16 inputs)")
         count = self.count * (1 - mom1) + mom1 * n
         seen = self.num_samples_tracked + x.shape[0]
         y, mean, var = _RunningNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,

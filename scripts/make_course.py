@@ -1,5 +1,6 @@
-"""Write the learner versions of the course notebooks (solutions stubbed, outputs cleared) into lossnotes/notebooks/,
-which the package ships for `lossnotes course DEST`. `--check` exits 1 when they are out of date."""
+"""Write the learner's course into lossnotes/notebooks/, which the package ships for `lossnotes course DEST`: the
+home page 00_start_here.ipynb, then the learner version of every lesson in nbs/ (solutions stubbed, hidden test
+cells, answer cells and nbdev directives removed, outputs cleared). `--check` exits 1 when they are out of date."""
 import filecmp, sys, tempfile
 from pathlib import Path
 from lossnotes.course.build import build_course

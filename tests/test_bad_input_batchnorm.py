@@ -163,6 +163,19 @@ def test_bad_call_raises_naming_the_argument(name, call, exc, message):
     assert message in str(info.value), str(info.value)
 
 
+def test_float16_layer_refuses_a_count_it_cannot_hold():
+    "A float16 layer's count tops out at 65504 items per channel; beyond, it used to turn inf and the statistics 0."
+    m = RunningBatchNorm(3).half()
+    with pytest.raises(ValueError, match=r"x has 65536 items per channel \(shape \(64, 3, 32, 32\)\), more than the "
+                                         r"layer's torch.float16 count can hold \(65504\)"):
+        m(_x(64, 3, 32, 32, dtype=torch.float16))
+    assert m.num_batches_tracked.item() == 0 and torch.isfinite(m.count)  # nothing was merged
+    x = _x(64, 3, 32, 31, dtype=torch.float16)  # 63488 items: fits, and matches the float32 layer
+    _close(m(x).float(), RunningBatchNorm(3)(x.float()), rtol=1e-2, atol=1e-2)
+    big = _x(64, 3, 32, 32, dtype=torch.bfloat16)  # bfloat16 has float32's range
+    _close(RunningBatchNorm(3).bfloat16()(big).float(), nn.BatchNorm2d(3)(big.float()), rtol=2e-2, atol=2e-2)
+
+
 def test_failed_float64_call_leaves_the_layer_float32_and_usable():
     "The first mismatched call raises; the buffers keep their dtype, so the next float32 call works."
     m = RunningBatchNorm(3)
@@ -440,13 +453,16 @@ def test_at_least_fifty_cases():
 
 # ---------------------------------------------------------------- torch.compile: a ragged last batch
 
-def test_ragged_last_batch_compiles_in_one_graph_and_equals_eager():
-    "Batches of 8, 8, 8, then 5: fullgraph=True (an error on any graph break), dynamic shapes, same as eager."
+@pytest.mark.parametrize('backend', ['aot_eager', pytest.param('inductor', marks=pytest.mark.slow)])
+def test_ragged_last_batch_compiles_in_one_graph_and_equals_eager(backend):
+    """Batches of 8, 8, 8, then 5: fullgraph=True (an error on any graph break), dynamic shapes, same as eager.
+    aot_eager traces what inductor traces (dynamo's graph, the autograd Function's backward, the buffer updates)
+    at a fraction of the cost, so it runs in the fast loop; inductor's generated code runs with the slow tests."""
     torch._dynamo.reset()
     try:
         eager, twin = RunningBatchNorm(3), RunningBatchNorm(3)
         twin.load_state_dict(eager.state_dict())
-        compiled = torch.compile(twin, fullgraph=True)
+        compiled = torch.compile(twin, fullgraph=True, backend=backend)
         for t, bs in enumerate((8, 8, 8, 5)):
             x = _x(bs, 3, 4, 4, seed=t).requires_grad_()
             ye, yc = eager(x), compiled(x)

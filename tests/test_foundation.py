@@ -131,5 +131,5 @@ def test_open_command_serves_jupyterlab_with_token(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f'{base}/api/contents', timeout=5)
         assert e.value.code == 403
-        with urllib.request.urlopen(f'{base}/api/contents/index.ipynb?content=0&token={token}', timeout=5) as r:
-            assert json.loads(r.read())['name'] == 'index.ipynb'
+        with urllib.request.urlopen(f'{base}/api/contents/00_start_here.ipynb?content=0&token={token}', timeout=5) as r:
+            assert json.loads(r.read())['name'] == '00_start_here.ipynb'

@@ -214,15 +214,15 @@ def plot_debias(d: dict, # from `debias_stream`
     t = torch.arange(1, len(d['dbias']) + 1)
     plot_series(t, d['count'] / d['n'], 'ema', ax, label='count / n')
     plot_series(t, d['count'] / d['dbias'] / d['n'], 'debiased', ax, label='count / dbias / n')
-    ax.set_xlabel('step'); ax.set_ylabel('weight collected (count / n)'); ax.set_ylim(0, 1.1)
+    ax.set_xlabel('step'); ax.set_ylabel('weight collected, in batches (÷ n)'); ax.set_ylim(0, 1.1)
     ax.legend(fontsize=7, loc='lower right')
     if ax_mean is not None:
         plot_series(t, d['batch_mean'], 'raw', ax_mean, label='batch mean', marker='.', linestyle='none')
-        plot_series(t, d['ema'], 'mistake', ax_mean, label='EMA of batch means from 0 (BatchNorm2d)')
+        plot_series(t, d['ema'], 'ema', ax_mean, label='EMA of batch means from 0 (BatchNorm2d)')
         plot_series(t, d['ema'] / d['ema_dbias'], 'debiased', ax_mean, label='that EMA / its dbias')
         plot_series(t, d['cumulative'], 'debiased', ax_mean, label='plain average (momentum=None)', linestyle=':')
-        plot_series(t, d['sums'] / d['count'], 'ema', ax_mean, label="course: sums / count, no debias",
-                    marker='o', markersize=3, linestyle='none')
+        plot_series(t, d['sums'] / d['count'], 'debiased', ax_mean, label="course: sums / count, no debias",
+                    marker='o', markersize=4, markerfacecolor='none', linestyle='none')
         ax_mean.axhline(d['mean'], **style('truth'), label='mean of all pixels')
         ax_mean.set_xlabel('step'); ax_mean.set_ylabel('running mean of the pixels')
         ax_mean.legend(fontsize=6.5, loc='lower right')
@@ -252,11 +252,21 @@ def explorer_parts() -> tuple:
                              batch_size=slider(2, options=[1, 2, 4, 8, 32, 128, 512]))
 
 # %% ../../nbs/04_running_batchnorm.ipynb #acfd9982
+def _reference_too_large(sums: torch.Tensor, count: torch.Tensor, dbias: torch.Tensor) -> torch.Tensor:
+    "At each step: the running mean with only `sums` divided by `dbias`, over the course's `sums / count`."
+    return (sums / dbias / count) / (sums / count)
+
 def _no_cancel_factor(steps: int = 3, mom: float = 0.1, batch_size: int = 2) -> float:
     "How many times too large the running mean comes out after `steps` when only `sums` is divided by `dbias`."
     d = debias_stream(mom, batch_size, steps=steps)
-    broken, right = d['sums'] / d['dbias'] / d['count'], d['sums'] / d['count']
-    return (broken[-1] / right[-1]).item()
+    return _reference_too_large(d['sums'], d['count'], d['dbias'])[-1].item()
+
+def _too_large_cases():
+    "The digits stream at several momenta and batch sizes, then made-up buffers: the data does not matter."
+    cases = [(d['sums'], d['count'], d['dbias'])
+             for d in (debias_stream(0.1, 2, steps=3), debias_stream(0.1, 32, steps=4), debias_stream(0.3, 8, steps=5))]
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)
+    return cases + [(t(-4.0, 7.0, 2.5), t(1.0, 1.9, 2.71), t(0.1, 0.19, 0.271))]
 
 def _stored_gap(eps: float = 1e-3) -> float:
     "Largest stored post - pre variance of the learner's instrumented layer over a quarter epoch at batch size 32."
@@ -266,7 +276,7 @@ def _stored_gap(eps: float = 1e-3) -> float:
     return max((torch.stack(l.post_vars) - torch.stack(l.pre_vars)).max().item() for l in layers)
 
 def _reference_debiased_running_mean(batch_means: torch.Tensor, momentum: float) -> torch.Tensor:
-    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by its missing weight."
+    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by the weight it has collected."
     r = running_sums(batch_means, torch.ones_like(batch_means), momentum)
     return r['sums'] / r['dbias']
 
@@ -280,7 +290,8 @@ def _debias_cases():
 EXERCISES = {
     'why-no-change': dict(kind='choice', options={
         'dbias is close to 1 after the first step, so dividing by it hardly matters':
-            'At batch size 2 dbias is 0.1 after the first step: dividing by it multiplies by 10. Yet the mean does not move.',
+            'At batch size 512, as in the learner\'s first run, dbias is 0.96 after one step, so this looks plausible there. But at '
+            'batch size 2 it is 0.1 after the first step: dividing by it multiplies by 10, and the mean still does not move.',
         'sums and count carry the same weights, so the same factor cancels in their ratio':
             'Right: every buffer is a sum with the same weights w_i; dbias is their total, and it divides top and bottom.',
         'the clamp at batch < 20 hides the difference':
@@ -291,8 +302,8 @@ EXERCISES = {
         hint='Write the mean as a fraction and look at where dbias appears.'),
     'predict-no-cancel': dict(kind='prediction', answer=lambda: _no_cancel_factor(3), rtol=0.05,
         hint='Only the numerator is divided by dbias; what is dbias after 3 steps with mom1 = 0.1?'),
-    'measure-no-cancel': dict(kind='number', answer=lambda: _no_cancel_factor(3), rtol=1e-6,
-        hint="debias_stream(0.1, 2, steps=3) gives sums, count and dbias; compare sums/dbias/count with sums/count."),
+    'build-no-cancel': dict(kind='function', reference=_reference_too_large, cases=_too_large_cases, rtol=1e-9, atol=0,
+        hint='Compute both means at every step, the broken one (sums / dbias over count) and sums / count, and divide.'),
     'stored-gap': dict(kind='prediction', answer=lambda: _stored_gap(1e-3), rtol=0.05,
         hint='Which line changes `vars` after it was appended to post_vars, and by how much?'),
     'debias-running-mean': dict(kind='function', reference=_reference_debiased_running_mean, cases=_debias_cases,
