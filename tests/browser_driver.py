@@ -134,7 +134,7 @@ def figure_src(page, figure: str = FIGURE) -> str:
 
 
 def readout_text(page) -> str:
-    return page.locator('.lossnotes-readout').last.inner_text().strip()
+    return (page.locator('.lossnotes-readout').last.text_content() or '').strip()  # text even while scrolled out of view
 
 
 def record(page, figure: str = FIGURE):

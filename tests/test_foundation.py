@@ -3,6 +3,7 @@ import configparser
 import json
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -96,7 +97,11 @@ def test_notebook_opens_the_house_way(nb):
 @pytest.mark.slow
 def test_wheel_installs_into_a_clean_venv(tmp_path):
     "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
-    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(ROOT)],
+    # build from a copy without build/ (setuptools reuses build/lib, which can hold files git no longer has)
+    src = tmp_path / 'src'
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns('.venv', 'build', '*.egg-info', '.git', 'course', 'artifacts',
+                                                            'site', '__pycache__', '.pytest_cache'))
+    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
                    check=True, capture_output=True)
     wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
     venv = tmp_path / 'venv'

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -18,10 +17,11 @@ from ..batchnorm import RunningBatchNorm, effective_momentum
 from .data import digits
 from .plotting import get_ax, live, plot_series, style
 
+from .data import one_thread
+
 # %% auto #0
-__all__ = ['EXERCISES', 'CourseRunningBatchNorm', 'running_sums', 'InstrumentedRunningBatchNorm', 'one_thread', 'init_cnn',
-           'digits_cnn', 'train_digits', 'debias_stream', 'plot_debias', 'ratio_change', 'draw_debias',
-           'explorer_parts']
+__all__ = ['EXERCISES', 'CourseRunningBatchNorm', 'running_sums', 'InstrumentedRunningBatchNorm', 'init_cnn', 'digits_cnn',
+           'train_digits', 'debias_stream', 'plot_debias', 'ratio_change', 'draw_debias', 'explorer_parts']
 
 # %% ../../nbs/04_running_batchnorm.ipynb #5a7c5f7a
 class CourseRunningBatchNorm(nn.Module):
@@ -102,14 +102,6 @@ class InstrumentedRunningBatchNorm(CourseRunningBatchNorm):
         return x.mul_(self.mults).add_(self.adds)
 
 # %% ../../nbs/04_running_batchnorm.ipynb #1b456c78
-@contextmanager
-def one_thread():
-    "Run the block on one torch thread (tiny models only wait on a second one), then restore the caller's count."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try: yield
-    finally: torch.set_num_threads(threads)
-
 def init_cnn(model: nn.Module, # a model whose conv and linear layers to initialise
              generator: torch.Generator | None = None, # source of the random weights
             ) -> nn.Module:

@@ -5,12 +5,14 @@
 # %% ../../nbs/lessons/data.ipynb #0dc9c59b
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from .._checks import check_number, optional_import
 
 # %% auto #0
-__all__ = ['digits']
+__all__ = ['digits', 'one_thread']
 
 # %% ../../nbs/lessons/data.ipynb #ba08fb0c
 def digits(images: bool = False, # True: shape (N, 1, 8, 8); False: flat (N, 64)
@@ -29,3 +31,12 @@ def digits(images: bool = False, # True: shape (N, 1, 8, 8); False: flat (N, 64)
     n_valid = int(round(valid_frac * len(y)))
     v, t = perm[:n_valid], perm[n_valid:]
     return x[t], y[t], x[v], y[v]
+
+# %% ../../nbs/lessons/data.ipynb #f3b5e71a
+@contextmanager
+def one_thread():
+    "Run the block on one torch thread, then restore the caller's thread count (also when the block raises)."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)

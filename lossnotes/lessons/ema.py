@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -17,21 +16,15 @@ from ..lr_find import LRFinderResult, lr_range_test, lr_schedule
 from .data import digits
 from .plotting import choice, get_ax, live, mark_point, slider, style
 
+from .data import one_thread
+
 # %% auto #0
-__all__ = ['SEEDED', 'REFERENCE', 'EXERCISES', 'one_thread', 'plot_starts', 'synthetic_lr_curve', 'minimum_shift',
-           'plot_crossing', 'shift_sweep', 'plot_shift_sweep', 'smooth', 'draw_smoothing', 'explorer_parts',
-           'digits_data', 'digits_model', 'digits_batches', 'digits_range_test', 'suggestions', 'train_one_epoch',
+__all__ = ['SEEDED', 'REFERENCE', 'EXERCISES', 'plot_starts', 'synthetic_lr_curve', 'minimum_shift', 'plot_crossing',
+           'shift_sweep', 'plot_shift_sweep', 'smooth', 'draw_smoothing', 'explorer_parts', 'digits_data',
+           'digits_model', 'digits_batches', 'digits_range_test', 'suggestions', 'train_one_epoch',
            'outcome_experiment']
 
 # %% ../../nbs/01_ema.ipynb #e44c1b5b
-@contextmanager
-def one_thread():
-    "Run a tiny demo on one torch thread, then give the caller back its own thread count."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try: yield
-    finally: torch.set_num_threads(n)
-
 SEEDED = '#bcbd22'  # olive: EMA seeded with the first value (a concept of this lesson only; no other lesson uses this hex)
 REFERENCE = '#8c8c8c'  # mid grey, dotted: a reference level (one decade), not data
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Callable
@@ -18,6 +17,8 @@ from .._checks import check_bool, check_number, progress_bar
 from .data import digits
 from .plotting import MISTAKE, TRUTH, get_ax, live, style
 from ..losscheck import _check_class_args, mse_on_probabilities, soft_accuracy
+
+from .data import one_thread as _one_thread
 
 # %% auto #0
 __all__ = ['LOSS_COLORS', 'TEMPERATURES', 'EXERCISES', 'digits_split', 'accuracy', 'train_logreg', 'sweep_losses',
@@ -45,13 +46,6 @@ def accuracy(logits: torch.Tensor, # (N, C) scores
     _check_class_args(logits, target)
     return (logits.argmax(dim=1) == target).to(logits.dtype).mean()
 
-@contextmanager
-def _one_thread():
-    "Run a tiny problem on one CPU thread (thread hand-offs cost more than they save here), then restore."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try: yield
-    finally: torch.set_num_threads(n)
 
 def train_logreg(loss_fn: Callable, # loss_fn(logits, target) -> a mean over the rows, a scalar tensor
                  steps: int = 100, # optimiser steps, each on the full training split
