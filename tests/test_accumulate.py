@@ -11,7 +11,7 @@ from torch.utils.data import DistributedSampler
 
 from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, SUMMARY_COLORS, ddp_epoch_loss, digits_item_losses, draw_explorer, explorer_parts, padded_shard, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
 from lossnotes.accumulate import LossMeter, batch_means, epoch_summaries
-from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, TRUTH, ZERO_LAG, new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, TRUTH, ZERO_LAG, Explorer, new_figure
 
 POST = [4., 5., 2., 4., 3., 2., 3., 1.]
 
@@ -418,6 +418,34 @@ def test_explorer_every_value_draws_and_reads_out_library_numbers():
             left, right = fig.axes[:2]
             assert len(right.get_lines()) >= 4  # one curve per summary
             assert right.get_lines()[0].get_xdata().tolist() == EXPLORER_BATCH_SIZES
+
+
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_explorer_moves_batch_size_in_place_with_the_full_readout_and_legend(drop_last):
+    "A move of batch_size changes segments, dropped items and markers in place; the legend names what plot_batches would."
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.values['drop_last'] = drop_last
+    ex.render(); ex.frame()
+    x = digits_item_losses()
+    for bs in EXPLORER_BATCH_SIZES:
+        assert ex.step(batch_size=bs) == str(draw(new_figure(), batch_size=bs, drop_last=drop_last))
+        ex.frame()
+        ax = plot_batches(x, bs, drop_last, ax=new_figure().subplots())
+        expected = [t.get_text() for t in ax.legend().get_texts()]
+        assert [t.get_text() for t in ex.fig.axes[0].get_legend().get_texts()] == expected, bs
+    # 1438 = 2 x 719: batch sizes 1 and 2 leave no short batch, so only the moves 4 -> 2 -> 1 ... -> 4 change the legend
+    assert ex.counts == dict(draw=1, update=len(EXPLORER_BATCH_SIZES), background=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('num_items', [100, 500, 1000, 1438])
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings(drop_last, num_items):
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.values.update(drop_last=drop_last, num_items=num_items)
+    assert ex.sweep(compare=True) == 0  # every batch size at these settings, then the other controls
 
 
 def test_plot_batches_segments_and_dropped_items():

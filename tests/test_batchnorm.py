@@ -15,7 +15,7 @@ from lossnotes.lessons.batchnorm import explorer_parts
 from lossnotes.lessons.batchnorm import (EXERCISES, InstrumentedRunningBatchNorm, debias_stream, digits_cnn, draw_debias,
                                         init_cnn, plot_debias, ratio_change, running_sums, train_digits)
 from course_batchnorm import CourseRunningBatchNorm
-from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, new_figure
+from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, Explorer, new_figure
 
 torch.set_num_threads(1)
 
@@ -519,6 +519,38 @@ def test_explorer_parts_readout_matches_library():
             assert float(lines['EMA of batch means from 0 after 5 steps']) == pytest.approx(d['ema'][4].item(), abs=5e-5)
             assert float(lines['ratio change']) < 1e-14
             assert len(fig.axes) == 2 and all(a.get_ylabel() for a in fig.axes)
+
+
+def test_explorer_running_means_axis_is_matplotlibs_over_every_slider_stop():
+    "The fixed y limits of the running means are those matplotlib picks for every slider stop drawn on one axes."
+    draw, controls = explorer_parts()
+    ax_all = new_figure().subplots()
+    for mom in controls['mom'].options:
+        for bs in controls['batch_size'].options:
+            plot_debias(debias_stream(mom, bs), new_figure().subplots(), ax_all)
+    expected = ax_all.get_ylim()  # autoscaled: all the data plus 5% margins
+    for mom, bs in ((0.1, 2), (0.9, 512)):  # the teaching default, and the stop matplotlib alone would zoom in most
+        fig = new_figure()
+        draw(fig, mom=mom, batch_size=bs)
+        assert fig.axes[1].get_ylim() == pytest.approx(expected, rel=1e-12)
+
+
+def test_explorer_moves_in_place_with_the_full_readout():
+    "Both sliders update the curves and the title in place over one stored background; the readout is a full drawing's."
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.render(); ex.frame()
+    moves = [dict(mom=m) for m in controls['mom'].options] + [dict(batch_size=b) for b in controls['batch_size'].options]
+    for move in moves:
+        assert ex.step(**move) == str(draw(new_figure(), **{**ex.values, **move}))
+        ex.frame()
+    assert ex.counts == dict(draw=1, update=len(moves), background=1)
+
+
+@pytest.mark.slow
+def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings():
+    draw, controls = explorer_parts()
+    assert Explorer(draw, controls).sweep(compare=True) == 0  # every control, every swept value
 
 
 # ---------------------------------------------------------------- help() and the two re-typings of the course

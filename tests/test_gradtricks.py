@@ -11,7 +11,7 @@ from torch.autograd.gradcheck import GradcheckError
 from lossnotes.lessons.gradtricks import COMPOSITIONS, composition_grad, composition_loss, composition_readout, draw_composition, fit_linear, plot_composition, plot_fits, points_downhill, sign_table
 from lossnotes.lessons.gradtricks import COMPOSITION_COLORS, MSE_COLOR, explorer_parts
 from lossnotes.gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
-from lossnotes.lessons.plotting import MISTAKE, new_figure
+from lossnotes.lessons.plotting import MISTAKE, Explorer, new_figure
 
 F64 = torch.float64
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
@@ -427,6 +427,29 @@ def test_draw_readout_matches_library(p, composition):
     assert text == composition_readout(composition, p)
     red = [l for ax in fig.axes for l in ax.get_lines() if l.get_color() == MISTAKE]
     assert bool(red) == (not right)  # wrong signs are drawn in red, and only then
+
+
+@pytest.mark.parametrize('composition', COMPOSITIONS)
+def test_explorer_moves_p_in_place_with_the_full_readout(composition):
+    "A move of p updates the curves, limits and title in place; only a change of the y limits redraws the background."
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.values['composition'] = composition  # what the buttons do
+    ex.render(); ex.frame()
+    for p in controls['p'].options:
+        assert ex.step(p=p) == str(draw(new_figure(), p=p, composition=composition))
+        ex.frame()
+    # from p = 2: to 0.5 (new limits), 1.0 (the same), then 1.5, 2, 3, 4 (new limits each)
+    assert ex.counts == dict(draw=1, update=len(controls['p'].options), background=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('composition', COMPOSITIONS)
+def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings(composition):
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.values['composition'] = composition
+    assert ex.sweep(compare=True) == 0  # every p at this composition, then every composition
 
 
 def test_plot_composition_draws_autograd_gradient():

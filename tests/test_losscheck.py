@@ -12,7 +12,7 @@ from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_
                                         fit_bias_only, overfit_one_batch, plot_slice, plot_temperature_sweep, plot_training,
                                         slice_curves, slice_point, sweep_losses, train_logreg)
 from lossnotes.lessons.losscheck import _one_minus_soft
-from lossnotes.lessons.plotting import new_figure
+from lossnotes.lessons.plotting import Explorer, new_figure
 
 torch.set_num_threads(1)
 
@@ -432,6 +432,24 @@ def test_draw_explorer_without_precomputed_curves():
     assert len(fig.axes) == 2 and out.startswith('accuracy: ')
     with pytest.raises(ValueError, match='temperature must be in'):
         draw_explorer(new_figure(), temperature=0.0)
+
+
+def test_explorer_moves_in_place_with_the_full_readout():
+    "Both sliders update the curves, markers and title in place over one stored background; the readout is a full drawing's."
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.render(); ex.frame()
+    moves = [dict(temperature=t) for t in controls['temperature'].options] + [dict(position=p) for p in (-2.0, 0.35, 2.0)]
+    for move in moves:
+        assert ex.step(**move) == str(draw(new_figure(), **{**ex.values, **move}))
+        ex.frame()
+    assert ex.counts == dict(draw=1, update=len(moves), background=1)
+
+
+@pytest.mark.slow
+def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings():
+    draw, controls = explorer_parts()
+    assert Explorer(draw, controls).sweep(compare=True) == 0  # every control, every swept value
 
 
 def test_target_broadcast_over_rows_keeps_batch_check_working():

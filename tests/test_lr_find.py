@@ -12,7 +12,7 @@ from lossnotes.ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
 from lossnotes.lr_find import LRFinderResult, lr_range_test, lr_schedule, steepest_lr
 from lossnotes.lessons.ema import draw_smoothing, explorer_parts, minimum_shift, smooth, synthetic_lr_curve
 from lossnotes.lessons.lr_find import plot_lr_curves
-from lossnotes.lessons.plotting import Control, new_figure
+from lossnotes.lessons.plotting import Control, Explorer, new_figure
 
 F = torch.nn.functional
 
@@ -280,6 +280,23 @@ def test_explorer_parts_and_sweep():
         for v in c.values():
             values = {k: cc.value for k, cc in controls.items()} | {name: v}
             assert 'decades' in draw(new_figure(), **values)
+
+
+def test_explorer_moves_beta_in_place_with_the_full_readout():
+    "A move of beta updates the curves in place over the stored background; readout and pixels equal a full drawing."
+    draw, controls = explorer_parts()
+    ex = Explorer(draw, controls)
+    ex.render(); ex.frame()
+    for beta in controls['beta'].options:
+        assert ex.step(beta=beta) == str(draw(new_figure(), beta=beta))
+        ex.frame()
+    assert ex.counts == dict(draw=1, update=len(controls['beta'].options), background=1)
+
+
+@pytest.mark.slow
+def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings():
+    draw, controls = explorer_parts()
+    assert Explorer(draw, controls).sweep(compare=True) == 0  # every control, every swept value
 
 
 def test_global_rng_is_left_unchanged(data):

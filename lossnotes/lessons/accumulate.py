@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .._checks import check_bool, check_number, progress_bar
 from ..accumulate import LossMeter, _item_losses, batch_means, epoch_summaries, real_items
-from .plotting import MISTAKE, RAW, TRUTH, get_ax, style
+from .plotting import MISTAKE, RAW, TRUTH, get_ax, live, style
 
 # %% auto #0
 __all__ = ['SUMMARY_COLORS', 'EXPLORER_BATCH_SIZES', 'EXPLORER_SIZES', 'EXERCISES', 'digits_classifier', 'digits_item_losses',
@@ -297,21 +297,52 @@ def draw_explorer(fig, batch_size: int = 256, # the DataLoader's batch_size
                  ) -> str:
     "Draw the batches and the four summaries against batch size; return the four summaries as a readout."
     x = digits_item_losses()[:num_items]
+    n = len(x)
     left, right = fig.subplots(1, 2, width_ratios=[1.3, 1])
-    plot_batches(x, batch_size, drop_last, ax=left)
-    left.legend(fontsize=7, loc='upper center', ncols=3)
+    # left: `plot_batches`' picture, with all its artists present at every batch size (empty where unused), so that
+    # a move of batch_size only changes their data; the data are set by update
+    dots, = left.plot(range(n), x.numpy(), '.', color=RAW, markersize=2, label='item loss')
+    full_hl = left.hlines([], [], [], color=SUMMARY_COLORS['mean_of_averages'], linewidth=1.6, label='batch mean')
+    short_hl = left.hlines([], [], [], color=MISTAKE, linewidth=2.4, label='short batch')
+    dropped, = left.plot([], [], 'x', color=MISTAKE, markersize=4, label='dropped')
+    mean_line = left.axhline(float(x.mean()), **style('truth'), label='per-item mean')
+    left.set_xlabel('item (loader order)'); left.set_ylabel('loss')
+    left.set_ylim(0, float(x.quantile(0.99)) * 1.4)  # headroom for the legend
     curves = _summary_curves(num_items, drop_last)
     for k, ys in curves.items():
         kw = style('truth') if k == 'per_item_mean' else dict(color=SUMMARY_COLORS[k])
         right.plot(EXPLORER_BATCH_SIZES, ys, marker='o', markersize=3, label=k, **kw)
-    s = epoch_summaries(x, batch_size, drop_last)
-    for k in SUMMARY_COLORS:
-        if math.isfinite(s[k]) and s[k] > 0: right.plot([batch_size], [s[k]], 'o', color=SUMMARY_COLORS[k], markersize=8)
+    marks = {k: right.plot([], [], 'o', color=SUMMARY_COLORS[k], markersize=8)[0] for k in SUMMARY_COLORS}  # on the curves
     right.set_xscale('log', base=2); right.set_yscale('log')
-    right.minorticks_off()  # redrawn on every slider move: minor log ticks cost ~70 ms each time
+    right.minorticks_off()  # minor log ticks are the slowest part of a full drawing
     right.set_xlabel('batch size'); right.set_ylabel('epoch loss summary'); right.set_title(f'N = {num_items}', fontsize=9)
     right.legend(fontsize=7, loc='center right')
-    return '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
+    shown = {}  # which of 'short batch' and 'dropped' the left legend names now
+
+    def update(batch_size, drop_last, num_items):  # a move of batch_size: segments, dropped items and markers in place
+        means, sizes = batch_means(x, batch_size, drop_last)
+        starts = sizes.cumsum(0) - sizes  # first item of each batch
+        full = sizes == batch_size
+        for hl, m in ((full_hl, full), (short_hl, ~full)):
+            hl.set_segments([[(a, y), (b, y)] for y, a, b in
+                             zip(means[m].tolist(), starts[m].tolist(), (starts + sizes)[m].tolist())])
+        used = int(sizes.sum())
+        dropped.set_data(range(used, n), x[used:].numpy())
+        left.dataLim.intervalx = (0, max(n - 1, used))  # what the items and the segments span, as plot_batches' autoscale sees it
+        left.autoscale_view(scaley=False)
+        has = (bool((~full).any()), used < n)
+        if shown.get('legend') != has:  # a legend entry appears or goes: the explorer draws the background again
+            handles = [dots, full_hl, *([short_hl] if has[0] else []), *([dropped] if has[1] else []), mean_line]
+            left.legend(handles, [h.get_label() for h in handles], fontsize=7, loc='upper center', ncols=3)
+            shown['legend'] = has
+        s = epoch_summaries(x, batch_size, drop_last)
+        for k, mark in marks.items():
+            ok = math.isfinite(s[k]) and s[k] > 0
+            mark.set_data([batch_size] if ok else [], [s[k]] if ok else [])
+        return '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
+    # drop_last and num_items change the curves and the limits of the right panel: they draw the whole figure again
+    return live(update(batch_size, drop_last, num_items), update, [full_hl, short_hl, dropped, *marks.values()],
+                redraw_on=('drop_last', 'num_items'))
 
 def explorer_parts() -> tuple:
     "The main live figure of this notebook: `(draw, controls)` for `explore(draw, **controls)`."

@@ -15,7 +15,7 @@ from torch import nn
 from .._checks import check_bool, check_number, progress_bar
 from ..batchnorm import RunningBatchNorm, effective_momentum
 from .data import digits
-from .plotting import get_ax, plot_series, style
+from .plotting import get_ax, live, plot_series, style
 
 from .data import one_thread
 
@@ -225,23 +225,49 @@ def ratio_change(d: dict) -> float:
     raw, deb = d['sums'] / d['count'], (d['sums'] / d['dbias']) / (d['count'] / d['dbias'])
     return ((raw - deb).abs() / raw.abs()).max().item()
 
-def draw_debias(fig, mom: float = 0.1, batch_size: int = 2) -> str:
-    "The live figure: `plot_debias` for one (mom, batch size); the readout gives the numbers after 5 steps."
-    d = debias_stream(mom, batch_size)
-    ax, ax_mean = fig.subplots(1, 2)
-    plot_debias(d, ax, ax_mean)
-    ax.set_title(f'the course\'s count, mom1 = {d["mom1"]:.3f}', fontsize=9)
-    ax_mean.set_title('running means', fontsize=9)
+def _debias_readout(d: dict) -> str:
+    "The live figure's readout: the numbers after 5 steps."
     return (f'mom1: {d["mom1"]:.4f}\ndbias after 5 steps: {d["dbias"][4].item():.4f}\n'
             f'sums/count after 5 steps: {(d["sums"][4] / d["count"][4]).item():.4f}\n'
             f'EMA of batch means from 0 after 5 steps: {d["ema"][4].item():.4f}\n'
             f'mean of all pixels: {d["mean"]:.4f}\nratio change: {ratio_change(d):.1e}')
 
+_MOMS, _BATCH_SIZES = [0.01, 0.05, 0.1, 0.3, 0.6, 0.9], [1, 2, 4, 8, 32, 128, 512]  # the live figure's slider stops
+
+def _running_means(d: dict) -> list:
+    "The running-mean curves `plot_debias` draws on the right, in its order (the pixel mean, a constant, comes last)."
+    return [d['batch_mean'], d['ema'], d['ema'] / d['ema_dbias'], d['cumulative'], d['sums'] / d['count']]
+
+@functools.lru_cache(maxsize=1)
+def _running_mean_limits() -> tuple:
+    "Y limits that hold the running means at every slider stop, with matplotlib's 5% margins: the axis stays still."
+    ys = [torch.cat(_running_means(debias_stream(m, b))) for m in _MOMS for b in _BATCH_SIZES]
+    lo, hi = min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)
+    return lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+
+def draw_debias(fig, mom: float = 0.1, batch_size: int = 2) -> str:
+    "The live figure: `plot_debias` for one (mom, batch size); the readout gives the numbers after 5 steps."
+    from lossnotes.lessons.plotting import _np
+    d = debias_stream(mom, batch_size)
+    ax, ax_mean = fig.subplots(1, 2)
+    plot_debias(d, ax, ax_mean)
+    ax.set_title(f'the course\'s count, mom1 = {d["mom1"]:.3f}', fontsize=9)
+    ax_mean.set_title('running means', fontsize=9)
+    ax_mean.set_ylim(*_running_mean_limits())  # the same at every slider stop: a move only redraws the curves
+    lines = [*ax.lines[:2], *ax_mean.lines[:5]]  # plot_debias' curves, in its order; the pixel mean (last) stays
+
+    def update(mom, batch_size):  # a slider move: plot_debias' curves and the title change in place
+        d = debias_stream(mom, batch_size)
+        ys = [d['count'] / d['n'], d['count'] / d['dbias'] / d['n'], *_running_means(d)]
+        for line, y in zip(lines, ys): line.set_ydata(_np(y))
+        ax.set_title(f'the course\'s count, mom1 = {d["mom1"]:.3f}', fontsize=9)
+        return _debias_readout(d)
+    return live(_debias_readout(d), update, [*lines, ax.title])
+
 def explorer_parts() -> tuple:
     "The main live figure of this notebook: `(draw, controls)` for `explore`."
     from lossnotes.lessons.plotting import slider
-    return draw_debias, dict(mom=slider(0.1, options=[0.01, 0.05, 0.1, 0.3, 0.6, 0.9]),
-                             batch_size=slider(2, options=[1, 2, 4, 8, 32, 128, 512]))
+    return draw_debias, dict(mom=slider(0.1, options=_MOMS), batch_size=slider(2, options=_BATCH_SIZES))
 
 # %% ../../nbs/04_running_batchnorm.ipynb #acfd9982
 def _reference_too_large(sums: torch.Tensor, count: torch.Tensor, dbias: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from .._checks import check_number
 from ..ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
 from ..lr_find import LRFinderResult, lr_range_test, lr_schedule
 from .data import digits
-from .plotting import choice, get_ax, mark_point, slider, style
+from .plotting import choice, get_ax, live, mark_point, slider, style
 
 from .data import one_thread
 
@@ -141,30 +141,38 @@ def draw_smoothing(fig, # a matplotlib Figure to draw into
                   ) -> str:
     "Raw, smoothed and zero-lag LR-finder curves with their minima; returns the readout, each shift naming its reference."
     lrs, noise_free, raw = _explorer_curve(int(num_it))
-    sm, zl = smooth(raw, beta, init), zero_lag(raw.log(), zero_lag_beta(beta)).exp()  # as much noise left as the EMA
     ax = fig.subplots()
     kind = {'zero + debias': 'debiased', 'zero': 'ema', 'first value': 'debiased'}[init]
     sm_style = style(kind, **({'color': SEEDED} if init == 'first value' else {}))
     x = lrs.numpy()
     ax.plot(x, noise_free.numpy(), label='noise-free', **style('truth'))
     ax.plot(x, raw.numpy(), label='raw', **style('raw'))
-    ax.plot(x, sm.numpy(), label=f'EMA, {init}', **sm_style)
-    ax.plot(x, zl.numpy(), label='zero-lag', **style('zero_lag'))
-    for y, c in ((raw, style('raw')['color']), (sm, sm_style['color']), (zl, style('zero_lag')['color'])):
-        i = int(y.argmin())
-        ax.plot([x[i]], [float(y[i])], marker='o', markersize=7, color=c, markeredgecolor='white', zorder=5)
-    shift, shift_raw = minimum_shift(lrs, sm, noise_free), minimum_shift(lrs, sm, raw)
-    zl_shift = minimum_shift(lrs, zl, noise_free)
-    lag = ema_lag(beta, int(noise_free.argmin()) + 1)
-    dec = lag * math.log10(float(lrs[-1] / lrs[0])) / (len(lrs) - 1)
-    ax.text(0.02, 0.06, f'EMA minimum {shift:+.2f} decades from the noise-free one', transform=ax.transAxes, fontsize=9)
+    sm_line, = ax.plot(x, raw.numpy(), label=f'EMA, {init}', **sm_style)  # data: set by update
+    zl_line, = ax.plot(x, raw.numpy(), label='zero-lag', **style('zero_lag'))
+    dots = [ax.plot([x[0]], [float(raw[0])], marker='o', markersize=7, color=c, markeredgecolor='white', zorder=5)[0]
+            for c in (style('raw')['color'], sm_style['color'], style('zero_lag')['color'])]  # the three minima
+    note = ax.text(0.02, 0.06, '', transform=ax.transAxes, fontsize=9)
     ax.set_xscale('log')
-    ax.minorticks_off()  # a live figure redraws on every slider move: minor log ticks cost ~80 ms each time
-    ax.set(xlabel='learning rate', ylabel='loss', ylim=(0, 1.6 * float(raw[: max(1, len(raw) // 10)].max())),
-           title=f'beta {beta}, {num_it} steps over 8 decades')
+    ax.minorticks_off()  # minor log ticks are the slowest part of a full drawing
+    ax.set(xlabel='learning rate', ylabel='loss', ylim=(0, 1.6 * float(raw[: max(1, len(raw) // 10)].max())))
     ax.legend(fontsize=8, loc='upper right')
-    return (f'EMA vs noise-free minimum: {shift:+.2f} decades\nEMA vs raw minimum: {shift_raw:+.2f} decades\n'
-            f'zero-lag vs noise-free minimum: {zl_shift:+.2f} decades\nlag at the minimum: {lag:.1f} steps = {dec:.2f} decades')
+
+    def update(beta, num_it, init):  # a move of beta: the curves, their minima and the texts change in place
+        sm, zl = smooth(raw, beta, init), zero_lag(raw.log(), zero_lag_beta(beta)).exp()  # as much noise left as the EMA
+        sm_line.set_ydata(sm.numpy()); zl_line.set_ydata(zl.numpy())
+        for dot, y in zip(dots, (raw, sm, zl)):
+            i = int(y.argmin())
+            dot.set_data([x[i]], [float(y[i])])
+        shift, shift_raw = minimum_shift(lrs, sm, noise_free), minimum_shift(lrs, sm, raw)
+        zl_shift = minimum_shift(lrs, zl, noise_free)
+        lag = ema_lag(beta, int(noise_free.argmin()) + 1)
+        dec = lag * math.log10(float(lrs[-1] / lrs[0])) / (len(lrs) - 1)
+        note.set_text(f'EMA minimum {shift:+.2f} decades from the noise-free one')
+        ax.set_title(f'beta {beta}, {num_it} steps over 8 decades')
+        return (f'EMA vs noise-free minimum: {shift:+.2f} decades\nEMA vs raw minimum: {shift_raw:+.2f} decades\n'
+                f'zero-lag vs noise-free minimum: {zl_shift:+.2f} decades\nlag at the minimum: {lag:.1f} steps = {dec:.2f} decades')
+    # num_it changes the x data and the y limit, init the legend: those two draw the whole figure again
+    return live(update(beta, num_it, init), update, [sm_line, zl_line, *dots, note, ax.title], redraw_on=('num_it', 'init'))
 
 def explorer_parts() -> tuple:
     "The lesson's main live figure as `(draw, controls)`, for `explore(draw, **controls)`."

@@ -12,7 +12,7 @@ import torch
 
 from .._checks import check_bool, check_number, check_tensor, progress_bar
 from ..gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
-from .plotting import MISTAKE, TRUTH, get_ax, style
+from .plotting import MISTAKE, TRUTH, get_ax, live, style
 
 # %% auto #0
 __all__ = ['COMPOSITIONS', 'MSE_COLOR', 'COMPOSITION_COLOR', 'COMPOSITION_COLORS', 'EXERCISES', 'composition_loss',
@@ -152,6 +152,22 @@ def plot_fits(fits: dict, # composition name -> fit_linear's result
     return ax
 
 # %% ../../nbs/03_detach_gradients.ipynb #47d5a088
+def _composition_panel(name: str, p: float, what: str, e: torch.Tensor) -> dict:
+    "The curves of one panel of `plot_composition` (numpy arrays; None where a curve is not drawn) and its y limit."
+    import numpy as np
+    if what == 'grad':
+        y = grad_wrt(composition_loss(name, p, reduction='sum'), e, torch.zeros_like(e))
+        truth, bad = torch.sign(e) * e.abs() ** (p - 1), (y * e <= 0) & (e != 0)
+    else:
+        y = composition_loss(name, p, reduction='none')(e, torch.zeros_like(e))
+        truth, bad = e.abs() ** p, y < 0
+    ref = None
+    if what == 'grad' and name != 'e*e':  # e*e at the same p, for scale: MSE's 2e at p = 2
+        ref = grad_wrt(composition_loss('e*e', p, reduction='sum'), e, torch.zeros_like(e)).numpy()
+    yn, bn = y.numpy(), bad.numpy()
+    lim = 1.15 * max(2.0 ** max(p, 1), 1.0) if what == 'value' else 1.15 * max(2 * 2.0 ** max(p - 1, 0), 2.0)
+    return dict(ref=ref, y=yn, bad=np.where(bn, yn, np.nan) if bn.any() else None, truth=truth.numpy(), lim=lim)
+
 def plot_composition(name: str, # one of COMPOSITIONS
                      p: float = 2.0, # exponent
                      what: str = 'grad', # 'grad' (d loss / d pred) or 'value'
@@ -162,27 +178,15 @@ def plot_composition(name: str, # one of COMPOSITIONS
     if what not in ('grad', 'value'): raise ValueError(f"what must be 'grad' or 'value', got {what!r}")
     ax = get_ax(ax)
     e = torch.linspace(-2, 2, 400, dtype=torch.float64) if errors is None else errors.to(torch.float64)
-    loss = composition_loss(name, p, reduction='sum')
-    if what == 'grad':
-        y = grad_wrt(loss, e, torch.zeros_like(e))
-        truth, bad = torch.sign(e) * e.abs() ** (p - 1), (y * e <= 0) & (e != 0)
-        truth_label, ylabel = r'd/de $|e|^p/p$', 'd loss / d pred'
-    else:
-        y = composition_loss(name, p, reduction='none')(e, torch.zeros_like(e))
-        truth, bad = e.abs() ** p, y < 0
-        truth_label, ylabel = r'$|e|^p$', 'loss value'
-    en, yn, bn = e.numpy(), y.numpy(), bad.numpy()
+    c = _composition_panel(name, p, what, e)
+    truth_label, ylabel = (r'd/de $|e|^p/p$', 'd loss / d pred') if what == 'grad' else (r'$|e|^p$', 'loss value')
+    en = e.numpy()
     ax.axhline(0, color='#cccccc', linewidth=0.8); ax.axvline(0, color='#cccccc', linewidth=0.8)
-    if what == 'grad' and name != 'e*e':  # e*e at the same p, for scale: MSE's 2e at p = 2
-        ref = grad_wrt(composition_loss('e*e', p, reduction='sum'), e, torch.zeros_like(e))
-        ax.plot(en, ref.numpy(), color=MSE_COLOR, linewidth=1.0, label='e*e')
-    ax.plot(en, yn, color=COMPOSITION_COLORS[name], linewidth=2.4, label=name)
-    if bn.any():
-        import numpy as np
-        ax.plot(en, np.where(bn, yn, np.nan), **style('mistake', linewidth=3.0), label='wrong sign')
-    ax.plot(en, truth.numpy(), **style('truth'), label=truth_label)  # drawn last: visible on top
-    lim = 1.15 * max(2.0 ** max(p, 1), 1.0) if what == 'value' else 1.15 * max(2 * 2.0 ** max(p - 1, 0), 2.0)
-    ax.set_ylim(-lim, lim)
+    if c['ref'] is not None: ax.plot(en, c['ref'], color=MSE_COLOR, linewidth=1.0, label='e*e')
+    ax.plot(en, c['y'], color=COMPOSITION_COLORS[name], linewidth=2.4, label=name)
+    if c['bad'] is not None: ax.plot(en, c['bad'], **style('mistake', linewidth=3.0), label='wrong sign')
+    ax.plot(en, c['truth'], **style('truth'), label=truth_label)  # drawn last: visible on top
+    ax.set_ylim(-c['lim'], c['lim'])
     ax.set_xlabel('error e = pred - target'); ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc='upper center' if what == 'value' else 'upper left')
     return ax
@@ -206,7 +210,21 @@ def draw_composition(fig, # a matplotlib Figure to draw into
     plot_composition(composition, p, 'grad', ax_g)
     ax_v.set_title(f'value of {composition}, p = {p:g}', fontsize=10)
     ax_g.set_title('gradient (autograd)', fontsize=10)
-    return composition_readout(composition, p)
+    e = torch.linspace(-2, 2, 400, dtype=torch.float64)
+    panels = [(ax, what, ax.lines[2:]) for ax, what in ((ax_v, 'value'), (ax_g, 'grad'))]  # after the two zero lines
+
+    def update(p, composition):  # a move of p: the curves, the y limits and the title change in place
+        for ax, what, lines in panels:
+            c = _composition_panel(composition, p, what, e)
+            ys = [c[k] for k in ('ref', 'y', 'bad', 'truth') if c[k] is not None]
+            if len(ys) != len(lines):  # the wrong-signed part depends on the composition only, never on p
+                raise RuntimeError(f"{composition} at p={p}: {len(ys)} curves, drawn with {len(lines)}")
+            for line, y in zip(lines, ys): line.set_ydata(y)
+            ax.set_ylim(-c['lim'], c['lim'])  # the limits follow p: a move that changes them redraws the background
+        ax_v.set_title(f'value of {composition}, p = {p:g}', fontsize=10)
+        return composition_readout(composition, p)
+    # a new composition changes the legend (and which curves exist): it draws the whole figure again
+    return live(update(p, composition), update, [*panels[0][2], *panels[1][2], ax_v.title], redraw_on=('composition',))
 
 def explorer_parts() -> tuple:
     "The main live figure: (draw, controls) for `explore(draw, **controls)`."
