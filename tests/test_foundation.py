@@ -99,8 +99,9 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
     # build from a copy without build/ (setuptools reuses build/lib, which can hold files git no longer has)
     src = tmp_path / 'src'
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns('.venv', 'build', '*.egg-info', '.git', 'course', 'artifacts',
-                                                            'site', '__pycache__', '.pytest_cache'))
+    top = {'.venv', 'build', '.git', 'course', 'artifacts', 'site', '.pytest_cache'}  # only at the root: lossnotes/course stays
+    shutil.copytree(ROOT, src, ignore=lambda d, names: [n for n in names if (Path(d) == ROOT and n in top)
+                                                           or n == '__pycache__' or n.endswith('.egg-info')])
     subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
                    check=True, capture_output=True)
     wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
