@@ -107,6 +107,18 @@ def expected_readout(draw, values: dict) -> str:
     return str(draw(new_figure(), **values) or '')
 
 
+def step_through(draw, controls: dict, moves: list, **fixed) -> dict:
+    "Render an Explorer (with `fixed` values set), make each move, check each readout against a full drawing; returns its counts."
+    from lossnotes.lessons.plotting import Explorer
+    ex = Explorer(draw, controls)
+    ex.values.update(fixed)
+    ex.render(); ex.frame()
+    for move in moves:
+        assert ex.step(**move) == expected_readout(draw, {**ex.values, **move}), move
+        ex.frame()
+    return ex.counts
+
+
 def next_value(control, value):
     "The value ArrowRight moves a slider to (ArrowLeft at the top end), and the key to press."
     if control.kind == 'select':

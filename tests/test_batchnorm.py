@@ -16,6 +16,7 @@ from lossnotes.lessons.batchnorm import (EXERCISES, InstrumentedRunningBatchNorm
                                         init_cnn, plot_debias, ratio_change, running_sums, train_digits)
 from course_batchnorm import CourseRunningBatchNorm
 from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, Explorer, new_figure
+import browser_driver as bd
 
 torch.set_num_threads(1)
 
@@ -538,13 +539,8 @@ def test_explorer_running_means_axis_is_matplotlibs_over_every_slider_stop():
 def test_explorer_moves_in_place_with_the_full_readout():
     "Both sliders update the curves and the title in place over one stored background; the readout is a full drawing's."
     draw, controls = explorer_parts()
-    ex = Explorer(draw, controls)
-    ex.render(); ex.frame()
     moves = [dict(mom=m) for m in controls['mom'].options] + [dict(batch_size=b) for b in controls['batch_size'].options]
-    for move in moves:
-        assert ex.step(**move) == str(draw(new_figure(), **{**ex.values, **move}))
-        ex.frame()
-    assert ex.counts == dict(draw=1, update=len(moves), background=1)
+    assert bd.step_through(draw, controls, moves) == dict(draw=1, update=len(moves), background=1)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from lossnotes.lessons.gradtricks import COMPOSITIONS, composition_grad, composi
 from lossnotes.lessons.gradtricks import COMPOSITION_COLORS, MSE_COLOR, explorer_parts
 from lossnotes.gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
 from lossnotes.lessons.plotting import MISTAKE, Explorer, new_figure
+import browser_driver as bd
 
 F64 = torch.float64
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
@@ -433,14 +434,9 @@ def test_draw_readout_matches_library(p, composition):
 def test_explorer_moves_p_in_place_with_the_full_readout(composition):
     "A move of p updates the curves, limits and title in place; only a change of the y limits redraws the background."
     draw, controls = explorer_parts()
-    ex = Explorer(draw, controls)
-    ex.values['composition'] = composition  # what the buttons do
-    ex.render(); ex.frame()
-    for p in controls['p'].options:
-        assert ex.step(p=p) == str(draw(new_figure(), p=p, composition=composition))
-        ex.frame()
+    counts = bd.step_through(draw, controls, [dict(p=p) for p in controls['p'].options], composition=composition)
     # from p = 2: to 0.5 (new limits), 1.0 (the same), then 1.5, 2, 3, 4 (new limits each)
-    assert ex.counts == dict(draw=1, update=len(controls['p'].options), background=6)
+    assert counts == dict(draw=1, update=len(controls['p'].options), background=6)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_
                                         slice_curves, slice_point, sweep_losses, train_logreg)
 from lossnotes.lessons.losscheck import _one_minus_soft
 from lossnotes.lessons.plotting import Explorer, new_figure
+import browser_driver as bd
 
 torch.set_num_threads(1)
 
@@ -437,13 +438,8 @@ def test_draw_explorer_without_precomputed_curves():
 def test_explorer_moves_in_place_with_the_full_readout():
     "Both sliders update the curves, markers and title in place over one stored background; the readout is a full drawing's."
     draw, controls = explorer_parts()
-    ex = Explorer(draw, controls)
-    ex.render(); ex.frame()
     moves = [dict(temperature=t) for t in controls['temperature'].options] + [dict(position=p) for p in (-2.0, 0.35, 2.0)]
-    for move in moves:
-        assert ex.step(**move) == str(draw(new_figure(), **{**ex.values, **move}))
-        ex.frame()
-    assert ex.counts == dict(draw=1, update=len(moves), background=1)
+    assert bd.step_through(draw, controls, moves) == dict(draw=1, update=len(moves), background=1)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from lossnotes.lr_find import LRFinderResult, lr_range_test, lr_schedule, steepe
 from lossnotes.lessons.ema import draw_smoothing, explorer_parts, minimum_shift, smooth, synthetic_lr_curve
 from lossnotes.lessons.lr_find import plot_lr_curves
 from lossnotes.lessons.plotting import Control, Explorer, new_figure
+import browser_driver as bd
 
 F = torch.nn.functional
 
@@ -285,12 +286,8 @@ def test_explorer_parts_and_sweep():
 def test_explorer_moves_beta_in_place_with_the_full_readout():
     "A move of beta updates the curves in place over the stored background; readout and pixels equal a full drawing."
     draw, controls = explorer_parts()
-    ex = Explorer(draw, controls)
-    ex.render(); ex.frame()
-    for beta in controls['beta'].options:
-        assert ex.step(beta=beta) == str(draw(new_figure(), beta=beta))
-        ex.frame()
-    assert ex.counts == dict(draw=1, update=len(controls['beta'].options), background=1)
+    counts = bd.step_through(draw, controls, [dict(beta=beta) for beta in controls['beta'].options])
+    assert counts == dict(draw=1, update=len(controls['beta'].options), background=1)
 
 
 @pytest.mark.slow
