@@ -108,15 +108,26 @@ def expected_readout(draw, values: dict) -> str:
 
 
 def step_through(draw, controls: dict, moves: list, **fixed) -> dict:
-    "Render an Explorer (with `fixed` values set), make each move, check each readout against a full drawing; returns its counts."
+    """Render an Explorer (with `fixed` values set), make each move, check each readout against a full drawing; returns
+    its counts, and how many different axes limits ('limits') and limits with sets of artists behind the moving layer
+    ('layers') its frames had: each of those needs a background of its own, once."""
     from lossnotes.lessons.plotting import Explorer
     ex = Explorer(draw, controls)
     ex.values.update(fixed)
     ex.render(); ex.frame()
+    seen = {layer_key(ex)}
     for move in moves:
         assert ex.step(**move) == expected_readout(draw, {**ex.values, **move}), move
         ex.frame()
-    return ex.counts
+        seen.add(layer_key(ex))
+    return {**ex.counts, 'layers': len(seen), 'limits': len({k[1] for k in seen})}
+
+
+def layer_key(ex) -> tuple:
+    "What an explorer's last frame drew behind its moving layer: the other artists (themselves, not ids), and the axes limits."
+    top = {id(a) for layer in ex._layers.values() for a in layer}
+    return (tuple(tuple(a for a in ax.get_children() if id(a) not in top) for ax in ex.fig.axes),
+            tuple((ax.get_xlim(), ax.get_ylim()) for ax in ex.fig.axes))
 
 
 def next_value(control, value):

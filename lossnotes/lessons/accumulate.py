@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .._checks import check_bool, check_number, progress_bar
 from ..accumulate import LossMeter, _item_losses, batch_means, epoch_summaries, real_items
-from .plotting import MISTAKE, RAW, TRUTH, get_ax, style
+from .plotting import MISTAKE, RAW, TRUTH, get_ax, live, style
 
 # %% auto #0
 __all__ = ['SUMMARY_COLORS', 'EXPLORER_BATCH_SIZES', 'EXPLORER_SIZES', 'EXERCISES', 'digits_classifier', 'digits_item_losses',
@@ -340,8 +340,9 @@ def draw_explorer(fig, batch_size: int = 256, # the DataLoader's batch_size
             ok = math.isfinite(s[k]) and s[k] > 0
             mark.set_data([batch_size] if ok else [], [s[k]] if ok else [])
         return '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
-    # every move draws the whole figure: at batch size 1 the in-place frame did not match a full drawing pixel for pixel
-    return update(batch_size, drop_last, num_items)
+    # drop_last and num_items change the curves and the limits of the right panel: they draw the whole figure again
+    return live(update(batch_size, drop_last, num_items), update, [full_hl, short_hl, dropped, *marks.values()],
+                redraw_on=('drop_last', 'num_items'))
 
 def explorer_parts() -> tuple:
     "The main live figure of this notebook: `(draw, controls)` for `explore(draw, **controls)`."

@@ -9,6 +9,7 @@ import html
 import io
 import os
 import traceback
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -206,7 +207,7 @@ def _frame_signature(fig, layers: dict) -> tuple:
         sig += [ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), tuple(ax.get_position().bounds),
                 ax.get_xlabel(), ax.get_ylabel(),
                 tuple(a.get_text() for a in (ax.title, ax._left_title, ax._right_title) if a not in top),
-                tuple((id(a), a.get_visible()) for a in ax.get_children() if a not in top)]
+                tuple((a, a.get_visible()) for a in ax.get_children() if a not in top)]  # the artists themselves: an id can be reused
     return tuple(sig)
 
 def _encode_png(rgba, compress_level: int) -> bytes:
@@ -216,43 +217,143 @@ def _encode_png(rgba, compress_level: int) -> bytes:
     Image.fromarray(rgba[..., :3]).save(buf, format='png', compress_level=compress_level)
     return buf.getvalue()
 
+_EVERYWHERE = ((-1e300, -1e300, 1e300, 1e300),)  # the box of an artist whose area is unknown: it meets every other
+
+def _boxes(xy, pad: float):
+    "Boxes (x0, y0, x1, y1) around each segment of the polyline `xy` (display pixels) and each of its points, padded."
+    import numpy as np
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    pts = xy[np.isfinite(xy).all(1)]
+    out = [np.hstack([pts - pad, pts + pad])]
+    if len(xy) > 1:
+        a, b = xy[:-1], xy[1:]
+        ok = np.isfinite(a).all(1) & np.isfinite(b).all(1)  # a segment with a NaN end is not drawn
+        a, b = a[ok], b[ok]
+        out.append(np.hstack([np.minimum(a, b) - pad, np.maximum(a, b) + pad]))
+    return np.vstack(out)
+
+def _footprint(a, renderer):
+    "Boxes in display pixels that hold every pixel a moving artist paints (padded for line width, markers, antialiasing)."
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+    if not a.get_visible(): return np.empty((0, 4))
+    px = a.get_figure(root=True).dpi / 72
+    try:
+        if isinstance(a, Line2D) and a.get_drawstyle() == 'default':
+            ms = a.get_markersize() + 2 * a.get_markeredgewidth() if a.get_marker() not in (None, 'None', '', ' ', 'none') else 0
+            lw = a.get_linewidth() if a.get_linestyle() not in ('None', '', ' ', 'none') else 0
+            boxes = _boxes(a.get_transform().transform(a.get_xydata()), 3 + px * max(lw, ms) / 2)
+        elif type(a) is LineCollection and not len(a.get_offsets()):
+            pad = 3 + px * max([*a.get_linewidths(), 0]) / 2
+            t = a.get_transform()
+            segs = [s for s in a.get_segments() if len(s)]
+            boxes = np.vstack([_boxes(t.transform(s), pad) for s in segs]) if segs else np.empty((0, 4))
+        else:
+            e = a.get_window_extent(renderer)
+            boxes = np.array([[e.x0 - 3, e.y0 - 3, e.x1 + 3, e.y1 + 3]])
+    except Exception:  # an artist this cannot measure meets everything: drawn in the layer, never wrong
+        return np.array(_EVERYWHERE)
+    if a.get_clip_on() and a.get_clip_box() is not None and a.get_clip_path() is None:
+        c = a.get_clip_box()
+        boxes = boxes[(boxes[:, 2] >= c.x0 - 3) & (boxes[:, 0] <= c.x1 + 3) & (boxes[:, 3] >= c.y0 - 3) & (boxes[:, 1] <= c.y1 + 3)]
+    return boxes
+
+def _still_extent(a, renderer):
+    "The padded display box of an artist that does not move, or None where it cannot be measured exactly enough."
+    import numpy as np
+    if not a.get_visible(): return np.empty((0, 4))
+    if getattr(a, '_loc', None) == 0: return None  # a legend at loc='best' moves with the data
+    try: e = a.get_window_extent(renderer)
+    except Exception: return None
+    if not (np.isfinite([e.x0, e.y0, e.x1, e.y1]).all()): return None
+    return np.array([[e.x0 - 3, e.y0 - 3, e.x1 + 3, e.y1 + 3]])
+
+def _meets(boxes, box) -> bool:
+    "Whether any of `boxes` overlaps any of `box` (both (k, 4) arrays of x0, y0, x1, y1)."
+    import numpy as np
+    boxes, box = np.asarray(boxes, dtype=float), np.asarray(box, dtype=float)
+    if not len(boxes) or not len(box): return False
+    return bool(((boxes[:, None, 0] <= box[None, :, 2]) & (boxes[:, None, 2] >= box[None, :, 0]) &
+                 (boxes[:, None, 1] <= box[None, :, 3]) & (boxes[:, None, 3] >= box[None, :, 1])).any())
+
 class Explorer:
     "A live figure: `draw(fig, **values)` drawn at the controls' values, and drawn again whenever a control moves."
+    max_scenes = 16  # drawings kept for a return to earlier values of `redraw_on` controls
+    max_backgrounds = 48  # stored backgrounds (each 0.7 MB at the default size), over all kept drawings
+
     def __init__(self, draw: Callable, # draw(fig, **values) -> readout text, or `live(...)` for the fast path
                  controls: dict, # name -> Control
                  figsize: tuple = (7.0, 3.2)):
         self.draw, self.controls, self.figsize = draw, controls, figsize
         self.values = {k: c.value for k, c in controls.items()}
-        self.fig, self.readout, self.widgets = new_figure(figsize), '', {}
-        optional_import('matplotlib.backends.backend_agg').FigureCanvasAgg(self.fig)
+        self.fig, self.readout, self.widgets = self._new_figure(), '', {}
         self.counts = dict(draw=0, update=0, background=0)  # how the frames so far were made
-        self._fast = self._drawn = self._layers = self._background = self._frame_sig = None
+        self._fast = self._drawn = self._layers = None
         self._static = self._static_text = self._image = self._text = None
         self._layouts = {}  # layout signature -> axes positions
+        self._scenes = OrderedDict()  # values of the `redraw_on` controls -> a kept drawing (see `_keep`)
+        self._backgrounds = OrderedDict()  # (drawing number, frame signature) -> stored background
+        self._number = 0  # of the current drawing
+        self._extents = {}  # (drawing, artist, limits, position) -> padded display box of a still artist
+
+    def _new_figure(self):
+        fig = new_figure(self.figsize)
+        optional_import('matplotlib.backends.backend_agg').FigureCanvasAgg(fig)
+        return fig
 
     def _with(self, changes: dict) -> dict:
         unknown = set(changes) - set(self.controls)
         if unknown: raise ValueError(f"unknown control(s) {sorted(unknown)}; controls are {sorted(self.controls)}")
         return {**self.values, **changes}  # `changes` apply to this drawing only: the controls keep their values
 
+    def _scene_key(self, values: dict):
+        "What identifies a drawing on the fast path: the values of its `redraw_on` controls (None: not hashable)."
+        key = tuple((k, values[k]) for k in sorted(self._fast.redraw_on))
+        try: hash(key)
+        except TypeError: return None
+        return key
+
+    def _keep(self) -> bool:
+        "Keep the current drawing, if it has a fast path, for a return to its `redraw_on` values; True if kept."
+        if self._fast is None or self._drawn is None: return False
+        key = self._scene_key(self._drawn)
+        if key is None: return False
+        self._scenes[key] = (self.fig, self._fast, self._layers, self._number)
+        self._scenes.move_to_end(key)
+        while len(self._scenes) > self.max_scenes:
+            number = self._scenes.popitem(last=False)[1][3]
+            for k in [k for k in self._backgrounds if k[0] == number]: del self._backgrounds[k]
+        return True
+
     def render(self, **changes) -> str:
         "Draw the whole figure again for the controls' values updated with `changes`; return the readout."
         values = self._with(changes)
-        self.fig.clear()
+        if self._keep(): self.fig = self._new_figure()  # the kept drawing keeps its figure
+        else: self.fig.clear()
         out = self.draw(self.fig, **values)
         self._layout()
         self._fast = out if isinstance(out, Readout) and out.update is not None else None
-        self.readout, self._drawn, self._background = ('' if out is None else str(out)), values, None
+        self.readout, self._drawn, self._layers = ('' if out is None else str(out)), values, None
+        self._number += 1
+        if self._fast is not None: self._scenes.pop(self._scene_key(values), None)  # this drawing replaces it
         self.counts['draw'] += 1
         return self.readout
 
     def step(self, **changes) -> str:
-        "What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`."
+        """What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`.
+        A change of a `redraw_on` control back to values drawn before updates that kept drawing instead."""
         values = self._with(changes)
         if self._drawn is None: return self.render(**changes)
         changed = {k for k, v in values.items() if v != self._drawn[k]}
         if not changed: return self.readout
-        if self._fast is None or changed & self._fast.redraw_on: return self.render(**changes)
+        if self._fast is None: return self.render(**changes)
+        if changed & self._fast.redraw_on:
+            key = self._scene_key(values)
+            kept = self._scenes.pop(key) if key in self._scenes else None
+            if kept is None: return self.render(**changes)
+            self._keep()
+            self.fig, self._fast, self._layers, self._number = kept
         out = self._fast.update(**values)
         self.readout, self._drawn = ('' if out is None else str(out)), values
         self.counts['update'] += 1
@@ -272,36 +373,67 @@ class Explorer:
         for ax, pos in zip(self.fig.axes, self._layouts[sig]): ax._set_position(pos)  # set_position would drop it from later layouts
 
     def _split(self) -> dict:
-        "Per axes, the artists drawn on every fast frame: those `update` changes and all drawn above them."
+        """Per axes, the artists drawn on every fast frame, in drawing order: those `update` changes, and each artist
+        drawn after one of them whose area (padded) meets the area of a layer artist drawn before it. An artist above
+        that nothing moving touches (a legend the curves stay clear of) stays in the stored background."""
+        renderer = self.fig.canvas.get_renderer()
         layers = {}
-        for a in self._fast.artists:
-            layers.setdefault(a.axes, [])
-        for ax in layers:
+        for ax in dict.fromkeys(a.axes for a in self._fast.artists):
             moving = [a for a in self._fast.artists if a.axes is ax]
             low = min(a.get_zorder() for a in moving)
             skip = {ax.patch, ax.xaxis, ax.yaxis, ax.title, ax._left_title, ax._right_title}
-            top = [a for a in ax.get_children() if a in moving or (a not in skip and a.get_zorder() >= low)]
-            layers[ax] = sorted(top, key=lambda a: a.get_zorder())  # stable: the order Axes.draw uses
+            above = [a for a in ax.get_children() if any(a is m for m in moving) or (a not in skip and a.get_zorder() >= low)]
+            top, boxes = [], []
+            for a in sorted(above, key=lambda a: a.get_zorder()):  # stable: the order Axes.draw uses
+                if any(a is m for m in moving): box = _footprint(a, renderer)
+                else:
+                    box = self._extent(a, renderer)
+                    if box is not None and not any(_meets(b, box) for b in boxes): continue  # stays in the background
+                    if box is None: box = _EVERYWHERE
+                top.append(a); boxes.append(box)
+            layers[ax] = top
         return layers
 
+    def _extent(self, a, renderer):
+        "The padded display box of a still artist (cached per drawing, limits and position), or None where unknown."
+        ax = a.axes
+        key = (self._number, id(a), ax.get_xlim(), ax.get_ylim(), tuple(ax.get_position().bounds))
+        if key not in self._extents:
+            if len(self._extents) > 1024: self._extents.clear()
+            self._extents[key] = _still_extent(a, renderer)
+        return self._extents[key]
+
+    def _set_layers(self, layers: dict):
+        "Mark the artists of `layers` animated (left out of a background drawing), and only those."
+        old = {id(a): a for top in (self._layers or {}).values() for a in top}
+        new = {id(a): a for top in layers.values() for a in top}
+        for k, a in old.items():
+            if k not in new: a.set_animated(False)
+        for a in new.values(): a.set_animated(True)
+        self._layers = layers
+
     def frame(self):
-        "The figure as an (H, W, 4) uint8 array; after a fast `step` only the moving layer is drawn (blitting)."
+        """The figure as an (H, W, 4) uint8 array. On the fast path only the moving layer is drawn (blitting) over a
+        stored background: the one drawn before for the same limits, layout, texts and layer, else a new one."""
         import numpy as np
         canvas = self.fig.canvas
         if self._fast is None:
             canvas.draw()
             return np.asarray(canvas.buffer_rgba())
-        if self._background is not None and _frame_signature(self.fig, self._layers) == self._frame_sig:
-            canvas.restore_region(self._background)
-        else:  # first frame of a drawing, or `update` moved limits or changed texts: draw the background again
-            if self._background is not None: self._layout()
-            if self._layers:
-                for a in (a for top in self._layers.values() for a in top): a.set_animated(False)
-            self._layers = self._split()
-            for a in (a for top in self._layers.values() for a in top): a.set_animated(True)
+        layers = self._split()
+        key = (self._number, _frame_signature(self.fig, layers))
+        if key not in self._backgrounds:
+            self._layout()  # an update since the last layout may have changed a legend, a label or tick labels
+            layers = self._split()  # with the positions of that layout
+            key = (self._number, _frame_signature(self.fig, layers))
+        self._set_layers(layers)
+        if key in self._backgrounds:  # drawn before: the same limits, positions, texts and artists behind
+            canvas.restore_region(self._backgrounds[key])
+            self._backgrounds.move_to_end(key)
+        else:  # first frame of these limits, texts and layer: draw the background
             canvas.draw()  # Agg leaves animated artists out of a canvas draw (savefig keeps them)
-            self._background = canvas.copy_from_bbox(self.fig.bbox)
-            self._frame_sig = _frame_signature(self.fig, self._layers)
+            self._backgrounds[key] = canvas.copy_from_bbox(self.fig.bbox)
+            while len(self._backgrounds) > self.max_backgrounds: self._backgrounds.popitem(last=False)
             self.counts['background'] += 1
         for ax, top in self._layers.items():
             for a in top: ax.draw_artist(a)
