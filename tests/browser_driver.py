@@ -169,9 +169,11 @@ def recorded(page) -> dict:
     return page.evaluate('() => ({keys: [...window.__lossnotes.keys], frames: [...window.__lossnotes.frames]})')
 
 
-def move_slider(page, index: int, key: str, figure: str = FIGURE, timeout_ms: float = 20000) -> float:
-    "Focus the index-th slider handle, press `key`, wait until a new figure has loaded; seconds from key to figure."
+def move_slider(page, index: int, key: str, figure: str = FIGURE, timeout_ms: float = 20000, idle_ms: float = 0) -> float:
+    """Focus the index-th slider handle, press `key` (`idle_ms` after the last figure arrived: a reader's pause, in
+    which page and kernel finish the last move), wait until a new figure has loaded; seconds from key to figure."""
     record(page, figure)
+    if idle_ms: page.wait_for_timeout(idle_ms)
     n = len(recorded(page)['frames'])
     page.locator(HANDLE).nth(index).focus()
     page.keyboard.press(key)

@@ -317,7 +317,7 @@ def draw_explorer(fig, batch_size: int = 256, # the DataLoader's batch_size
     right.minorticks_off()  # minor log ticks are the slowest part of a full drawing
     right.set_xlabel('batch size'); right.set_ylabel('epoch loss summary'); right.set_title(f'N = {num_items}', fontsize=9)
     right.legend(fontsize=7, loc='center right')
-    shown = {}  # which of 'short batch' and 'dropped' the left legend names now
+    shown = {}  # (short batch?, dropped?) -> the left legend that names them
 
     def update(batch_size, drop_last, num_items):  # a move of batch_size: segments, dropped items and markers in place
         means, sizes = batch_means(x, batch_size, drop_last)
@@ -331,10 +331,10 @@ def draw_explorer(fig, batch_size: int = 256, # the DataLoader's batch_size
         left.dataLim.intervalx = (0, max(n - 1, used))  # what the items and the segments span, as plot_batches' autoscale sees it
         left.autoscale_view(scaley=False)
         has = (bool((~full).any()), used < n)
-        if shown.get('legend') != has:  # a legend entry appears or goes: the explorer draws the background again
+        if has not in shown:  # a legend entry appears or goes: one legend per set of entries, made once and kept
             handles = [dots, full_hl, *([short_hl] if has[0] else []), *([dropped] if has[1] else []), mean_line]
-            left.legend(handles, [h.get_label() for h in handles], fontsize=7, loc='upper center', ncols=3)
-            shown['legend'] = has
+            shown[has] = left.legend(handles, [h.get_label() for h in handles], fontsize=7, loc='upper center', ncols=3)
+        left.legend_ = shown[has]  # the same legend again: backgrounds stored with it are reused
         s = epoch_summaries(x, batch_size, drop_last)
         for k, mark in marks.items():
             ok = math.isfinite(s[k]) and s[k] > 0

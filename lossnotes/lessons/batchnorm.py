@@ -251,6 +251,7 @@ def draw_debias(fig, mom: float = 0.1, batch_size: int = 2) -> str:
     d = debias_stream(mom, batch_size)
     ax, ax_mean = fig.subplots(1, 2)
     plot_debias(d, ax, ax_mean)
+    ax_mean.legend(fontsize=6.5, loc='upper left', bbox_to_anchor=(1.05, 1.0), borderaxespad=0)  # beside the axes: no curve runs under it
     ax.set_title(f'the course\'s count, mom1 = {d["mom1"]:.3f}', fontsize=9)
     ax_mean.set_title('running means', fontsize=9)
     ax_mean.set_ylim(*_running_mean_limits())  # the same at every slider stop: a move only redraws the curves
