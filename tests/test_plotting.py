@@ -194,6 +194,27 @@ def test_an_error_in_update_shows_in_the_readout_and_is_raised():
     assert 'ZeroDivisionError: boom at n &gt; 2' in ex._text.value
 
 
+def test_in_jupyter_an_error_in_update_shows_under_the_figure(monkeypatch):
+    "Without Voila the readout is an HTML output under the PNG: an exception in a move is shown there, then raised."
+    shown = []
+    import IPython.display
+    class Handle:
+        def __init__(self, obj): shown.append(obj)
+        def update(self, obj): shown.append(obj)
+    monkeypatch.setattr(IPython.display, 'display', lambda obj, display_id=False: Handle(obj) if display_id else None)
+    def draw(fig, n=1):
+        line, = fig.subplots().plot([0, 1])
+        def update(n):
+            if n > 2: raise ZeroDivisionError('boom at n > 2')
+            return ''  # no readout at all: the error still has a place
+        return live(update(n), update, [line])
+    ex = Explorer(draw, dict(n=slider(1, 1, 5))).show(voila=False)
+    ex.widgets['n'].value = 2
+    assert isinstance(shown[-2], IPython.display.Image) and shown[-1].data == '<pre class="lossnotes-readout"></pre>'
+    with pytest.raises(ZeroDivisionError, match='boom'): ex.widgets['n'].value = 3
+    assert 'ZeroDivisionError: boom at n &gt; 2' in shown[-1].data
+
+
 @pytest.mark.parametrize('nb', bd.TOPICS)
 def test_after_prepare_a_first_visit_to_any_slider_stop_draws_no_background(nb):
     "What `show` prepares: every value of a few-valued control that needs no whole drawing has its background stored."

@@ -491,14 +491,20 @@ class Explorer:
             self.step()
             png = self.png(compress_level=1)
         except Exception:  # show it where the reader looks, then let ipywidgets log it too
-            self._text.value = self._readout_html(error=traceback.format_exc())
+            self._show_readout(self._readout_html(error=traceback.format_exc()))
             raise
-        self._text.value = self._readout_html()
-        if self._image is not None: self._image.value = png
+        if self._image is not None: self._image.value = png  # the figure first: it is what the eye follows
         if self._static is not None:
-            from IPython.display import Image, HTML
+            from IPython.display import Image
             self._static.update(Image(png))
-            if self._static_text is not None: self._static_text.update(HTML(self._readout_html()))
+        self._show_readout(self._readout_html())
+
+    def _show_readout(self, body: str):
+        "Put `body` where this page shows the readout: the readout widget (Voila), or the HTML output under the figure."
+        if self._static is None: self._text.value = body
+        else:
+            from IPython.display import HTML
+            self._static_text.update(HTML(body))
 
     def show(self, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
             ):
@@ -518,7 +524,7 @@ class Explorer:
         else:
             # Jupyter: an ordinary PNG output (what a reader without a kernel sees), updated in place.
             self._static = display(Image(png), display_id=True)
-            if self.readout: self._static_text = display(HTML(self._readout_html()), display_id=True)
+            self._static_text = display(HTML(self._readout_html() if self.readout else ''), display_id=True)  # errors go here too
             parts = list(self.widgets.values())
         for w in self.widgets.values(): w.observe(self._on_change, names='value')
         names = ', '.join(self.controls)
