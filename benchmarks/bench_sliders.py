@@ -34,41 +34,34 @@ def kernel_per_move(draw, controls, name: str, repeat: int):
     return measure(lambda: (ex.step(**{name: next(flip)}), ex.png(compress_level=1)), repeat=repeat, warmup=2)
 
 
-def in_voila(nb: str, folder: Path, draw, controls, moves: int, drags: int) -> dict:
-    "Keypress latencies and drags on the first slider of the notebook's explorer, served by Voila."
+def on_page(page, draw, controls, moves: int, drags: int, figure: str) -> dict:
+    "Keypress latencies, then drags, on the first slider of the explorer `page` shows; `figure` selects its image."
     first = next(k for k, c in controls.items() if c.kind in ('slider', 'select'))
-    there, key = bd.next_value(controls[first], controls[first].value)
+    key = bd.next_value(controls[first], controls[first].value)[1]
     back = 'ArrowLeft' if key == 'ArrowRight' else 'ArrowRight'
     values = {k: c.value for k, c in controls.items()}
+    lat = [bd.move_slider(page, 0, key if i % 2 == 0 else back, figure=figure, idle_ms=IDLE_MS) for i in range(moves)]
+    if moves % 2: bd.move_slider(page, 0, back, figure=figure)  # back at the default before the drags
+    out = []
+    for _ in range(drags):  # each drag starts where the last one ended
+        plan = bd.drag_plan(dataclasses.replace(controls[first], value=values[first]), 30)
+        values[first] = plan[-1][1]
+        out.append(bd.drag(page, 0, plan, bd.expected_readout(draw, values), figure=figure))
+    return dict(first=first, latencies=lat, drags=out)
+
+
+def in_voila(nb: str, folder: Path, draw, controls, moves: int, drags: int) -> dict:
+    "`on_page` for the notebook served by Voila: the figure is an image widget."
     with bd.voila(nb, folder) as url, bd.browser() as page:
         bd.open_explorer(page, url)
-        lat = [bd.move_slider(page, 0, key if i % 2 == 0 else back, idle_ms=IDLE_MS) for i in range(moves)]
-        if moves % 2: bd.move_slider(page, 0, back)  # back at the default before the drags
-        out = []
-        for _ in range(drags):  # each drag starts where the last one ended
-            plan = bd.drag_plan(dataclasses.replace(controls[first], value=values[first]), 30)
-            values[first] = plan[-1][1]
-            out.append(bd.drag(page, 0, plan, bd.expected_readout(draw, values)))
-    return dict(first=first, latencies=lat, drags=out)
+        return on_page(page, draw, controls, moves, drags, bd.FIGURE)
 
 
 def in_lab(nb: str, folder: Path, draw, controls, moves: int, drags: int) -> dict:
-    "The same in JupyterLab after Run All: the figure is the notebook's PNG output, updated in place."
-    first = next(k for k, c in controls.items() if c.kind in ('slider', 'select'))
-    there, key = bd.next_value(controls[first], controls[first].value)
-    back = 'ArrowLeft' if key == 'ArrowRight' else 'ArrowRight'
-    values = {k: c.value for k, c in controls.items()}
+    "`on_page` in JupyterLab after Run All: the figure is the notebook's PNG output, updated in place."
     with tempfile.TemporaryDirectory() as tmp, bd.jupyterlab(folder, Path(tmp)) as (url, token), bd.browser() as page:
         bd.lab_run_all(page, url, token, nb)
-        lat = [bd.move_slider(page, 0, key if i % 2 == 0 else back, figure=bd.LAB_FIGURE, idle_ms=IDLE_MS)
-               for i in range(moves)]
-        if moves % 2: bd.move_slider(page, 0, back, figure=bd.LAB_FIGURE)
-        out = []
-        for _ in range(drags):
-            plan = bd.drag_plan(dataclasses.replace(controls[first], value=values[first]), 30)
-            values[first] = plan[-1][1]
-            out.append(bd.drag(page, 0, plan, bd.expected_readout(draw, values), figure=bd.LAB_FIGURE))
-    return dict(first=first, latencies=lat, drags=out)
+        return on_page(page, draw, controls, moves, drags, bd.LAB_FIGURE)
 
 
 def run(quick: bool) -> list[dict]:

@@ -123,6 +123,14 @@ def step_through(draw, controls: dict, moves: list, **fixed) -> dict:
     return {**ex.counts, 'layers': len(seen), 'limits': len({k[1] for k in seen})}
 
 
+def assert_in_place_with_still_limits(draw, controls: dict, moves: list) -> dict:
+    "`step_through` the moves: every one updates in place, the limits never move, one background per layer."
+    c = step_through(draw, controls, moves)
+    assert (c['draw'], c['update'], c['limits']) == (1, len(moves), 1), c
+    assert c['background'] == c['layers'] < len(moves), c
+    return c
+
+
 def layer_key(ex) -> tuple:
     "What an explorer's last frame drew behind its moving layer: the other artists (themselves, not ids), and the axes limits."
     top = {id(a) for layer in ex._layers.values() for a in layer}
