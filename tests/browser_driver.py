@@ -132,9 +132,12 @@ def assert_in_place_with_still_limits(draw, controls: dict, moves: list) -> dict
 
 
 def layer_key(ex) -> tuple:
-    "What an explorer's last frame drew behind its moving layer: the other artists (themselves, not ids), and the axes limits."
+    """What an explorer's last frame drew behind its moving layer: the other artists (themselves, not ids) and the
+    legends' entries; and the axes limits."""
     top = {id(a) for layer in ex._layers.values() for a in layer}
-    return (tuple(tuple(a for a in ax.get_children() if id(a) not in top) for ax in ex.fig.axes),
+    legends = tuple(None if ax.get_legend() is None else tuple(t.get_text() for t in ax.get_legend().get_texts())
+                    for ax in ex.fig.axes)  # a legend's entries set the layout, even when it is drawn in the layer
+    return (tuple(tuple(a for a in ax.get_children() if id(a) not in top) for ax in ex.fig.axes) + (legends,),
             tuple((ax.get_xlim(), ax.get_ylim()) for ax in ex.fig.axes))
 
 

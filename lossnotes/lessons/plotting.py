@@ -188,15 +188,19 @@ def _widget(name: str, c: Control):
     step = c.step if c.step is not None else (1 if is_int else (c.max - c.min) / 100)
     return cls(value=c.value, min=c.min, max=c.max, step=step, continuous_update=True, **common)
 
+def _legend_texts(ax):
+    "The entries of `ax`'s legend (None without one)."
+    legend = ax.get_legend()
+    return None if legend is None else tuple(t.get_text() for t in legend.get_texts())
+
 def _layout_signature(fig) -> tuple:
     "What the constrained layout of `fig` depends on: its axes, their tick labels, axis labels and legends, and titles."
     sig = []
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             sig.append(tuple(axis.get_major_formatter().format_ticks(axis.get_majorticklocs())))
-        legend = ax.get_legend()  # a legend that reaches past the axes takes room too
         sig.append((ax.get_xlabel(), ax.get_ylabel(), bool(ax.get_title()),  # a title's height, not its value
-                    None if legend is None else tuple(t.get_text() for t in legend.get_texts())))
+                    _legend_texts(ax)))  # a legend that reaches past the axes takes room too
     return tuple(sig)
 
 def _frame_signature(fig, layers: dict) -> tuple:
@@ -205,7 +209,7 @@ def _frame_signature(fig, layers: dict) -> tuple:
     for ax in fig.axes:
         top = layers.get(ax, ())
         sig += [ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), tuple(ax.get_position().bounds),
-                ax.get_xlabel(), ax.get_ylabel(),
+                ax.get_xlabel(), ax.get_ylabel(), _legend_texts(ax),  # a legend takes room: its entries set the layout
                 tuple(a.get_text() for a in (ax.title, ax._left_title, ax._right_title) if a not in top),
                 tuple((a, a.get_visible()) for a in ax.get_children() if a not in top)]  # the artists themselves: an id can be reused
     return tuple(sig)
@@ -250,8 +254,8 @@ def _footprint(a, renderer):
             segs = [s for s in a.get_segments() if len(s)]
             boxes = np.vstack([_boxes(t.transform(s), pad) for s in segs]) if segs else np.empty((0, 4))
         else:
-            e = a.get_window_extent(renderer)
-            boxes = np.array([[e.x0 - 3, e.y0 - 3, e.x1 + 3, e.y1 + 3]])
+            boxes = _window_box(a, renderer)
+            if boxes is None: return np.array(_EVERYWHERE)
     except Exception:  # an artist this cannot measure meets everything: drawn in the layer, never wrong
         return np.array(_EVERYWHERE)
     if a.get_clip_on() and a.get_clip_box() is not None and a.get_clip_path() is None:
@@ -259,15 +263,20 @@ def _footprint(a, renderer):
         boxes = boxes[(boxes[:, 2] >= c.x0 - 3) & (boxes[:, 0] <= c.x1 + 3) & (boxes[:, 3] >= c.y0 - 3) & (boxes[:, 1] <= c.y1 + 3)]
     return boxes
 
+def _window_box(a, renderer):
+    "The display box of `a`'s window extent, padded 3 pixels, as a (1, 4) array; None where it cannot be measured."
+    import numpy as np
+    try: e = a.get_window_extent(renderer)
+    except Exception: return None
+    if not (np.isfinite([e.x0, e.y0, e.x1, e.y1]).all()): return None
+    return np.array([[e.x0 - 3, e.y0 - 3, e.x1 + 3, e.y1 + 3]])
+
 def _still_extent(a, renderer):
     "The padded display box of an artist that does not move, or None where it cannot be measured exactly enough."
     import numpy as np
     if not a.get_visible(): return np.empty((0, 4))
     if getattr(a, '_loc', None) == 0: return None  # a legend at loc='best' moves with the data
-    try: e = a.get_window_extent(renderer)
-    except Exception: return None
-    if not (np.isfinite([e.x0, e.y0, e.x1, e.y1]).all()): return None
-    return np.array([[e.x0 - 3, e.y0 - 3, e.x1 + 3, e.y1 + 3]])
+    return _window_box(a, renderer)
 
 def _meets(boxes, box) -> bool:
     "Whether any of `boxes` overlaps any of `box` (both (k, 4) arrays of x0, y0, x1, y1)."
