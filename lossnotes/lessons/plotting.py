@@ -248,7 +248,7 @@ def _footprint(a, renderer):
             ms = a.get_markersize() + 2 * a.get_markeredgewidth() if a.get_marker() not in (None, 'None', '', ' ', 'none') else 0
             lw = a.get_linewidth() if a.get_linestyle() not in ('None', '', ' ', 'none') else 0
             boxes = _boxes(a.get_transform().transform(a.get_xydata()), 3 + px * max(lw, ms) / 2)
-        elif type(a) is LineCollection and not len(a.get_offsets()):
+        elif type(a) is LineCollection and not np.any(a.get_offsets()):  # hlines and vlines carry one zero offset
             pad = 3 + px * max([*a.get_linewidths(), 0]) / 2
             t = a.get_transform()
             segs = [s for s in a.get_segments() if len(s)]
