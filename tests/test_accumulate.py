@@ -1,6 +1,7 @@
 """lossnotes.accumulate: epoch summaries, LossMeter (exactness, no host sync, state), DistributedSampler padding,
 the two-process gloo run, the explorer and plots."""
 import math
+import re
 
 import matplotlib.colors
 import numpy as np
@@ -9,7 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch.utils.data import DistributedSampler
 
-from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, SUMMARY_COLORS, ddp_epoch_loss, digits_item_losses, draw_explorer, explorer_parts, padded_shard, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
+from lossnotes.lessons.accumulate import EXPLORER_BATCH_SIZES, EXPLORER_ORDERS, SUMMARY_COLORS, digits_item_losses, draw_explorer, explorer_losses, explorer_parts, plot_batches, plot_summary_errors, summary_errors, train_epoch_losses
+from lossnotes.lessons.accumulation_ddp import ddp_epoch_loss, padded_shard
 from lossnotes.accumulate import LossMeter, batch_means, epoch_summaries
 from lossnotes.lessons.plotting import DEBIASED, EMA, MISTAKE, RAW, TRUTH, ZERO_LAG, Explorer, new_figure
 import browser_driver as bd
@@ -395,11 +397,11 @@ def test_train_epoch_losses_per_item_mean_is_the_loss_when_the_model_does_not_mo
 
 def test_explorer_parts_contract():
     draw, controls = explorer_parts()
-    assert list(controls) == ['batch_size', 'drop_last', 'num_items']
+    assert list(controls) == ['batch_size', 'drop_last', 'num_items', 'order']
     assert draw is draw_explorer
     values = {k: c.value for k, c in controls.items()}
     out = draw(new_figure(), **values)
-    s = epoch_summaries(digits_item_losses()[:values['num_items']], values['batch_size'], values['drop_last'])
+    s = epoch_summaries(explorer_losses(values['num_items'], values['order']), values['batch_size'], values['drop_last'])
     assert out.split('\n') == [f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS]
     assert [line.split(':')[0] for line in out.split('\n')] == ['sum_of_averages', 'normalized_sum',
                                                                'mean_of_averages', 'per_item_mean']
@@ -413,7 +415,7 @@ def test_explorer_every_value_draws_and_reads_out_library_numbers():
             values = {**base, name: v}
             fig = new_figure()
             out = draw(fig, **values)
-            x = digits_item_losses()[:values['num_items']]
+            x = explorer_losses(values['num_items'], values['order'])
             s = epoch_summaries(x, values['batch_size'], values['drop_last'])
             assert out == '\n'.join(f'{k}: {s[k]:.4f}' for k in SUMMARY_COLORS)
             left, right = fig.axes[:2]
@@ -496,7 +498,7 @@ def test_demo_data_cache_is_not_handed_out_mutable():
 
 
 def test_digit_sequences_mask_and_tokens():
-    from lossnotes.lessons.accumulate import digit_sequences
+    from lossnotes.lessons.accumulation_ddp import digit_sequences
     from lossnotes.lessons.data import digits
     x, y, mask = digit_sequences()
     assert x.shape == (12, 16, 64) and y.shape == mask.shape == (12, 16)
@@ -550,18 +552,105 @@ def test_fixed_gradient_accumulation_equals_the_full_batch(seed):
 def test_exercises_accept_the_solution_and_explain_wrong_answers():
     from lossnotes.course.exercises import check
     from lossnotes.lessons.accumulate import EXERCISES, _reference_exact_epoch_loss
-    assert set(EXERCISES) == {'predict-mean-of-averages', 'exact-epoch-loss', 'accumulation-divisor',
-                              'ddp-padded-loss', 'who-calls-compute'}
+    assert set(EXERCISES) == {'predict-mean-of-averages', 'exact-epoch-loss'}
     assert check('accumulate/predict-mean-of-averages', 2.8).correct
     assert not check('accumulate/predict-mean-of-averages', 3.0).correct  # the per-item mean is not the answer
     assert check('accumulate/exact-epoch-loss', _reference_exact_epoch_loss).correct
     assert not check('accumulate/exact-epoch-loss', lambda m, n: float(m.double().mean())).correct  # a mean of means
-    assert check('accumulate/accumulation-divisor', 'c').correct
-    wrong = check('accumulate/accumulation-divisor', 'a')
+
+
+def test_05a_exercises_accept_the_solution_and_explain_wrong_answers():
+    from lossnotes.course.exercises import check
+    from lossnotes.lessons.accumulation_ddp import EXERCISES
+    assert set(EXERCISES) == {'accumulation-divisor', 'ddp-padded-loss', 'who-calls-compute'}
+    assert check('accumulation_ddp/accumulation-divisor', 'c').correct
+    wrong = check('accumulation_ddp/accumulation-divisor', 'a')
     assert not wrong.correct and 'mean of the micro-batch means' in wrong.message
     # the reported padded loss, against the real sampler: item 0 (loss 19) twice among ten
     idx = [i for r in range(2) for i in DistributedSampler(range(9), num_replicas=2, rank=r, shuffle=False)]
     assert sorted(idx) == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
-    assert check('accumulate/ddp-padded-loss', (2 * 19 + 8) / 10).correct
-    assert check('accumulate/who-calls-compute', 'b').correct
-    assert 'timeout' in check('accumulate/who-calls-compute', 'a').message
+    assert check('accumulation_ddp/ddp-padded-loss', (2 * 19 + 8) / 10).correct
+    assert check('accumulation_ddp/who-calls-compute', 'b').correct
+    assert 'timeout' in check('accumulation_ddp/who-calls-compute', 'a').message
+
+
+# --- a real loop's manners: inference mode, a forgotten reset, merging, broadcast weights ----------------------
+
+def test_first_update_under_inference_mode_then_training_continues():
+    "A meter first fed in a validation loop under inference_mode keeps working outside it (update, compute, reset)."
+    x = torch.rand(10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    m = LossMeter()
+    with torch.inference_mode():
+        m.update(x[:4]); m.update(x[4:6].mean(), n=2)
+    m.update(x[6:]); m.update(x[6:8].mean(), n=2, weight=torch.tensor(2.0, dtype=torch.float64))
+    expected = (x.sum() + x[6:8].sum()) / 12
+    assert m.compute().item() == pytest.approx(expected.item(), rel=1e-15)
+    m.reset(); m.update(x[:3])
+    assert m.compute().item() == pytest.approx(x[:3].mean().item(), rel=1e-15)
+    fresh = LossMeter(device='cpu')
+    with torch.inference_mode(): fresh.load_state_dict(dict(loss_sum=6.0, count=3, num_skipped=0))
+    fresh.update(torch.tensor([2.0])); assert fresh.compute().item() == 2.0
+
+
+def test_max_items_warns_once_when_a_second_epoch_comes_without_reset():
+    m = LossMeter(max_items=5)
+    epoch = torch.arange(5.0)
+    for b in epoch.split(2): m.update(b)
+    with pytest.warns(RuntimeWarning, match=r'max_items=5\) has counted its 5 items.*call reset\(\)') as rec:
+        for b in epoch.split(2): m.update(b)   # the second epoch, reset forgotten
+        for b in epoch.split(2): m.update(b)   # and a third: still one warning
+    assert len([w for w in rec if 'max_items' in str(w.message)]) == 1
+    assert m.compute().item() == 2.0  # the first epoch's mean, unchanged
+    m.reset()
+    for b in (epoch + 1).split(2): m.update(b)
+    assert m.compute().item() == 3.0
+
+
+def test_max_items_does_not_warn_for_distributed_sampler_padding():
+    "DistributedSampler pads a rank's shard by at most one item: that one is ignored without a warning."
+    import warnings
+    for n, w in ((9, 2), (10, 4), (7, 3)):
+        for r in range(w):
+            s = DistributedSampler(range(n), num_replicas=w, rank=r, shuffle=False)
+            idx = torch.tensor(list(s), dtype=torch.float64)
+            from lossnotes.accumulate import real_items
+            m = LossMeter(max_items=real_items(s))
+            with warnings.catch_warnings():
+                warnings.simplefilter('error')
+                for b in idx.split(1): m.update(b)  # batch size 1: the padding item comes as a batch of its own
+            assert m.count == real_items(s)
+
+
+def test_merge_with_itself_is_refused():
+    m = LossMeter(); m.update(torch.tensor([1.0, 3.0]))
+    with pytest.raises(ValueError, match='other is this meter itself'): m.merge(m)
+    assert (m.count, m.compute().item()) == (2, 2.0)  # unchanged
+    import copy
+    assert m.merge(copy.deepcopy(m)).compute().item() == 2.0 and m.count == 4
+
+
+@pytest.mark.parametrize('wshape', [(6, 1), (1, 5), (5,), ()])
+def test_weight_broadcasts_by_torch_rules(wshape):
+    "Per-sequence weights (B, 1) on token losses (B, T), as MeanMetric broadcasts them; numpy.average is the oracle."
+    g = torch.Generator().manual_seed(4)
+    tok = torch.rand(6, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(wshape, generator=g, dtype=torch.float64) + 0.1
+    m = LossMeter(); m.update(tok[:4], weight=w[:4] if w.dim() == 2 and w.shape[0] == 6 else w)
+    m.update(tok[4:], weight=w[4:] if w.dim() == 2 and w.shape[0] == 6 else w)
+    full = torch.broadcast_to(w, tok.shape).numpy()
+    assert m.compute().item() == pytest.approx(np.average(tok.numpy(), weights=full), rel=1e-14)
+    cut = LossMeter(max_items=4); cut.update(tok, weight=w)  # sliced at the limit: the broadcast weight too
+    assert cut.compute().item() == pytest.approx(np.average(tok[:4].numpy(), weights=full[:4]), rel=1e-14)
+
+
+def test_weight_that_does_not_broadcast_names_the_shapes():
+    with pytest.raises(ValueError, match=r"weight must be broadcastable to loss's shape \(6, 5\).*got shape \(6,\)"):
+        LossMeter().update(torch.ones(6, 5), weight=torch.ones(6))
+    with pytest.raises(ValueError, match=r"weight must be broadcastable"):
+        LossMeter().update(torch.ones(6, 5), weight=torch.ones(2, 6, 5))  # would grow the loss
+
+
+def test_method_docstrings_say_what_they_return_and_raise():
+    for name in ('reset', 'merge', 'state_dict', 'load_state_dict', 'update', 'compute'):
+        doc = getattr(LossMeter, name).__doc__
+        assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name
