@@ -259,6 +259,22 @@ def test_draw_readout_matches_the_library(beta, num_it, init):
     assert out['lag at the minimum'] == f'{lag:.1f} steps = {lag * 8 / (num_it - 1):.2f} decades'
 
 
+def test_draw_readout_on_fastai07_schedule():
+    "The explorer's fastai 0.7 schedule: 1e-5 times (1e6)**(k/N), one step short of 10; the lag costs 6/N decades a step."
+    from lossnotes.lessons.ema import fastai07_lrs
+    out = readout(draw_smoothing(new_figure(), num_it=200, schedule='fastai 0.7, 1e-5 to 10'))
+    lrs, noise_free, raw = synthetic_lr_curve(num_it=200, seed=0, schedule='fastai 0.7')
+    lr_mult = (10 / 1e-5) ** (1 / 200)
+    for k in range(200):  # fastai 0.7's calc_lr: init_lrs * lr_mult**iteration
+        assert float(lrs[k]) == pytest.approx(1e-5 * lr_mult**k, rel=1e-12)
+    torch.testing.assert_close(fastai07_lrs(200), lrs, rtol=0, atol=0)
+    lag = ema_lag(0.98, int(noise_free.argmin()) + 1)
+    assert out['lag at the minimum'] == f'{lag:.1f} steps = {lag * 6 / 200:.2f} decades'
+    assert out['EMA vs noise-free minimum'] == f'{minimum_shift(lrs, ema(raw, 0.98), noise_free):+.2f} decades'
+    with pytest.raises(ValueError, match="schedule must be one of"): synthetic_lr_curve(schedule='fastai 2')
+    with pytest.raises(ValueError, match="schedule must be one of"): draw_smoothing(new_figure(), schedule='x')
+
+
 def test_readout_agrees_with_the_lesson_text():
     "The lesson states 0.89 decades from the noise-free minimum and 0.65 from the raw one for the default curve."
     out = readout(draw_smoothing(new_figure()))
@@ -273,7 +289,7 @@ def test_zero_start_puts_the_minimum_at_the_first_step():
 
 def test_explorer_parts_and_sweep():
     draw, controls = explorer_parts()
-    assert draw is draw_smoothing and list(controls) == ['beta', 'num_it', 'init']
+    assert draw is draw_smoothing and list(controls) == ['beta', 'num_it', 'init', 'schedule']
     assert all(isinstance(c, Control) for c in controls.values())
     assert (controls['beta'].value, controls['num_it'].value, controls['init'].value) == (0.98, 100, 'zero + debias')
     assert {0.9, 0.98, 0.99, 0.999} <= set(controls['beta'].options) and min(controls['beta'].options) == 0.0

@@ -15,13 +15,12 @@ from ..ema import ema, ema_lag, ema_seeded, zero_lag, zero_lag_beta
 from ..lr_find import LRFinderResult, lr_range_test, lr_schedule
 from .data import digits
 from .plotting import choice, get_ax, live, mark_point, slider, style
-
-from .data import one_thread
+from .data import one_thread  # re-exported for the tests and the course
 
 # %% auto #0
-__all__ = ['SEEDED', 'REFERENCE', 'EXERCISES', 'plot_starts', 'synthetic_lr_curve', 'minimum_shift', 'plot_crossing',
-           'shift_sweep', 'plot_shift_sweep', 'smooth', 'draw_smoothing', 'explorer_parts', 'digits_data',
-           'digits_model', 'digits_batches', 'digits_range_test', 'suggestions', 'train_one_epoch',
+__all__ = ['SEEDED', 'REFERENCE', 'SCHEDULES', 'EXERCISES', 'plot_starts', 'fastai07_lrs', 'synthetic_lr_curve', 'minimum_shift',
+           'plot_crossing', 'shift_sweep', 'plot_shift_sweep', 'smooth', 'draw_smoothing', 'explorer_parts',
+           'digits_data', 'digits_model', 'digits_batches', 'digits_range_test', 'suggestions', 'train_one_epoch',
            'outcome_experiment']
 
 # %% ../../nbs/01_ema.ipynb #e44c1b5b
@@ -45,13 +44,25 @@ def plot_starts(x, # 1-D losses
     ax.legend(fontsize=8, ncol=2)
     return ax
 
-def synthetic_lr_curve(num_it: int = 100, # steps of the range test
-                       start_lr: float = 1e-7, end_lr: float = 10.0, # schedule ends
+SCHEDULES = ('lossnotes', 'fastai 0.7')
+
+def fastai07_lrs(nb: int, # batches in the epoch
+                 start_lr: float = 1e-5, end_lr: float = 10.0, # fastai 0.7's Learner.lr_find defaults
+                ) -> torch.Tensor:
+    "fastai 0.7's `LR_Finder` schedule over one epoch of `nb` batches: `start_lr * lr_mult**iteration`, `lr_mult = (end_lr/start_lr)**(1/nb)`."
+    check_number('nb', nb, 2, integer=True)
+    return start_lr * (end_lr / start_lr) ** (torch.arange(int(nb), dtype=torch.float64) / nb)
+
+def synthetic_lr_curve(num_it: int = 100, # steps of the range test (fastai 0.7: the batches of its one epoch)
+                       start_lr: float | None = None, end_lr: float = 10.0, # schedule ends (start: 1e-7, fastai 0.7: 1e-5)
                        noise: float = 0.12, # relative noise (standard deviation of log loss)
                        seed: int = 0, # seed of the noise (a private generator: the global RNG is not touched)
+                       schedule: str = 'lossnotes', # 'lossnotes' (ends at end_lr) or 'fastai 0.7' (one step short of it)
                       ) -> tuple:
     "A range test with a known answer: `(lrs, noise_free, raw)` float64 tensors; built so that the noise-free minimum is near lr 0.17."
-    lrs = lr_schedule(start_lr, end_lr, num_it)
+    if schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    if schedule == 'lossnotes': lrs = lr_schedule(1e-7 if start_lr is None else start_lr, end_lr, num_it)
+    else: lrs = fastai07_lrs(num_it, 1e-5 if start_lr is None else start_lr, end_lr)
     check_number('noise', noise, 0)
     u = lrs.log10()
     noise_free = 0.25 + 2.05 * torch.sigmoid(-(u + 2.6) / 0.45) + 0.02 * torch.exp((u + 0.7) / 0.22)
@@ -132,15 +143,19 @@ def smooth(values, # 1-D losses
     raise ValueError(f"init must be one of {list(_INITS)}, got {init!r}")
 
 @lru_cache(maxsize=16)
-def _explorer_curve(num_it: int) -> tuple: return synthetic_lr_curve(num_it=num_it, seed=0)
+def _explorer_curve(num_it: int, schedule: str) -> tuple: return synthetic_lr_curve(num_it=num_it, seed=0, schedule=schedule)
+
+_SCHEDULE_NAMES = {'lossnotes, 1e-7 to 10': 'lossnotes', 'fastai 0.7, 1e-5 to 10': 'fastai 0.7'}
 
 def draw_smoothing(fig, # a matplotlib Figure to draw into
                    beta: float = 0.98, # decay of the EMA; the zero-lag curve leaves as much noise
-                   num_it: int = 100, # steps of the synthetic range test (1e-7 to 10)
+                   num_it: int = 100, # steps of the synthetic range test (fastai 0.7: the epoch's N)
                    init: str = 'zero + debias', # how the EMA starts
+                   schedule: str = 'lossnotes, 1e-7 to 10', # or 'fastai 0.7, 1e-5 to 10': num_it is then the epoch's N
                   ) -> str:
     "Raw, smoothed and zero-lag LR-finder curves with their minima; returns the readout, each shift naming its reference."
-    lrs, noise_free, raw = _explorer_curve(int(num_it))
+    if schedule not in _SCHEDULE_NAMES: raise ValueError(f"schedule must be one of {list(_SCHEDULE_NAMES)}, got {schedule!r}")
+    lrs, noise_free, raw = _explorer_curve(int(num_it), _SCHEDULE_NAMES[schedule])
     ax = fig.subplots()
     kind = {'zero + debias': 'debiased', 'zero': 'ema', 'first value': 'debiased'}[init]
     sm_style = style(kind, **({'color': SEEDED} if init == 'first value' else {}))
@@ -157,7 +172,7 @@ def draw_smoothing(fig, # a matplotlib Figure to draw into
     ax.set(xlabel='learning rate', ylabel='loss', ylim=(0, 1.6 * float(raw[: max(1, len(raw) // 10)].max())))
     ax.legend(fontsize=8, loc='upper right')
 
-    def update(beta, num_it, init):  # a move of beta: the curves, their minima and the texts change in place
+    def update(beta, num_it, init, schedule):  # a move of beta: the curves, their minima and the texts change in place
         sm, zl = smooth(raw, beta, init), zero_lag(raw.log(), zero_lag_beta(beta)).exp()  # as much noise left as the EMA
         sm_line.set_ydata(sm.numpy()); zl_line.set_ydata(zl.numpy())
         for dot, y in zip(dots, (raw, sm, zl)):
@@ -168,17 +183,19 @@ def draw_smoothing(fig, # a matplotlib Figure to draw into
         lag = ema_lag(beta, int(noise_free.argmin()) + 1)
         dec = lag * math.log10(float(lrs[-1] / lrs[0])) / (len(lrs) - 1)
         note.set_text(f'EMA minimum {shift:+.2f} decades from the noise-free one')
-        ax.set_title(f'beta {beta}, {num_it} steps over 8 decades')
+        ax.set_title(f'beta {beta}, {num_it} steps, {schedule}')
         return (f'EMA vs noise-free minimum: {shift:+.2f} decades\nEMA vs raw minimum: {shift_raw:+.2f} decades\n'
                 f'zero-lag vs noise-free minimum: {zl_shift:+.2f} decades\nlag at the minimum: {lag:.1f} steps = {dec:.2f} decades')
-    # num_it changes the x data and the y limit, init the legend: those two draw the whole figure again
-    return live(update(beta, num_it, init), update, [sm_line, zl_line, *dots, note, ax.title], redraw_on=('num_it', 'init'))
+    # num_it and schedule change the x data and the y limit, init the legend: those draw the whole figure again
+    return live(update(beta, num_it, init, schedule), update, [sm_line, zl_line, *dots, note, ax.title],
+                redraw_on=('num_it', 'init', 'schedule'))
 
 def explorer_parts() -> tuple:
     "The lesson's main live figure as `(draw, controls)`, for `explore(draw, **controls)`."
     controls = dict(beta=slider(0.98, options=[0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999]),
                     num_it=slider(100, options=[50, 100, 200, 500, 1000]),
-                    init=choice('zero + debias', list(_INITS)))
+                    init=choice('zero + debias', list(_INITS)),
+                    schedule=choice('lossnotes, 1e-7 to 10', list(_SCHEDULE_NAMES)))
     return draw_smoothing, controls
 
 @lru_cache(maxsize=1)
@@ -213,7 +230,8 @@ def suggestions(res: LRFinderResult, # one range test
                ) -> dict:
     "The learning rates each rule suggests from one range test (fastai's skips: `num_it // 10` first, 5 last)."
     kw = dict(skip_start=num_it // 10, skip_end=5)  # fastai's Learner.lr_find: recorder.losses[num_it//10:-5]
-    return {'raw minimum': res.argmin_lr('raw', **kw), 'smoothed minimum': res.argmin_lr('smoothed', **kw),
+    return {'raw minimum': res.argmin_lr('raw', **kw), 'raw minimum / 10': res.argmin_lr('raw', **kw) / 10,
+            'smoothed minimum': res.argmin_lr('smoothed', **kw),
             'smoothed minimum / 10': res.suggest('minimum', **kw), 'steep': res.suggest('steep', **kw),
             'valley': res.suggest('valley', **kw), 'zero-lag minimum': res.argmin_lr('zero_lag', **kw)}
 
