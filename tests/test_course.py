@@ -21,7 +21,7 @@ import browser_driver as bd
 from conftest import PY, ROOT
 from lossnotes.course.build import (BEGIN, END, HOME, build_course, directives, has_exercises, learner_notebook,
                                     lesson_notebooks, title_and_subtitle, uses_check_api)
-from lossnotes.course.exercises import exercise_spec
+from lossnotes.course.exercises import _digest, exercise_spec
 
 FIXTURES = ROOT / 'tests' / 'fixtures'
 sys.path.insert(0, str(FIXTURES))  # the fixture lesson's module, fixturecourse.toy
@@ -170,9 +170,9 @@ def test_answers_are_out_of_sight(nb):
             stubs = [b for b in (_binding(code[:i + 1], n) for n in names) if b[0] is not None and _is_stub(b[0])]
             assert stubs, f'the answer {ast.unparse(answer)} is not set by a stub in the learner version: {src[:300]}'
             cells = '\n'.join([src] + [bound_in for _, bound_in in stubs])
-            if spec['kind'] == 'choice':
+            if spec['kind'] == 'choice' and isinstance(spec['options'], dict):  # the plain format of earlier lessons
                 assert spec['answer'].lower() not in cells.lower(), f'the right option is in the cell: {cells[:300]}'
-            if spec['kind'] == 'function':
+            if spec['kind'] == 'function' and 'reference' in spec:
                 assert not re.search(rf"\b{spec['reference'].__name__}\b", cells), f'the reference implementation is in the cell: {cells[:300]}'
     assert n_checks >= 3
 
@@ -208,9 +208,12 @@ def test_lesson_exercises_match_its_module(nb):
         lesson if '.' in lesson else f'lossnotes.lessons.{lesson}') is module, checked
     assert sorted(c.split('/')[1] for c in checked) == sorted(module.EXERCISES), 'every exercise of EXERCISES is checked once'
     for name, spec in module.EXERCISES.items():
-        if spec['kind'] == 'choice':
+        if spec['kind'] == 'choice' and isinstance(spec['options'], dict):  # the plain format of earlier lessons
             feedback = list(spec['options'].values())
             assert spec['answer'] in spec['options'] and all(feedback) and len(set(feedback)) == len(feedback), name
+        elif spec['kind'] == 'choice':  # sealed: one right option, one distinct feedback per option
+            assert len(spec['feedback']) == len(spec['options']) == len(set(spec['feedback'])) >= 2, name
+            assert sum(_digest(spec['salt'], 'answer', d) == spec['answer'] for d in spec['options']) == 1, name
     assert 'course_progress()' in _code(learner_notebook(_nb(nb)))[-1], 'the last cell shows course_progress()'
 
 
