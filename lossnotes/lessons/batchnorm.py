@@ -11,6 +11,7 @@ import time
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from .._checks import check_bool, check_number, progress_bar
 from ..batchnorm import RunningBatchNorm, effective_momentum
@@ -20,8 +21,9 @@ from .plotting import get_ax, live, plot_series, style
 from .data import one_thread
 
 # %% auto #0
-__all__ = ['EXERCISES', 'CourseRunningBatchNorm', 'running_sums', 'InstrumentedRunningBatchNorm', 'init_cnn', 'digits_cnn',
-           'train_digits', 'debias_stream', 'plot_debias', 'ratio_change', 'draw_debias', 'explorer_parts']
+__all__ = ['EXERCISES', 'CourseRunningBatchNorm', 'running_sums', 'InstrumentedRunningBatchNorm', 'DebiasedBatchNorm2d',
+           'init_cnn', 'digits_cnn', 'train_digits', 'debias_stream', 'plot_debias', 'ratio_change', 'draw_debias',
+           'explorer_parts']
 
 # %% ../../nbs/04_running_batchnorm.ipynb #5a7c5f7a
 class CourseRunningBatchNorm(nn.Module):
@@ -100,6 +102,17 @@ class InstrumentedRunningBatchNorm(CourseRunningBatchNorm):
         if bool(self.batch < 20): vars.clamp_min_(0.01)
         x = (x - means).div_((vars.add_(self.eps)).sqrt())
         return x.mul_(self.mults).add_(self.adds)
+
+# %% ../../nbs/04_running_batchnorm.ipynb #04dbn001
+class DebiasedBatchNorm2d(nn.BatchNorm2d):
+    "`nn.BatchNorm2d` that trains unchanged and evaluates with its zero-started running statistics debiased."
+    def forward(self, x):
+        t = int(self.num_batches_tracked)
+        if self.training or t == 0 or self.momentum is None: return super().forward(x)
+        keep = (1 - self.momentum) ** t  # the weight still on the initial buffers (0 for the mean, 1 for the variance)
+        mean = self.running_mean / (1 - keep)
+        var = (self.running_var - keep) / (1 - keep)
+        return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
 
 # %% ../../nbs/04_running_batchnorm.ipynb #1b456c78
 def init_cnn(model: nn.Module, # a model whose conv and linear layers to initialise
