@@ -15,10 +15,31 @@ from ._checks import check_number, check_tensor
 # %% auto #0
 __all__ = ['grad_wrt', 'value_with_grad_of', 'straight_through', 'irls_loss']
 
+# %% ../nbs/reference/gradtricks.ipynb #cd48982a
+def _check_target(target, pred: torch.Tensor) -> None:
+    "Raise unless `target` is a real number or a real tensor that fits `pred`: broadcasting to its shape, or class indices."
+    if isinstance(target, numbers.Real) and not isinstance(target, bool): return
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor or a real number, got {target!r} of type {type(target).__name__}")
+    check_tensor('target', target)
+    if target.device != pred.device and not (target.ndim == 0 and target.device.type == 'cpu'):
+        raise ValueError(f"target is on device {target.device} but pred is on device {pred.device}")
+    classes = not target.is_floating_point() and target.dtype != torch.bool and pred.ndim >= 1 and target.shape in (
+        pred.shape[:1] + pred.shape[2:], pred.shape[:-1])  # class indices, classes in dim 1 or last (nanoGPT's (B, T))
+    if classes: return
+    try: shape = torch.broadcast_shapes(pred.shape, target.shape)
+    except RuntimeError: shape = None
+    if shape != pred.shape:
+        also = (f" (or, as an integer tensor of class indices, have shape {tuple(pred.shape[:1] + pred.shape[2:])} or "
+                f"{tuple(pred.shape[:-1])})" if pred.ndim >= 2 else '')
+        raise ValueError(f"target of shape {tuple(target.shape)} does not fit pred of shape {tuple(pred.shape)}: it "
+                         f"must broadcast to pred's shape without enlarging it{also}")
+
+
 # %% ../nbs/reference/gradtricks.ipynb #553d3604
 def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real tensor
              pred: torch.Tensor, # predictions, a floating-point tensor; left untouched
-             target, # second argument of loss_fn (detached if a tensor)
+             target, # second argument of loss_fn: a number, or a tensor that fits pred (detached)
             ) -> torch.Tensor:
     """Gradient of `loss_fn(pred, target)` with respect to `pred`, leaving `pred`, its `.grad` and any graph untouched.
 
@@ -30,9 +51,11 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     pred : torch.Tensor
         Predictions: any shape, a floating-point dtype (float16, bfloat16, float32, float64), any device.
         ``pred``, its ``.grad`` and the graph it came from are left as they were.
-    target : torch.Tensor or object
-        Second argument of ``loss_fn``, passed through unchanged except that a tensor is detached (so a graph it
-        came from is not freed): float targets, class indices for ``F.cross_entropy``, a number.
+    target : torch.Tensor or float
+        Second argument of ``loss_fn``, passed through unchanged except that a tensor is detached: a real number, a
+        real tensor on ``pred``'s device (or 0-d on the CPU) that broadcasts to ``pred``'s shape without enlarging
+        it, or integer class indices of shape ``(N, d1, ...)`` for ``pred`` ``(N, C, d1, ...)`` (``F.cross_entropy``)
+        or ``pred.shape[:-1]`` (classes last, flattened by ``loss_fn``).
 
     Returns
     -------
@@ -43,9 +66,11 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     Raises
     ------
     TypeError
-        ``loss_fn`` is not callable, ``pred`` is not a real floating-point tensor, or ``loss_fn`` returned
-        something other than a real tensor.
+        ``loss_fn`` is not callable, ``pred`` is not a real floating-point tensor, ``target`` is neither a real
+        tensor nor a real number (None, a string, a bool), or ``loss_fn`` returned something other than a real
+        tensor.
     ValueError
+        ``target`` does not fit ``pred`` (a shape that would enlarge it or does not broadcast, another device), or
         ``loss_fn`` returned more than one element.
 
     Examples
@@ -58,6 +83,7 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     """
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {loss_fn!r} of type {type(loss_fn).__name__}")
     check_tensor('pred', pred, floating=True)
+    _check_target(target, pred)
     p = pred.detach().clone().requires_grad_(True)  # a leaf of our own: nothing reaches the caller's graph
     t = target.detach() if isinstance(target, torch.Tensor) else target
     with torch.enable_grad(): loss = loss_fn(p, t)

@@ -26,6 +26,7 @@ def _describe(x) -> str:
 
 def _check_class_args(logits, target, logits_name: str = 'logits', target_name: str = 'target',
                       values: bool = True, # also check the class indices' range (one host sync)
+                      ignore_index: int | None = None, # a target value that marks an entry to ignore (torch's -100)
                      ) -> torch.Tensor:
     "Raise unless `logits` (N, C, ...) and class indices `target` (N, ...) fit together; return `target` as int64."
     if not isinstance(logits, torch.Tensor):
@@ -49,10 +50,15 @@ def _check_class_args(logits, target, logits_name: str = 'logits', target_name: 
         raise ValueError(f"{logits_name} of shape {tuple(logits.shape)} holds no example: an empty batch has no "
                          f"mean (it would be NaN)")
     if values and target.device.type != 'meta':
-        lo, hi = (int(v) for v in torch.aminmax(target))
+        kept = target if ignore_index is None else target[target != ignore_index]
+        if kept.numel() == 0:
+            raise ValueError(f"{target_name} holds only ignore_index ({ignore_index}) entries: no example is left "
+                             f"to judge (the mean over none of them is NaN)")
+        lo, hi = (int(v) for v in torch.aminmax(kept))
         if lo < 0 or hi >= logits.shape[1]:
+            also = '' if ignore_index is None else f' (besides entries equal to ignore_index, {ignore_index})'
             raise ValueError(f"{target_name} must hold class indices in [0, {logits.shape[1] - 1}] for "
-                             f"{logits_name} with {logits.shape[1]} classes, got values from {lo} to {hi}")
+                             f"{logits_name} with {logits.shape[1]} classes, got values from {lo} to {hi}{also}")
     return target if target.dtype == torch.int64 else target.long()
 
 # %% ../nbs/reference/losscheck.ipynb #70bf4d3b
@@ -286,7 +292,16 @@ def _looks_binary(target) -> bool:
     "Whether a floating `target` holds labels or probabilities in [0, 1] (targets of `binary_cross_entropy_with_logits`)."
     return target.is_floating_point() and bool(((target >= 0) & (target <= 1)).all())
 
-def _check_example(pred, target, task) -> str | None:
+def _class_target_hint(pred, target) -> str:
+    "For a floating `target` of the shape class indices have for `pred` (N, C, ...): what to pass instead."
+    if pred.dim() < 2 or pred.shape[1] < 2 or target.shape != pred.shape[:1] + pred.shape[2:]: return ''
+    return (f": if pred holds logits of {pred.shape[1]} classes, target must be class indices, an integer tensor "
+            f"of shape {tuple(target.shape)} (target.long()), or class probabilities of pred's shape "
+            f"{tuple(pred.shape)}; a regression target must broadcast to pred's shape")
+
+def _check_example(pred, target, task,
+                   ignore_index: int | None = None, # class index value to ignore, as in F.cross_entropy
+                  ) -> str | None:
     "Validate the example batch; return the task (None: floating targets, regression or soft classification)."
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a floating-point torch.Tensor, got {_describe(pred)}")
@@ -301,7 +316,7 @@ def _check_example(pred, target, task) -> str | None:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
     if pred.numel() == 0:
         raise ValueError(f"pred of shape {tuple(pred.shape)} is empty: check_loss needs at least one example")
-    if task == 'classification': _check_class_args(pred, target, 'pred', 'target')
+    if task == 'classification': _check_class_args(pred, target, 'pred', 'target', ignore_index=ignore_index)
     else:
         if not target.is_floating_point():
             raise TypeError(f"target must be a floating-point tensor for task={task!r}, got {_describe(target)}")
@@ -310,10 +325,11 @@ def _check_example(pred, target, task) -> str | None:
         try: shape = torch.broadcast_shapes(pred.shape, target.shape)
         except RuntimeError:
             raise ValueError(f"pred of shape {tuple(pred.shape)} and target of shape {tuple(target.shape)} do not "
-                             f"broadcast") from None
+                             f"broadcast{_class_target_hint(pred, target)}") from None
         if shape != pred.shape:
             raise ValueError(f"target of shape {tuple(target.shape)} would broadcast pred of shape "
-                             f"{tuple(pred.shape)} to {tuple(shape)}, almost always a bug (a missing squeeze)")
+                             f"{tuple(pred.shape)} to {tuple(shape)}, almost always a bug (a missing squeeze)"
+                             f"{_class_target_hint(pred, target)}")
         if target.numel() == 0: raise ValueError(f"target of shape {tuple(target.shape)} is empty")
         bad = _first_bad(target)
         if bad: raise ValueError(f"target holds {bad}: fix the data before judging a loss on it")
@@ -347,9 +363,12 @@ def _probes(pred, target, classification: bool, n_probes: int, extreme: tuple, g
         far = [(f'prediction = target + noise of size {e:g}x', t + e * s * noise()) for e in extreme]
     return near, far, s
 
-def _target_path(pred, target, M: float, steps: int = 17) -> tuple:
+def _target_path(pred, target, M: float, steps: int = 17,
+                 ignore_index: int | None = None, # entries with this target are ignored by the loss: any class will do
+                ) -> tuple:
     "Classification: logits a M (onehot(target) - 1/C), a in [0, 1] (the target wins by a margin a M), and a wrong class winning by M."
     C = pred.shape[1]
+    if ignore_index is not None: target = target.masked_fill(target == ignore_index, 0)
     onehot = F.one_hot(target, C).movedim(-1, 1).to(pred.dtype)
     wrong = F.one_hot((target + 1) % C, C).movedim(-1, 1).to(pred.dtype)
     return lambda a: a * M * (onehot - 1 / C), M * (wrong - 1 / C), torch.linspace(0, 1, steps).tolist()
@@ -431,12 +450,18 @@ _PATH_WORDS = {  # how the path of each task is described in a reason
         walk=lambda M: f'from uniform logits to the target class winning by a margin of {_fmt(M)}',
         end='when the target class wins by {M}', wrong='another class winning', gives='gives',
         step=lambda M, a, b: f'Raising the target logit from a margin of {_fmt(M * a)} to {_fmt(M * b)}',
+        scaled=lambda M, a: f'at a margin of {_fmt(M * a)}',
+        unbounded='F.nll_loss expects log-probabilities: on raw logits it is the mean of -z[y], unbounded below; apply '
+                  'F.log_softmax first, or use F.cross_entropy',
         at=lambda M, a: f'when the target class wins by a margin of {M * a:.3g} logits', what='the target class',
         far=lambda M: f'at a margin of {_fmt(M)}'),
     'binary classification': dict(
         walk=lambda M: f'from logits 0 to the labels\' side (+{_fmt(M)} for label 1, -{_fmt(M)} for 0, logit(t) for a soft label t)',
         end='with the logits on the labels\' side', wrong='the logits on the wrong side', gives='give',
         step=lambda M, a, b: f'Moving the logits towards their labels, from {a:.3g} to {b:.3g} of the way,',
+        scaled=lambda M, a: f'{a:g}x the way to the labels\' side',
+        unbounded='a loss linear in the logits (e.g. -(y * z).mean()) has no minimum; '
+                  'F.binary_cross_entropy_with_logits is bounded below by 0',
         at=lambda M, a: f'{a:.3g} of the way from logits 0 to the labels\' side (logits +-{M * a:.3g} for labels 1 and 0)',
         what='the labels',
         far=lambda M: 'on the labels\' side'),
@@ -461,6 +486,15 @@ def _check_minimum_path(loss_fn, target, path, wrong, grid, M: float, task: str)
         if not vals[-1] < v_wrong:
             return Check('minimum at target', False, f'The loss is {_fmt(vals[-1])} {w["end"].format(M=_fmt(M))} but '
                                                      f'{_fmt(v_wrong)} with {w["wrong"]}.'), min(vals)
+        try: far = [ev(a) for a in (10.0, 100.0)]  # 10x and 100x further: does the fall level off?
+        except ValueError: far = [math.nan, math.nan]
+        fall1, fall2 = vals[-1] - far[0], far[0] - far[1]
+        if all(map(math.isfinite, far)) and fall1 > tol and fall2 >= 0.9 * fall1:
+            return Check('minimum at target', False, f'The loss keeps falling without levelling off: {_fmt(vals[-1])} '
+                                                     f'{w["scaled"](M, 1)}, {_fmt(far[0])} {w["scaled"](M, 10)}, '
+                                                     f'{_fmt(far[1])} {w["scaled"](M, 100)}. It is unbounded below, so '
+                                                     f'training drives the logits and the loss to -inf instead of '
+                                                     f'settling; {w["unbounded"]}.'), min(vals + far)
         return Check('minimum at target', True, f'Going {w["walk"](M)} lowers the loss steadily from {_fmt(vals[0])} '
                                                  f'to {_fmt(vals[-1])}; {w["wrong"]} {w["gives"]} {_fmt(v_wrong)}.'), min(vals)
     i = min(range(len(vals)), key=vals.__getitem__)
@@ -479,8 +513,9 @@ def _check_minimum_path(loss_fn, target, path, wrong, grid, M: float, task: str)
                                              f'{_fmt(v_wrong)}. The model is pushed to a bounded confidence, not to '
                                              f'infinite logits.'), min(v_star, min(vals))
 
-def _check_minimum_classification(loss_fn, pred, target, M: float = 30.0) -> Check:
-    return _check_minimum_path(loss_fn, target, *_target_path(pred, target, M), M, 'classification')[0]
+def _check_minimum_classification(loss_fn, pred, target, M: float = 30.0, ignore_index: int | None = None) -> Check:
+    return _check_minimum_path(loss_fn, target, *_target_path(pred, target, M, ignore_index=ignore_index), M,
+                               'classification')[0]
 
 def _check_minimum_binary(loss_fn, pred, target, M: float = 30.0) -> tuple:
     "Binary labels in [0, 1] for logits `pred`: the Check, and the lowest loss on the way to the labels' side."
@@ -507,6 +542,8 @@ def _check_minimum_soft(loss_fn, pred, target, value, gen) -> Check:
 # %% ../nbs/reference/losscheck.ipynb #cea8dd15
 def _check_gradient(results: list, v_min: float,
                     elsewhere: tuple = (), # loss values at the other points probed (extreme predictions, the target)
+                    mismatch: str | None = None, # from _slope_mismatch ('' : checked, they agree): autograd's gradient is not the slope of the value
+                    saturated: str = '', # from _saturation: the gradient vanishes on confident mistakes
                    ) -> Check:
     "results: [(label, value, grad)] at the example and the points near it."
     if not any(math.isfinite(v) for _, v, _ in results):
@@ -531,11 +568,72 @@ def _check_gradient(results: list, v_min: float,
                'the graph)') if g is None else 'the gradient is exactly zero'
         return Check('informative gradient', False, f'At {len(flat)} of {len(results)} points where the loss is above '
                                                     f'its minimum ({_fmt(v)} > {_fmt(v_min)} at the {label}), {why}.')
+    if mismatch: return Check('informative gradient', False, mismatch)
     norms = [float(g.norm()) for _, v, g in results if g is not None and math.isfinite(v) and v > v_min + tol]
     lo = _fmt(min(norms)) if norms else 'n/a'
     n_above = sum(math.isfinite(v) and v > v_min + tol for _, v, _ in results)
     return Check('informative gradient', True, f'Non-zero gradient at all {n_above} points above the minimum '
-                                                f'(smallest |grad| {lo}).')
+                                                f'(smallest |grad| {lo}){", and it matches the slope of the loss value" if mismatch is not None else ""}.'
+                                                + (f' {saturated}' if saturated else ''), warning=bool(saturated))
+
+# %% ../nbs/reference/losscheck.ipynb #c1e07c03
+def _widened(loss_fn, x, target) -> tuple:
+    "(x, target, dtype) in float64 when loss_fn accepts it (finite differences need the digits), else as given."
+    t64 = target.double() if target.is_floating_point() else target
+    try:
+        _evaluate(loss_fn, x.double(), t64, 'example in float64')
+        return x.double(), t64, torch.float64
+    except (TypeError, ValueError): return x, target, x.dtype  # e.g. float32 constants inside the loss
+
+def _slope_mismatch(loss_fn, points: list, # [(label, pred)]: where to compare
+                    target, gen: torch.Generator, n_dirs: int = 3) -> str:
+    "'' when autograd's gradient matches the one-sided finite-difference slopes of the loss value, else the numbers."
+    for label, x0 in points:
+        x, t, dt = _widened(loss_fn, x0, target)
+        if dt in (torch.float16, torch.bfloat16): return ''  # too few digits for a difference quotient
+        v, g = _evaluate(loss_fn, x, t, label)
+        if g is None or not math.isfinite(v) or not bool(torch.isfinite(g).all()): continue
+        h1 = (1e-3 if dt == torch.float64 else 3e-2) * max(float(x.double().pow(2).mean().sqrt()), 1.0)
+        tol = 100 * torch.finfo(dt).eps * max(abs(v), 1.0) / (h1 / 4)  # rounding error of a difference quotient
+        seen = []
+        for _ in range(n_dirs):
+            d = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device, dt)
+            a = float((g.double() * d.double()).sum())  # autograd's slope along d
+            f = {h: [(_evaluate(loss_fn, x + s * h * d, t, label)[0] - v) * s / h for s in (1, -1)] for h in (h1, h1 / 4)}
+            (fp1, fm1), (fp2, fm2) = f[h1], f[h1 / 4]
+            if not all(map(math.isfinite, (fp1, fm1, fp2, fm2))): continue
+            near = lambda p, q, r: abs(p - q) <= r * max(abs(p), abs(q)) + tol
+            if not (near(fp1, fp2, 0.05) and near(fm1, fm2, 0.05)): continue  # a kink or noise within the step
+            seen.append((a, fp2, fm2, not near(a, fp2, 0.05) and not near(a, fm2, 0.05)))
+        if len(seen) >= 2:
+            bad = [s for s in seen if s[3]]
+            if len(bad) < len(seen): return ''
+            a, fp, fm, _ = bad[0]
+            slope = (fp + fm) / 2
+            ratio = f' ({a / slope:.3g}x)' if slope else ''
+            return (f'Autograd\'s gradient is not the slope of the loss value: at the {label}, along a random direction, '
+                    f'the loss changes by {_fmt(slope)} per unit step (finite differences) but the gradient gives '
+                    f'{_fmt(a)}{ratio}, and so in all {len(seen)} directions tried. A detach() or a custom backward '
+                    f'changes the gradient without changing the value (e.g. (p - t) * (p - t).detach() has half the '
+                    f'gradient of (p - t) ** 2): the optimiser follows a gradient of some other function than the '
+                    f'loss it reports.')
+    return ''
+
+
+# %% ../nbs/reference/losscheck.ipynb #c4db9234
+def _saturation(loss_fn, target, path, wrong, M: float, task: str) -> str:
+    "'' or a sentence: at a confident mistake (`wrong`) the gradient is under 1e-3 of the gradient at path(0)."
+    v0, g0 = _evaluate(loss_fn, path(0.0), target, 'logits on the way to the target')
+    vw, gw = _evaluate(loss_fn, wrong, target, 'logits on the wrong side')
+    if g0 is None or gw is None or not (math.isfinite(v0) and math.isfinite(vw)) or vw <= v0: return ''
+    n0, nw = float(g0.double().norm()), float(gw.double().norm())
+    if not (math.isfinite(n0) and math.isfinite(nw) and n0 > 0 and nw < 1e-3 * n0): return ''
+    start = 'uniform logits' if task == 'classification' else 'logits 0'
+    return (f'But at a confident mistake ({_PATH_WORDS[task]["wrong"]} by {_fmt(M)}) the gradient is '
+            f'{_fmt(nw)}, against {_fmt(n0)} at {start}, though the loss is higher there ({_fmt(vw)} vs '
+            f'{_fmt(v0)}): the loss saturates, so confidently wrong examples barely move the model. A common cause '
+            f'is a loss that expects logits given probabilities, e.g. F.cross_entropy(F.softmax(z, 1), y).')
+
 
 # %% ../nbs/reference/losscheck.ipynb #1aecb8e6
 def _check_batch(loss_fn, pred, target, value) -> Check:
@@ -573,6 +671,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
                extreme: tuple = (10.0, 100.0, 1000.0), # sizes of the extreme predictions probed
                generator: torch.Generator | None = None, # CPU generator of the probes; None: a fresh one seeded with 0
                name: str | None = None, # name shown in the report; default: loss_fn's name
+               ignore_index: int | None = -100, # class-index target value the loss ignores (F.cross_entropy's default)
               ) -> LossReport:
     """Check, without training, that `loss_fn` is usable as a loss on this example; returns a `LossReport`.
 
@@ -580,10 +679,14 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     run on it and on random probes around it: 'finite' (loss and gradient finite near the example, at
     extreme predictions and at the target), 'minimum at target' (regression: lowest at pred = target;
     classification: the loss falls as the target class wins, to a finite minimum by design for label
-    smoothing or soft targets; binary classification: the loss falls as each logit moves to its label's
-    side; a loss that does not change with pred fails), 'informative gradient' (non-zero wherever the loss
-    is above its minimum; a constant fails, a loss already at its minimum all around the example warns)
-    and 'batch-size consistent' (the batch repeated twice gives the same loss; a sum passes with a warning,
+    smoothing or soft targets, and levels off (a loss still falling linearly at margins 300 and 3000, such
+    as `F.nll_loss` on raw logits, is unbounded below and fails); binary classification: the loss falls as
+    each logit moves to its label's side; a loss that does not change with pred fails), 'informative
+    gradient' (non-zero wherever the loss is above its minimum, and equal to the slope of the loss value
+    measured by finite differences: a `detach()` that changes the gradient but not the value fails; a
+    constant fails; a loss already at its minimum all around the example warns, and so does a gradient that
+    vanishes at a confident mistake, as with cross entropy applied to softmax outputs) and 'batch-size
+    consistent' (the batch repeated twice gives the same loss; a sum passes with a warning,
     since it scales the effective learning rate with the batch size). Inputs, the grad mode and the global
     RNG are left as they were.
 
@@ -597,7 +700,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         regression. It is probed at random and extreme values, so a loss that takes probabilities must be
         given logits and wrapped: `lambda z, y: F.binary_cross_entropy(torch.sigmoid(z), y)`.
     target : torch.Tensor
-        Class indices (an integer tensor (N, ...), values in [0, C - 1]), class probabilities (`pred`'s
+        Class indices (an integer tensor (N, ...), values in [0, C - 1] or `ignore_index`), class probabilities (`pred`'s
         shape, >= 0, summing to 1 over dim 1), binary labels or probabilities in [0, 1] (for
         `F.binary_cross_entropy_with_logits`) or regression targets (a floating tensor that broadcasts to
         `pred`'s shape without changing it), finite, on `pred`'s device.
@@ -618,6 +721,10 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         reproducible; the global RNG is never used.
     name : str or None, default None
         Name shown in the report; None uses `loss_fn.__name__`.
+    ignore_index : int or None, default -100
+        A class-index target value that marks an entry the loss ignores, as `F.cross_entropy`'s and
+        `F.nll_loss`'s `ignore_index` (default -100) does; such entries are accepted, at least one entry must
+        be another class. None accepts class indices in [0, C - 1] only.
 
     Returns
     -------
@@ -661,7 +768,8 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     elif generator.device.type != 'cpu':
         raise ValueError(f"generator must be a CPU generator (the probes are drawn on the CPU), got one on {generator.device}")
     if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {_describe(name)}")
-    task = _check_example(pred, target, task)
+    if ignore_index is not None: check_number('ignore_index', ignore_index, integer=True)
+    task = _check_example(pred, target, task, ignore_index)
     if task == 'classification': target = target.long()
     name = name or getattr(loss_fn, '__name__', type(loss_fn).__name__)
     value, grad = _evaluate(loss_fn, pred, target)
@@ -697,9 +805,9 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         best = ("logits on the labels' side", *_evaluate(loss_fn, path(1.0), target, "logits on the labels' side"))
         minimum = binary
     elif classification:
-        path, _, _ = _target_path(pred, target, 30.0)
+        path, _, _ = _target_path(pred, target, 30.0, ignore_index=ignore_index)
         best = ('logits where the target class wins by a margin of 30', *_evaluate(loss_fn, path(1.0), target))
-        minimum = _check_minimum_classification(loss_fn, pred, target)
+        minimum = _check_minimum_classification(loss_fn, pred, target, ignore_index=ignore_index)
     else:
         t = target.detach().to(pred.dtype).expand_as(pred)
         best = ('prediction = target', *_evaluate(loss_fn, t, target, 'prediction = target'))
@@ -712,6 +820,13 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     n_zero = 0 if classification else int((target == 0).sum())  # zero targets break ratio losses
     hint = f' (the target holds {n_zero} zero{"s" if n_zero > 1 else ""})' if n_zero else ''
     elsewhere = [v for _, v, _ in res_far + [best]]
-    checks = [_check_finite(res_near + res_far + [best], hint), minimum, _check_gradient(res_near, v_min, elsewhere)]
+    mismatch = _slope_mismatch(loss_fn, [('example', pred.detach())] + near[:1], target, generator)
+    saturated = ''
+    if task == 'classification':
+        saturated = _saturation(loss_fn, target, *_target_path(pred, target, 30.0, ignore_index=ignore_index)[:2], 30.0, task)
+    elif task == 'binary classification':
+        saturated = _saturation(loss_fn, target, *_binary_path(pred, target, 30.0)[:2], 30.0, task)
+    checks = [_check_finite(res_near + res_far + [best], hint), minimum,
+              _check_gradient(res_near, v_min, elsewhere, mismatch, saturated)]
     if batch_consistency: checks.append(_check_batch(loss_fn, pred, target, value))
     return LossReport(name, task, value, checks)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
+from lossnotes.gradtricks import irls_loss
 from lossnotes.losscheck import CHECKS, Check, LossReport, check_loss, mse_on_probabilities, soft_accuracy
 from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
 from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_over_n, accuracy, digits_slice, digits_split,
@@ -584,3 +585,150 @@ def test_binary_label_smoothing_has_a_finite_minimum():
     import re
     margin = float(re.search(r'logits \+-([0-9.]+) for labels 1 and 0', c.reason).group(1))
     assert abs(margin - math.log(0.95 / 0.05)) < 0.01 and "on the labels' side)" in c.reason, c.reason
+
+
+# ---------- misses and false alarms: each finding on a real loss, with its numbers against an oracle ----------
+
+def _half_mse(p, t): return ((p - t) * (p - t).detach()).mean()
+
+
+def _gradcheck_passes(fn, x):
+    "torch's own oracle: does autograd's gradient match the finite differences of the value (float64)?"
+    try: return torch.autograd.gradcheck(fn, (x.double().requires_grad_(),), raise_exception=True)
+    except Exception: return False
+
+
+@pytest.mark.parametrize('loss', [
+    _half_mse,  # value mean(e^2), gradient e / N: half of the slope 2e / N
+    lambda p, t: 2 * _half_mse(p, t),  # value 2 mean(e^2), gradient 2e / N: half again
+    lambda p, t: ((p - t).abs() * (p - t).detach().abs()).mean() * 3,  # value 3 mean(e^2), gradient 3e / N: half
+])
+def test_flags_gradient_that_is_not_the_slope_of_the_value(loss):
+    p, y = _reg()
+    r = check_loss(loss, p, y)
+    c = r['informative gradient']
+    assert not r.ok and c.status == 'FAIL' and "is not the slope of the loss value" in c.reason, c.reason
+    assert not _gradcheck_passes(lambda q: loss(q, y.double()), p)  # gradcheck agrees: the gradient is not the value's
+    assert '(0.5x)' in c.reason, c.reason  # autograd's slope over the difference quotient: 1/2, the closed form
+    # the same loss without the detach passes, and gradcheck agrees
+    assert check_loss(F.mse_loss, p, y)['informative gradient'].status == 'pass'
+    assert _gradcheck_passes(lambda q: F.mse_loss(q, y.double()), p)
+
+
+def test_gradient_mismatch_ratio_is_the_true_ratio():
+    "A value of MSE with k times MSE's gradient (value_with_grad_of) is reported as k x, for k = 0.25, 3."
+    from lossnotes.gradtricks import value_with_grad_of
+    p, y = _reg()
+    for k in (0.25, 3.0):
+        r = check_loss(lambda q, t: value_with_grad_of(F.mse_loss(q, t), k * F.mse_loss(q, t)), p, y)
+        assert r['informative gradient'].status == 'FAIL' and f'({k:.3g}x)' in r['informative gradient'].reason
+
+
+@pytest.mark.parametrize('loss', [F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss,
+                                  lambda p, t: irls_loss(p, t, p=1.5)])  # a detach by design whose gradient is the slope
+def test_gradients_that_are_the_slope_pass(loss):
+    "Losses whose gradient is the slope of their value (an L1 kink included) are not flagged; gradcheck agrees."
+    p, y = _reg()
+    c = check_loss(loss, p, y)['informative gradient']
+    assert c.status == 'pass' and 'matches the slope of the loss value' in c.reason, c.reason
+    assert _gradcheck_passes(lambda q: loss(q, y.double()), p + 0.01)  # away from L1's kinks
+
+
+def test_detached_max_in_a_softmax_is_not_flagged():
+    "The stable-softmax detach (subtracting a detached row max) leaves the gradient the slope: it passes."
+    z, y = _cls(c=10)
+    loss = lambda z, y: F.cross_entropy(z - z.amax(1, keepdim=True).detach(), y)
+    r = check_loss(loss, z, y)
+    assert r.ok and r['informative gradient'].status == 'pass', r
+
+
+def test_flags_nll_loss_on_raw_logits_as_unbounded_below():
+    "F.nll_loss(raw logits) is -mean(z[y]): at logits M (onehot - 1/C) that is -M (1 - 1/C), a closed form."
+    z, y = _cls(c=10)
+    r = check_loss(F.nll_loss, z, y)
+    c = r['minimum at target']
+    assert not r.ok and c.status == 'FAIL' and 'unbounded below' in c.reason, c.reason
+    for M in (30, 300, 3000):
+        want = -M * (1 - 1 / 10)
+        logits = M * (F.one_hot(y, 10).float() - 1 / 10)
+        assert abs(float(F.nll_loss(logits, y)) - want) < 1e-3 * M  # the closed form is what torch computes
+        assert f'{want:.4g} at a margin of {M}' in c.reason, c.reason
+    # with log_softmax it is cross entropy: bounded, usable
+    assert check_loss(lambda z, y: F.nll_loss(F.log_softmax(z, 1), y), z, y).ok
+
+
+def test_cross_entropy_and_focal_loss_level_off():
+    "Losses bounded below that fall all the way (cross entropy, a focal loss) are not called unbounded."
+    z, y = _cls(c=10)
+    def focal(z, y, gamma=2.0):
+        logp = F.log_softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+        return (-(1 - logp.exp()) ** gamma * logp).mean()
+    for loss in (F.cross_entropy, focal, lambda z, y: F.multi_margin_loss(z, y)):
+        r = check_loss(loss, z, y)
+        assert r.ok and r['minimum at target'].status == 'pass', r
+
+
+def test_warns_cross_entropy_on_softmax_outputs():
+    "Cross entropy of softmax outputs: its gradient at a confident mistake is the one torch computes there, ~1e-14."
+    z, y = _cls(c=10)
+    loss = lambda z, y: F.cross_entropy(F.softmax(z, 1), y)
+    r = check_loss(loss, z, y)
+    c = r['informative gradient']
+    assert r.ok and c.status == 'warn' and 'confident mistake' in c.reason and 'saturates' in c.reason, c.reason
+    # the numbers quoted are torch's gradient norms at the two points (oracle: torch.autograd.grad)
+    wrong = 30 * (F.one_hot((y + 1) % 10, 10).float() - 1 / 10)
+    uniform = torch.zeros_like(z)
+    norm = lambda x: float(torch.autograd.grad(loss(x.requires_grad_(), y), x)[0].norm())
+    n_wrong, n_uniform = norm(wrong.clone()), norm(uniform.clone())
+    assert n_wrong < 1e-10 * n_uniform
+    assert f'the gradient is {n_wrong:.4g}, against {n_uniform:.4g} at uniform logits' in c.reason, c.reason
+    # proper cross entropy: no warning, and its gradient at the same confident mistake is large
+    assert check_loss(F.cross_entropy, z, y)['informative gradient'].status == 'pass'
+    ce_wrong = float(torch.autograd.grad(F.cross_entropy(w := wrong.clone().requires_grad_(), y), w)[0].norm())
+    assert ce_wrong > n_uniform
+
+
+@pytest.mark.parametrize('loss', [mse_on_probabilities, lambda z, y: 1 - soft_accuracy(z, y)])
+def test_warns_losses_of_the_softmax_that_saturate(loss):
+    z, y = _cls()
+    r = check_loss(loss, z, y)
+    assert r.ok and r['informative gradient'].status == 'warn' and 'confident mistake' in r['informative gradient'].reason
+
+
+@pytest.mark.parametrize('reduction', ['mean', 'sum'])
+def test_accepts_ignore_index_targets(reduction):
+    "Targets with -100 entries (F.cross_entropy's default ignore_index): the value is torch's, that of the kept rows."
+    z, y = _cls(c=10)
+    y = y.clone(); y[::4] = -100
+    keep = y != -100
+    loss = lambda z, y: F.cross_entropy(z, y, reduction=reduction)
+    r = check_loss(loss, z, y)
+    assert r.ok, r
+    assert math.isclose(r.value, float(F.cross_entropy(z[keep], y[keep], reduction=reduction)), rel_tol=1e-6)
+    # a custom ignore_index, passed as torch does
+    y255 = y.masked_fill(~keep, 255)
+    r = check_loss(lambda z, y: F.cross_entropy(z, y, ignore_index=255), z, y255, ignore_index=255)
+    assert r.ok and abs(r.value - float(F.cross_entropy(z[keep], y[keep]))) < 1e-6
+
+
+def test_ignore_index_refusals():
+    z, y = _cls(c=10)
+    y = y.clone(); y[:3] = -100
+    with pytest.raises(ValueError, match=r'target must hold class indices in \[0, 9\] for pred with 10 classes, got values from -100 to'):
+        check_loss(F.cross_entropy, z, y, ignore_index=None)
+    with pytest.raises(ValueError, match=r'target holds only ignore_index \(-100\) entries'):
+        check_loss(F.cross_entropy, z, torch.full_like(y, -100))
+    with pytest.raises(ValueError, match=r'loss_fn raised (RuntimeError|IndexError) at the example'):  # a loss that does not ignore
+        check_loss(lambda z, y: -F.log_softmax(z, 1).gather(1, y[:, None]).mean(), z, y)
+    with pytest.raises(TypeError, match='ignore_index must be an integer, got 1.5'):
+        check_loss(F.cross_entropy, z, y, ignore_index=1.5)
+
+
+def test_float_class_target_says_what_to_pass():
+    z, y = _cls(c=10)
+    with pytest.raises(ValueError) as e: check_loss(F.cross_entropy, z, y.float())
+    msg = str(e.value)
+    assert 'target must be class indices, an integer tensor of shape (64,) (target.long())' in msg, msg
+    assert "or class probabilities of pred's shape (64, 10)" in msg, msg
+    # and passing what it says works, with torch's value
+    assert abs(check_loss(F.cross_entropy, z, y.float().long()).value - float(F.cross_entropy(z, y))) < 1e-6
