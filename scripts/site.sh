@@ -3,4 +3,4 @@
 # an index, working opened from file:// with no network; each lesson's live figure keeps its controls.
 # Usage: bash scripts/site.sh [DEST]
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
-python scripts/site.py "$@"
+python scripts/make_site.py "$@"

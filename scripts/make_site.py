@@ -1,6 +1,7 @@
 """Build the learner-facing static site: one page per lesson and per reference notebook, and an index.
 
-Usage: python scripts/site.py [DEST] [--only STEM ...]   (default DEST: site/; `bash scripts/site.sh` runs it)
+Usage: python scripts/make_site.py [DEST] [--src NBS] [--only STEM ...]
+  (default DEST: site/, NBS: the repository's nbs/; `bash scripts/site.sh [DEST]` runs it)
 
 The pages work opened from file:// with no network and no kernel:
 - a lesson shows what a learner's copy shows (lossnotes.course.build.learner_cells: no hidden cells, no solutions),
@@ -476,11 +477,13 @@ def build_site(dest: Path | str, src: Path | str = ROOT / 'nbs', only: list[str]
 
 
 def main(argv: list[str]) -> int:
-    only = None
+    only, src = None, ROOT / 'nbs'
     if '--only' in argv:
         i = argv.index('--only'); only, argv = argv[i + 1:], argv[:i]
+    if '--src' in argv:
+        i = argv.index('--src'); src, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
     dest = Path(argv[0]) if argv else ROOT / 'site'
-    r = build_site(dest, only=only)
+    r = build_site(dest, src, only=only)
     for p in r['pages']:
         fr = p['frames']
         extra = f", {fr['files']} frames ({fr['rule']} rule, {fr['count']} settings)" if fr else ''
