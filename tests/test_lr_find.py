@@ -451,24 +451,30 @@ def test_doctests_pass():
 
 
 def test_lesson_exercises_check_right_and_wrong_answers():
-    "Each exercise of the EMA lesson accepts its solution and answers a wrong option with its own feedback."
+    "Each exercise of the EMA lesson accepts its solution, answers a wrong one with a hint aimed at it, and holds no plain answer."
+    import inspect
+    import lossnotes.lessons.ema as lesson
     from lossnotes.course.exercises import check
-    from lossnotes.lessons.ema import EXERCISES
-    assert 3 <= len(EXERCISES) <= 5
-    assert check('ema/predict-shift', 49 * 6 / 299).correct and not check('ema/predict-shift', 49 / 299).correct
-    for name in ('why-debias', 'where-minimum'):
-        spec = EXERCISES[name]
-        assert check(f'ema/{name}', spec['answer']).correct
-        for option, feedback in spec['options'].items():
-            if option != spec['answer']:
-                fb = check(f'ema/{name}', option)
-                assert not fb.correct and fb.message == feedback and len(feedback) > 40
-    def steps_run(beta, debias):
-        s = ema(torch.ones(1000, dtype=torch.float64), beta, debias=debias)
-        over = (s > 4 * s.cummin(0).values).nonzero()
-        return int(over[0]) + 1 if len(over) else 1000
-    assert check('ema/steps-run', steps_run).correct
-    assert not check('ema/steps-run', lambda beta, debias: 1000 if debias else 5).correct  # misses beta 0.5 and 0.8
+    assert 3 <= len(lesson.EXERCISES) <= 5
+    flat = torch.ones(300, dtype=torch.float64)
+    def stop_07(smoothed):  # fastai 0.7's LR_Finder.on_batch_end, re-typed as in the lesson
+        best = 1e9
+        for iteration, s in enumerate(smoothed):
+            if s > best * 4: return iteration + 1
+            if s < best and iteration > 10: best = s
+    batch = stop_07(ema(flat, 0.99, debias=False).tolist())
+    assert batch == 61 and check('ema/stop-07', batch).correct
+    assert not check('ema/stop-07', 98).correct and 'avg_mom 0.98' in check('ema/stop-07', 98).hint
+    shifts = [minimum_shift(l, ema(r, 0.98), nf) for l, nf, r in
+              (synthetic_lr_curve(num_it=200, seed=s, schedule='fastai 0.7') for s in range(20))]
+    assert check('ema/shift-for-N', sum(shifts) / len(shifts)).correct
+    assert check('ema/shift-for-N', 49 * 6 / 200).hint.startswith('That is the long-run lag')
+    assert check('ema/slow-rise', 'larger on B').correct
+    for wrong in ('smaller on B', 'zero on B: a slow rise cannot move the minimum'):
+        fb = check('ema/slow-rise', wrong)
+        assert not fb.correct and len(fb.message) > 40
+    src = inspect.getsource(lesson)
+    assert "'larger on B'" not in src and 'answer=61' not in src  # sealed, not plain
 
 
 def test_lesson_suggestions_skip_like_fastai_when_the_test_stopped_early():
@@ -495,3 +501,123 @@ def test_lesson_demo_trainers_leave_the_caller_alone():
     with pytest.raises(RuntimeError):
         with one_thread(): raise RuntimeError('inside')
     assert torch.get_num_threads() == threads
+
+
+# --- drop-in manners: an optimizer instance, the loader's generator, autograd off, DDP, the record's checks, plot ---
+
+def _loader(seed=5, n=256):
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = torch.randn(n, 64, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=32, shuffle=True,
+                                       generator=torch.Generator().manual_seed(seed))
+
+
+def test_optimizer_instance_is_used_and_given_back():
+    "torch-lr-finder's habit: an optimizer instance. Its state and learning rates are as before the test."
+    import copy
+    net, dl = mlp(), _loader()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    F.cross_entropy(net(torch.randn(8, 64)), torch.randint(0, 10, (8,))).backward(); opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    torch.manual_seed(1)  # dropout's masks: the same for both runs
+    res = lr_range_test(net, F.cross_entropy, dl, opt, num_it=30, progress=False)
+    assert len(res.lrs) > 2
+    now = opt.state_dict()
+    assert now['param_groups'] == saved['param_groups']
+    for k, s in saved['state'].items(): assert torch.equal(now['state'][k]['momentum_buffer'], s['momentum_buffer'])
+    # the same steps as a freshly built optimizer with that state (the oracle: opt_func building one)
+    twin = mlp(); twin.load_state_dict(net.state_dict())
+    def build(params):
+        o = torch.optim.SGD(params, lr=0.05, momentum=0.9); o.load_state_dict(copy.deepcopy(saved)); return o
+    torch.manual_seed(1)
+    ref = lr_range_test(twin, F.cross_entropy, _loader(), build, num_it=30, progress=False)
+    assert torch.equal(res.losses, ref.losses)
+
+
+def test_optimizer_over_other_parameters_is_refused():
+    other = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="opt_func is an optimizer over parameters that are not the model's"):
+        lr_range_test(mlp(), F.cross_entropy, _loader(), other, progress=False)
+
+
+def test_dataloader_generator_python_and_numpy_rngs_are_left_alone():
+    "The next epoch shuffles as it would have: the loader's own generator, random and numpy's global RNG are restored."
+    import random
+    dl = _loader()
+    first_epoch_without = [yb.tolist() for _, yb in _loader()]
+    random.seed(3); np.random.seed(3)
+    py, npst = random.getstate(), np.random.get_state()
+    lr_range_test(mlp(), F.cross_entropy, dl, num_it=20, progress=False)
+    assert [yb.tolist() for _, yb in dl] == first_epoch_without
+    assert random.getstate() == py and np.array_equal(np.random.get_state()[1], npst[1])
+
+
+@pytest.mark.parametrize('ctx', [torch.no_grad, torch.inference_mode])
+def test_gradients_disabled_says_so(ctx):
+    net = mlp(); before = {k: v.clone() for k, v in net.state_dict().items()}
+    with ctx(), pytest.raises(RuntimeError, match=r'needs autograd, but gradients are disabled here'):
+        lr_range_test(net, F.cross_entropy, _loader(), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_ddp_wrapped_model_is_refused(tmp_path):
+    "A one-process gloo group is enough to wrap a model in DDP; the test refuses it and says what to do."
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/rdzv', rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(mlp())
+        with pytest.raises(ValueError, match=r'model is wrapped in DistributedDataParallel.*model\.module'):
+            lr_range_test(ddp, F.cross_entropy, _loader(), progress=False)
+        res = lr_range_test(ddp.module, F.cross_entropy, _loader(), num_it=10, progress=False)
+        assert len(res.lrs) == 10
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('kw, exc, match', [
+    (dict(lrs=[0.0, 1.0]), ValueError, r'lrs must be finite and > 0'),
+    (dict(lrs=[-1e-3, 1.0]), ValueError, r'lrs must be finite and > 0'),
+    (dict(lrs=[1e-3, float('inf')]), ValueError, r'lrs must be finite and > 0'),
+    (dict(lrs=[1e-2, 1e-3]), ValueError, r'lrs must increase step by step'),
+    (dict(losses=[1.0, 2.0, 3.0]), ValueError, r'losses must have one value per learning rate \(2\), got 3'),
+    (dict(smoothed=[1.0]), ValueError, r'smoothed must have one value per learning rate \(2\), got 1'),
+    (dict(lrs=torch.ones(2, 2)), ValueError, r'lrs must be 1-D'),
+    (dict(beta=1.0), ValueError, r'beta must be in \[0, 1\)'),
+    (dict(skipped=-1), ValueError, r'skipped must be in \[0, inf\)'),
+    (dict(losses='ab'), TypeError, r'losses must'),
+])
+def test_result_is_checked_on_construction(kw, exc, match):
+    args = dict(lrs=[1e-3, 1e-2], losses=[2.0, 1.0], smoothed=[2.0, 1.5]) | kw
+    with pytest.raises(exc, match=match): LRFinderResult(**args)
+
+
+def test_result_from_lists_is_float64_and_steep_is_never_zero():
+    res = LRFinderResult([1e-3, 1e-2, 1e-1], [2.0, 1.0, 0.9], [2.0, 1.5, 1.3])
+    assert res.lrs.dtype == res.losses.dtype == res.smoothed.dtype == torch.float64
+    assert res.suggest('steep', kind='raw') == 1e-3
+
+
+def test_plot_draws_both_curves_and_the_suggestions(data):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    res = lr_range_test(mlp(), F.cross_entropy, data, end_lr=100.0, num_it=60, progress=False)
+    ax = res.plot(skip_start=6, skip_end=5)
+    lines = ax.get_lines()
+    assert np.array_equal(lines[0].get_ydata(), res.losses.numpy()) and np.array_equal(lines[1].get_ydata(), res.smoothed.numpy())
+    xs = {l.get_label().split(':')[0]: l.get_xdata()[0] for l in lines[2:]}
+    assert xs == {m: res.suggest(m, skip_start=6, skip_end=5) for m in ('valley', 'steep', 'minimum')}
+    assert ax.get_xscale() == 'log'
+    plt.close('all')
+
+
+def test_import_lossnotes_does_not_import_matplotlib_for_plot():
+    import subprocess, sys
+    out = subprocess.run([sys.executable, '-c', 'import sys, lossnotes; r = lossnotes.LRFinderResult([1e-3, 1e-2], [1., 2.], [1., 2.]); '
+                          'print("matplotlib" in sys.modules)'], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == 'False'
+
+
+def test_num_it_beyond_float_range_names_it():
+    with pytest.raises(ValueError, match=r'num_it must be at most 10\*\*9, got 100000\.\.\. \(401 digits\)'):
+        lr_schedule(1e-3, 1.0, 10**400)

@@ -265,55 +265,25 @@ def outcome_experiment(seeds=range(5), # seeds of the network's init and the bat
     return rows
 
 # %% ../../nbs/01_ema.ipynb #4faf33ba
-def _reference_steps_run(beta: float, # decay of the EMA
-                         debias: bool, # debiased or zero-started
-                        ) -> int:
-    "Steps a 1000-step range test runs on a constant loss before the 4x-best rule stops it (1000 if it never does)."
-    s = ema(torch.ones(1000, dtype=torch.float64), beta, debias=debias)
-    tripped = (s > 4 * s.cummin(0).values).nonzero()
-    return int(tripped[0]) + 1 if len(tripped) else 1000  # the step that trips the rule is recorded, then the test ends
+def _fastai07_mean_shift(N: int, # batches in fastai 0.7's one-epoch range test
+                         seeds=range(20), # noise draws of the synthetic curve
+                        ) -> float:
+    "Mean shift (decades) of the debiased 0.98 EMA's minimum from the noise-free one, on fastai 0.7's schedule."
+    shifts = []
+    for seed in seeds:
+        lrs, noise_free, raw = synthetic_lr_curve(num_it=N, seed=seed, schedule='fastai 0.7')
+        shifts.append(minimum_shift(lrs, ema(raw, 0.98), noise_free))
+    return sum(shifts) / len(shifts)
 
-EXERCISES = {
-    'predict-shift': dict(
-        kind='prediction', answer=lambda: ema_lag(0.98) * 6 / 299, rtol=0.15,
-        hint='The lag in steps on a long straight descent is beta / (1 - beta); how many decades does one of the 300 '
-             'steps cover?'),
-    'why-debias': dict(
-        kind='choice', answer='the average rose from its zero start past four times its first value',
-        options={
-            'the learning rate was already too high at the first steps':
-                'A range test starts at tiny rates (1e-7 by default), and the raw loss stayed flat: nothing diverged. '
-                'Only the reported average rose, and it rose because it started at 0, not because the loss grew.',
-            'the average rose from its zero start past four times its first value':
-                'Right: the zero-started average is 0.02 x at step 1, its best value, and 1 - 0.98**5 = 0.096 of x '
-                'by step 5, more than four times that. Debiasing makes it x from step 1, and the rule stays quiet.',
-            'the lag of the average delayed the minimum by 49 steps':
-                'The lag moves where a falling-then-rising curve bottoms out; it cannot turn a flat loss into one '
-                'that looks like divergence. The stop rule compares the average with its own best value.',
-            'the noise of single batches tripped the rule':
-                'Without debiasing one batch moves the average only 2% of the way to it, so batch-to-batch noise '
-                'around a flat 2.3 cannot multiply the average by four within five steps: its start can.'},
-        hint='Write down the zero-started average of a flat loss x for steps 1 to 5 and compare each with four times '
-             'the first.'),
-    'steps-run': dict(
-        kind='function', reference=_reference_steps_run,
-        cases=lambda: [(0.98, False), (0.98, True), (0.8, False), (0.5, False), (0.99, False), (0.9, True)],
-        hint='Smooth a constant loss, keep the best (smallest) smoothed value so far, and find the first step where the '
-             'smoothed value exceeds four times it; that step is the last one run. Some betas never trip the rule.'),
-    'where-minimum': dict(
-        kind='choice', answer='where the rising raw loss first exceeds the EMA',
-        options={
-            'exactly beta / (1 - beta) steps after the raw minimum':
-                'That is the lag on a straight line. At a minimum the raw curve turns around, and the average stops '
-                'falling as soon as a new loss is above it, usually long before its lag has passed.',
-            'where the rising raw loss first exceeds the EMA':
-                'Right: the EMA moves toward each new loss, so it falls while losses are below it and rises from '
-                'the first one above it.',
-            'at the raw minimum itself':
-                'At the raw minimum the EMA is still above the raw loss (it averages older, higher losses), so the '
-                'next step pulls it further down: its minimum is later.',
-            'it never has a minimum before the raw curve diverges':
-                'The average responds to every new loss; once the raw losses rise above it, it rises too, well '
-                'before divergence.'},
-        hint='Write the change of the EMA from one step to the next in terms of the new loss and the old average.'),
+EXERCISES = {  # the sealed format of lossnotes.course.exercises: no answer in plain text
+    'stop-07': dict(kind='prediction', salt='e193379f', answer='sealed:eX9OcP7Wsa0=', rtol=0.0, atol=0.5, hint="Run the lesson's stop_07 on a flat loss smoothed with avg_mom 0.99 and debias off.", factors=((1.6065573770491803, 'That is the batch for avg_mom 0.98. With 0.99 both sides move: the average rises more slowly, but the best value it sets at batch 12 is smaller too, so four times that comes sooner.'), (0.08196721311475409, "That is fastai 2.x's rule, which updates best from the first batch. fastai 0.7 sets it only once iteration > 10.")), high='Too late: at batch 12 the 0.99 average is only 1 - 0.99**12 of the loss; find the first batch where it passes four times that.', low='Too early: fastai 0.7 compares against 1e9 until its best is first set, at the 12th batch.'),
+    'shift-for-N': dict(kind='number', answer=lambda: _fastai07_mean_shift(200), rtol=0.02, atol=0.005,
+        hint="Run the lesson's loop over 20 noise draws with num_it=200 and schedule='fastai 0.7', and average the shifts.",
+        factors=((1.78, "That is the lag at the minimum (mean age times 6/N decades). The shift is where the EMA's minimum "
+                        "lands, and the rise past the minimum keeps it smaller than the lag."),
+                 (2.15, "That is the long-run lag, 49 steps of 6/200 decades. Measure where the smoothed minimum lands instead.")),
+        low="Is that fastai 2.x's schedule (0.08 decades a step) or a shift against each draw's raw minimum? The question "
+            "uses fastai 0.7's schedule and the noise-free minimum.",
+        high="Measure against the noise-free minimum and average over seeds 0 to 19."),
+    'slow-rise': dict(kind='choice', salt='fafef1f7', options=('dd95b1baff02693c', '5f0612b757b50159', '04905f1b49737e6a', '47b96e298133e3b5'), answer='b4a0e14a2e01a860', feedback=('sealed:T5SFfn5trm56MjGxtPauhXAmDCeqRmVfKhKZJyVLg0ReHZ2lqdODYbnrEtGbw1H8jcoRkfxlFjW3yYfXgodL7nQDvwYEonhGpfzFh3aEiidjhunetmOD9egwX8XcfCDSiqqKWCScba1JL7N5g5EZi4ik5DbCoMmh0LRlFCVB18w807JGtAw3IqWmG94achGFkObwbjCmgO_oBUo=', 'sealed:3rkvekC17JsfDQmC33theGTy4_zB2akVQ80B2EAoVkDo9LD28BOjn1L8Ok-3_BDgU6-EqiiOV7r5WqR_2P25rzTP-WW1OOpME_4LAjMQ73C7MbOMrVX-JSDQ7QwKu2tjWqtCEPN51yDBpWNgQVrctADn5rd_Q0xJA2KIrRkE8wBftna94TEBT_Zo1NoKGYqZj04iKXZeMmkUw-5P', 'sealed:lUUl7BaqiDhyaCUYmv9ZTGD6gqoOg8e4-0DIyT5dQd5AhzmvJ2hieIxdCCNAFvwrc04ddwtI1DuDvz6IyB0t7qL5ISFp0REuqbQOpvuRuBCRCR1kIP8DThlx8V1xSjbcy5_OlLLPNN39EVlbKDW-0LvBwDILEuBqENDFYjcYgJ_tTpnr6N3AqEObgnahcxxrHJEdwX75Y5ZF9_F9bGvLuTonxgNFp4yPneKxFKEn2-bBszYo2VQpox3N', 'sealed:a0v3idPnZ5NfJKTErs0-l-ljJjKNzGoUNXMoFcXnkhy3XO6LNJygP9viROEaYNZ8WE60E9UtCxqPU8sj2FvztyqTtTduJdMOZUc_cx4-Uio_aVwCyctGtz29VfhTTWNbDlkw57SXQLtX_X84qJiUdOZ2o4OlzEqMVANNRYB4b2sp36_h7vA='), hint="Where does the debiased EMA stop falling? Compare how soon each curve's rise climbs through the average."),
 }
