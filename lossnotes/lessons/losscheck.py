@@ -21,9 +21,9 @@ from ..losscheck import _check_class_args, mse_on_probabilities, soft_accuracy
 from .data import one_thread as _one_thread
 
 # %% auto #0
-__all__ = ['LOSS_COLORS', 'TEMPERATURES', 'EXERCISES', 'digits_split', 'accuracy', 'train_logreg', 'sweep_losses',
-           'fit_bias_only', 'overfit_one_batch', 'WeightSlice', 'digits_slice', 'slice_curves', 'plot_slice',
-           'plot_training', 'plot_temperature_sweep', 'slice_point', 'draw_explorer', 'explorer_parts']
+__all__ = ['LOSS_COLORS', 'TEMPERATURES', 'EXERCISES', 'digits_split', 'accuracy', 'train_logreg', 'sweep_fits', 'sweep_losses',
+           'per_digit_accuracy', 'fit_bias_only', 'overfit_one_batch', 'WeightSlice', 'digits_slice', 'slice_curves',
+           'plot_slice', 'plot_training', 'plot_temperature_sweep', 'slice_point', 'draw_explorer', 'explorer_parts']
 
 # %% ../../nbs/02_loss_differentiability.ipynb #32eb1498
 LOSS_COLORS = {  # one colour per loss in this lesson (the course's MISTAKE red marks accuracy)
@@ -90,25 +90,46 @@ def _soft_per_model(temperatures: list, n_models: int, n_rows: int) -> Callable:
         return 1 - F.log_softmax(zs, dim=1).gather(1, y[:, None]).exp().mean()
     return loss
 
+@lru_cache(maxsize=2)
+def _sweep_cached(temperatures: tuple, n_models: int, steps: int, seed: int) -> dict:
+    gen = lambda: torch.Generator().manual_seed(seed)
+    losses = {'accuracy': lambda z, y: 1 - accuracy(z, y), 'cross entropy': F.cross_entropy,
+              'MSE on probabilities': mse_on_probabilities}
+    out = {name: train_logreg(fn, steps, n_models=n_models, generator=gen()) for name, fn in losses.items()}
+    # every temperature in one run: the initial weights repeat per temperature, as in the runs above
+    draws = 0.01 * torch.randn(n_models, 64, 10, generator=gen())
+    soft = train_logreg(_soft_per_model(list(temperatures), n_models, len(digits_split()[1])), steps,
+                        n_models=n_models * len(temperatures), init=draws.repeat(len(temperatures), 1, 1))
+    for i, T in enumerate(temperatures):
+        out[f'soft accuracy, T = {T:g}'] = {k: v[i * n_models:(i + 1) * n_models] for k, v in soft.items()}
+    return out
+
+def sweep_fits(temperatures=(0.03, 0.1, 0.3, 1.0, 3.0), # soft-accuracy temperatures to train with
+               n_models: int = 3, # runs per loss, from independent initial weights
+               steps: int = 100, # Adam steps per run
+               seed: int = 0, # seed of the initial weights (the same draws for every loss)
+              ) -> dict:
+    "{loss name: train_logreg's result for `n_models` runs} for each loss of this lesson (computed once, copied out)."
+    check_number('n_models', n_models, 1, integer=True)
+    check_number('steps', steps, 0, integer=True)
+    temperatures = tuple(check_number('temperature', T, 0, low_open=True) for T in temperatures)
+    return {name: {k: v.clone() for k, v in r.items()} for name, r in _sweep_cached(temperatures, n_models, steps, seed).items()}
+
 def sweep_losses(temperatures=(0.03, 0.1, 0.3, 1.0, 3.0), # soft-accuracy temperatures to train with
                  n_models: int = 3, # runs per loss, from independent initial weights
                  steps: int = 100, # Adam steps per run
                  seed: int = 0, # seed of the initial weights (the same draws for every loss)
                 ) -> dict:
     "Validation accuracy after every step, {loss name: (n_models, steps + 1) tensor}, for each loss of this lesson."
-    check_number('n_models', n_models, 1, integer=True)
-    temperatures = [check_number('temperature', T, 0, low_open=True) for T in temperatures]
-    gen = lambda: torch.Generator().manual_seed(seed)
-    losses = {'accuracy': lambda z, y: 1 - accuracy(z, y), 'cross entropy': F.cross_entropy,
-              'MSE on probabilities': mse_on_probabilities}
-    out = {name: train_logreg(fn, steps, n_models=n_models, generator=gen())['valid_accuracy'] for name, fn in losses.items()}
-    # every temperature in one run: the initial weights repeat per temperature, as in the runs above
-    draws = 0.01 * torch.randn(n_models, 64, 10, generator=gen())
-    soft = train_logreg(_soft_per_model(temperatures, n_models, len(digits_split()[1])), steps,
-                        n_models=n_models * len(temperatures), init=draws.repeat(len(temperatures), 1, 1))
-    for i, T in enumerate(temperatures):
-        out[f'soft accuracy, T = {T:g}'] = soft['valid_accuracy'][i * n_models:(i + 1) * n_models]
-    return out
+    return {name: r['valid_accuracy'] for name, r in sweep_fits(temperatures, n_models, steps, seed).items()}
+
+def per_digit_accuracy(fit: dict, # train_logreg's result (S models)
+                       x: torch.Tensor, # (N, 64) pixels
+                       y: torch.Tensor, # (N,) labels
+                      ) -> torch.Tensor:
+    "Accuracy of each model on each digit, (S, 10)."
+    pred = (x @ fit['weight'] + fit['bias'][:, None]).argmax(2)  # (S, N)
+    return torch.stack([(pred[:, y == c] == c).float().mean(1) for c in range(10)], 1)
 
 def fit_bias_only(target: torch.Tensor, # (N,) class indices
                   weight: torch.Tensor | None = None, # (C,) class weights of F.cross_entropy
@@ -256,12 +277,13 @@ def plot_temperature_sweep(results: dict, # sweep_losses() output
     ax = get_ax(ax)
     temps = sorted((float(k.split('= ')[1]), v[:, -1]) for k, v in results.items() if k.startswith('soft accuracy'))
     Ts = [t for t, _ in temps]
+    steps = next(v for k, v in results.items() if k.startswith('soft accuracy')).shape[1] - 1
     for t, v in temps: ax.plot([t] * len(v), v.numpy(), 'o', color=LOSS_COLORS['soft accuracy'], alpha=0.5, markersize=4)
     ax.plot(Ts, [float(v.mean()) for _, v in temps], color=LOSS_COLORS['soft accuracy'], linewidth=1.6, label='soft accuracy (mean)')
     for name in ('cross entropy', 'MSE on probabilities'):
         ax.axhline(float(results[name][:, -1].mean()), color=LOSS_COLORS[name], linewidth=1.2,
                    linestyle='--' if name == 'MSE on probabilities' else '-', label=name)
-    ax.set_xscale('log'); ax.set_xlabel('temperature T of the soft accuracy'); ax.set_ylabel('validation accuracy, step 100')
+    ax.set_xscale('log'); ax.set_xlabel('temperature T of the soft accuracy'); ax.set_ylabel(f'validation accuracy, step {steps}')
     ax.set_ylim(0, 1); ax.legend(fontsize=8, loc='lower right')
     return ax
 
