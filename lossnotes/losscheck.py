@@ -180,6 +180,8 @@ class Check:
 
 CHECKS = ('finite', 'minimum at target', 'informative gradient', 'batch-size consistent')
 
+
+# %% ../nbs/reference/losscheck.ipynb #2ec92aa8
 @dataclass
 class LossReport:
     """The result of `check_loss`: one `Check` per property, printed as a table (HTML in a notebook).
