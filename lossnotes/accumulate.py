@@ -19,6 +19,21 @@ from ._checks import check_bool, check_number
 __all__ = ['batch_means', 'epoch_summaries', 'LossMeter', 'real_items']
 
 # %% ../nbs/reference/accumulate.ipynb #ba13e570
+_MAX_COUNT = 2**53  # the largest count float64 (the state's dtype) holds exactly
+
+def _digits(v: int) -> str:
+    "`v` for an error message, cut when it has many digits."
+    s = str(v)
+    return s if len(s) <= 30 else f"{s[:6]}... ({len(s)} digits)"
+
+def _check_count(name: str, v, low: int) -> int:
+    "`v` if it is an integer in [`low`, 2**53], else a TypeError/ValueError naming `name` (never OverflowError)."
+    v = check_number(name, v, low, integer=True)
+    if v > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**53 = {_MAX_COUNT} (the largest count a float64 holds exactly), "
+                         f"got {_digits(v)}")
+    return int(v)
+
 def _item_losses(item_losses, name: str = 'item_losses') -> torch.Tensor:
     "`item_losses` as a 1-D float64 CPU tensor, or raise naming `name`."
     if isinstance(item_losses, (str, bytes, dict)) or item_losses is None:
@@ -63,7 +78,7 @@ def batch_means(item_losses, # one loss per item, in the order the loader yields
     >>> batch_means([4., 5., 2., 4., 3.], 2)[0].tolist()
     [4.5, 3.0, 3.0]
     """
-    check_number('batch_size', batch_size, 1, integer=True)
+    _check_count('batch_size', batch_size, 1)
     drop_last = check_bool('drop_last', drop_last)
     x = _item_losses(item_losses)
     n_full, r = divmod(len(x), batch_size)
@@ -113,15 +128,20 @@ def epoch_summaries(item_losses, # one loss per item, in loader order
 
 # %% ../nbs/reference/accumulate.ipynb #1144a654
 def _check_n(n, low: int = 1) -> int:
-    "`n` if it is an integer >= `low` (a fast path for the common case), else raise naming it."
-    if type(n) is int and n >= low: return n
-    return int(check_number('n', n, low, integer=True))
+    "`n` if it is an integer in [`low`, 2**53] (a fast path for the common case), else raise naming it."
+    if type(n) is int and low <= n <= _MAX_COUNT: return n
+    return _check_count('n', n, low)
 
 def _check_real_tensor(name: str, x: torch.Tensor) -> None:
     "Raise naming `name` unless `x` has a floating-point dtype (metadata only: no synchronisation)."
     if x.is_complex(): raise TypeError(f"{name} must be real, got a complex tensor of dtype {x.dtype}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype (a loss), got {x.dtype}; convert it with .float() if it really is one")
+
+def _broadcasts_to(shape, target) -> bool:
+    "True if a tensor of `shape` broadcasts to `target` by torch's rules without changing it."
+    try: return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError: return False
 
 _N_REQUIRED = ("n is required for a batch mean (a 0-d loss or a number, got {!r}): a mean of n items counted as one "
                "item makes the epoch loss a mean of batch means. Pass n=len(batch), or pass the per-item losses "
@@ -144,7 +164,9 @@ class LossMeter:
     max_items : int or None, default None
         Count only the first ``max_items`` items of an epoch (since the last `reset`); later items are ignored.
         Under ``torch.utils.data.DistributedSampler`` pass ``real_items(sampler)``: the sampler pads each rank's
-        shard at its end with repeated items, and this leaves them out. A tensor of per-item losses that
+        shard at its end with repeated items (at most one per rank), and this leaves them out. Once more than
+        one item has arrived in updates made after the limit was reached, the meter warns once (RuntimeWarning)
+        that ``reset()`` was probably forgotten: a second epoch fed without it is ignored. A tensor of per-item losses that
         straddles the limit is sliced; a batch mean (0-d loss with ``n``) that straddles it raises ValueError,
         since the meter cannot tell which of its items are real (pass per-item losses then). Items are counted
         along dim 0 of a loss tensor. None: no limit. Must be an integer >= 0.
@@ -189,8 +211,8 @@ class LossMeter:
                  fold_every: int = 64, # fold pending batch means into the float64 sum every this many updates
                 ):
         self.skip_nonfinite = check_bool('skip_nonfinite', skip_nonfinite)
-        self.max_items = None if max_items is None else int(check_number('max_items', max_items, 0, integer=True))
-        self.fold_every = int(check_number('fold_every', fold_every, 1, integer=True))
+        self.max_items = None if max_items is None else _check_count('max_items', max_items, 0)
+        self.fold_every = _check_count('fold_every', fold_every, 1)
         if device is not None and not isinstance(device, (str, torch.device)):
             raise TypeError(f"device must be a str, a torch.device or None, got {device!r} of type {type(device).__name__}")
         try: self.device = None if device is None else torch.device(device)
@@ -204,11 +226,15 @@ class LossMeter:
 
     def _clear_host(self) -> None:
         self._pending, self._num_pending, self.count = {}, 0, 0  # {n: [batch means]}, their number, items counted
+        self._ignored = 0  # items that arrived after max_items was reached (host int: no sync)
         self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0  # known on the host: added on the next read
 
     def _init_state(self, device) -> None:
-        z = lambda: torch.zeros((), dtype=torch.float64, device=device)
-        self._sum, self._wsum, self._skipped, self._dev = z(), z(), z(), torch.device(device)
+        # outside inference mode even when the first update comes from a validation loop under
+        # torch.inference_mode(): an inference tensor could not be updated in place after that block
+        with torch.inference_mode(False):
+            z = lambda: torch.zeros((), dtype=torch.float64, device=device)
+            self._sum, self._wsum, self._skipped, self._dev = z(), z(), z(), torch.device(device)
 
     def _on_device(self, t: torch.Tensor, name: str) -> torch.Tensor:
         "`t` if it is on the state's device (which the first tensor decides), else raise naming `name`."
@@ -236,8 +262,10 @@ class LossMeter:
             items counted as one item turns the epoch loss into a mean of batch means. Optional for per-item
             losses, where it must equal ``loss.shape[0]``.
         weight : tensor or real number, optional
-            For per-item losses: weights of the loss elements, a tensor of ``loss``'s shape (bool, integer or
-            float, e.g. the padding mask of a token-level loss) or a scalar; the mean is
+            For per-item losses: weights of the loss elements, a tensor that broadcasts to ``loss``'s shape by
+            torch's rules (bool, integer or float: the padding mask of a token-level loss, or per-sequence
+            weights of shape ``(batch, 1)`` on ``(batch, tokens)`` losses, as torchmetrics' ``MeanMetric``
+            broadcasts them) or a scalar; the mean is
             ``sum(weight * loss) / sum(weight)``, and elements of weight 0 drop out even when their loss is NaN.
             For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor),
             used in place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must
@@ -291,7 +319,7 @@ class LossMeter:
             w = None if weight is None else self._weight(weight, loss)
             if self.max_items is not None:
                 room = self.max_items - self.count
-                if room <= 0: return
+                if room <= 0: return self._ignore(k, 3)
                 if k > room:  # the rest of the batch is beyond the limit (DDP: the sampler's padding)
                     loss, k = loss[:room], room
                     if w is not None and w.dim(): w = w[:room]
@@ -319,22 +347,31 @@ class LossMeter:
     def _over_limit(self, n: int) -> bool:
         "True if a batch mean of `n` items lies wholly beyond `max_items`; raise if it straddles the limit."
         if self.max_items is None or self.count + n <= self.max_items: return False
-        if self.count >= self.max_items: return True
+        if self.count >= self.max_items: self._ignore(n); return True
         raise ValueError(f"loss is a batch mean of n={n} items, but only {self.max_items - self.count} more of the "
                          f"max_items={self.max_items} can be counted: the meter cannot tell which of its items are "
                          f"real. Pass the per-item losses (reduction='none') instead; they are sliced at the limit")
 
+    def _ignore(self, k: int, stacklevel: int = 4) -> None:
+        "Count `k` items of updates made after `max_items` was reached; warn once per epoch past one (a forgotten `reset`)."
+        before, self._ignored = self._ignored, self._ignored + k
+        if before <= 1 < self._ignored:  # DistributedSampler pads a rank's shard by at most one item: not a warning
+            warnings.warn(f"LossMeter(max_items={self.max_items}) has counted its {self.max_items} items and ignores "
+                          f"the {self._ignored} that came after them: call reset() at the start of every epoch "
+                          f"(a new epoch's items are not counted until then)", RuntimeWarning, stacklevel=stacklevel)
+
     def _weight(self, weight, loss: torch.Tensor) -> torch.Tensor:
-        "`weight` as a float64 tensor on `loss`'s device (0-d or `loss`'s shape); metadata checks only."
+        "`weight` as a float64 (or bool) tensor on `loss`'s device, 0-d or expanded to `loss`'s shape; metadata checks only."
         if isinstance(weight, torch.Tensor):
             if weight.is_complex(): raise TypeError(f"weight must be real, got a complex tensor of dtype {weight.dtype}")
-            if weight.dim() and weight.shape != loss.shape:
+            if weight.dim() and (loss.dim() == 0 or not _broadcasts_to(weight.shape, loss.shape)):
                 what = "a 0-d tensor or a number (a batch mean's total weight)" if loss.dim() == 0 else \
-                       f"of loss's shape {tuple(loss.shape)}, or a scalar"
+                       f"broadcastable to loss's shape {tuple(loss.shape)} (e.g. (batch, 1) on (batch, tokens)), or a scalar"
                 raise ValueError(f"weight must be {what}, got shape {tuple(weight.shape)}")
             if weight.device != loss.device:
                 raise ValueError(f"weight is on {weight.device}, but loss is on {loss.device}: put them on the same device")
-            return weight.detach() if weight.dtype == torch.bool else weight.detach().to(torch.float64)
+            w = weight.detach() if weight.dtype == torch.bool else weight.detach().to(torch.float64)
+            return w.expand(loss.shape) if w.dim() else w  # expand: a view, no copy
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             raise TypeError(f"weight must be a tensor or a real number, got {weight!r} of type {type(weight).__name__}")
         return torch.full((), float(check_number('weight', weight, 0)), dtype=torch.float64, device=loss.device)
@@ -475,16 +512,28 @@ class LossMeter:
                           f"weight 0 or was skipped ({int(skipped)} skipped)", RuntimeWarning, stacklevel=3)
 
     def reset(self) -> None:
-        "Start a new epoch: zero the sum, weight, count and skipped count (the state stays on its device)."
+        """Start a new epoch: zero the sum, weight, count and skipped count; returns None, raises nothing.
+
+        The state tensors are zeroed in place and stay on their device (no new tensors, no synchronisation).
+        With ``max_items``, call it at the start of every epoch: items after the limit are ignored until then.
+        """
         self._clear_host()
         if self._sum is not None:
             for t in (self._sum, self._wsum, self._skipped): t.zero_()
 
     def merge(self, other: LossMeter, # another meter, e.g. one rank's or one half-epoch's
              ) -> LossMeter:
-        "Add another meter's totals to this one (exact: totals are additive); returns self."
+        """Add another meter's totals to this one (exact: totals are additive); returns self, for chaining.
+
+        ``other`` is left unchanged; its state is copied to this meter's device if it lives elsewhere.
+        Raises TypeError if ``other`` is not a LossMeter, ValueError if it is this meter itself (that would
+        double every total) or if its state cannot be moved to this meter's device.
+        """
         if not isinstance(other, LossMeter):
             raise TypeError(f"other must be a LossMeter, got {other!r} of type {type(other).__name__}")
+        if other is self:
+            raise ValueError("other is this meter itself: merging a meter with itself doubles its totals; to combine "
+                             "two copies, merge a copy (copy.deepcopy(meter))")
         self._flush(); other._flush()
         try: theirs = [t.to(self._dev) for t in (other._sum, other._wsum, other._skipped)]  # another device: a copy
         except (RuntimeError, NotImplementedError) as e:
@@ -495,7 +544,13 @@ class LossMeter:
         return self
 
     def state_dict(self) -> dict:
-        "The meter's state: `loss_sum`, `weight_sum` and `num_skipped` (0-d float64 tensors) and `count` (an int)."
+        """Returns the meter's state, a new dict for `load_state_dict` or ``torch.save``; raises nothing.
+
+        ``loss_sum``, ``weight_sum`` and ``num_skipped`` are copies (0-d float64 tensors on the state's device,
+        so saving never aliases the live state) and ``count`` is an int. ``max_items``, ``skip_nonfinite``
+        and ``device`` are constructor arguments, not state. Reading it folds pending batch means (a few
+        kernels, no synchronisation).
+        """
         self._flush()
         return dict(loss_sum=self._sum.clone(), weight_sum=self._wsum.clone(), count=self.count,
                     num_skipped=self._skipped.clone())
@@ -503,7 +558,7 @@ class LossMeter:
     def load_state_dict(self,
                         state: dict, # a dict from `state_dict` (tensors or numbers; `weight_sum` may be absent)
                        ) -> None:
-        """Restore a state saved by `state_dict`, after checking its keys, types and values.
+        """Restore a state saved by `state_dict`, after checking its keys, types and values; returns None.
 
         Parameters
         ----------
@@ -525,7 +580,7 @@ class LossMeter:
         if extra: raise ValueError(f"state has unknown keys {sorted(map(str, extra))}; expected {list(_STATE_KEYS)}")
         loss_sum = _state_value('loss_sum', state['loss_sum'])
         count = _state_value('count', state['count'], integer=True)
-        if count < 0: raise ValueError(f"state['count'] must be >= 0, got {count!r}")
+        if not 0 <= count <= _MAX_COUNT: raise ValueError(f"state['count'] must be in [0, 2**53], got {_digits(count)}")
         skipped = _state_value('num_skipped', state['num_skipped'], integer=True)
         if not 0 <= skipped <= count:
             raise ValueError(f"state['num_skipped'] must be in [0, count={count}] (skipped items are among the counted "
@@ -560,10 +615,11 @@ def _state_value(key: str, v, integer: bool = False):
     elif isinstance(v, bool) or not isinstance(v, numbers.Real) or type(v).__module__ == 'numpy' and v.dtype.kind == 'b':
         raise TypeError(f"state['{key}'] must be a number or a one-element tensor, got {v!r} of type {type(v).__name__}")
     if integer:
-        if isinstance(v, numbers.Integral): return int(v)
+        if isinstance(v, numbers.Integral): return int(v)  # range-checked by the caller
         if math.isfinite(v) and float(v).is_integer() and key != 'count': return int(v)  # num_skipped is saved as float64
         raise TypeError(f"state['{key}'] must be an integer, got {v!r}")
-    return float(v)
+    try: return float(v)
+    except OverflowError: raise ValueError(f"state['{key}'] must fit in a float64, got {_digits(v)}") from None
 
 # %% ../nbs/reference/accumulate.ipynb #9a997252
 def real_items(sampler: torch.utils.data.DistributedSampler, # this rank's sampler

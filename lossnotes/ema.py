@@ -268,15 +268,20 @@ class EMA:
         self.reset()
 
     def reset(self) -> None:
-        "Forget everything: back to step 0."
+        "Forget everything: back to step 0 (`avg` becomes the float 0.0, on no device); returns None, raises nothing."
         self.avg, self.step = 0.0, 0  # avg: the zero-started m_t (a float, or a tensor once given one)
 
     def update(self, x, # a real number, or a real tensor of the same shape and device at every call
               ) -> None:
-        """Fold in one value: a real number or a real tensor (kept on its device; NaN and inf propagate).
+        """Fold in one value: a real number or a real tensor (kept on its device; NaN and inf propagate); returns None.
+
+        The first tensor fixes the average's shape, device and dtype: float32 for float16, bfloat16 and integer
+        tensors (half precision would lose digits in ``beta * avg``), the tensor's own dtype for float32 and
+        float64. A number after a tensor is added to the tensor average. The tensor is detached: the average never
+        holds an autograd graph.
 
         Raises TypeError for complex, bool or non-numeric `x`, ValueError for a tensor on the meta device or one
-        whose shape or device differs from the running average's.
+        whose shape or device differs from the running average's, and for an integer too large for a float.
         """
         if isinstance(x, torch.Tensor):
             check_tensor('x', x)
@@ -301,20 +306,30 @@ class EMA:
         self.step += 1
 
     def compute(self) -> float | torch.Tensor:
-        "The current average: a float, or a new tensor once a tensor was given; NaN before the first update."
+        """The current average: a float, or a new tensor once a tensor was given; NaN before the first update.
+
+        A tensor result has the average's dtype (float32 for float16, bfloat16 and integer input), which is where
+        it differs from `ema`, which returns the input's own dtype (float64 for integers). Raises nothing; reads
+        nothing back from the device.
+        """
         if self.step == 0: return float('nan')
-        w = -math.expm1(self.step * math.log(self.beta)) if self.debias and self.beta > 0 else 1.0  # 1 - beta**step
+        t = min(self.step, 2**62)  # beta**t is 0.0 in float64 well before 2**62 for every beta < 1: the same divisor
+        w = -math.expm1(t * math.log(self.beta)) if self.debias and self.beta > 0 else 1.0  # 1 - beta**step
         if w == 1.0: return self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
         return self.avg / w
 
     def state_dict(self) -> dict:
-        "Everything needed to resume: beta, debias, avg (a copy) and step."
+        "Returns everything needed to resume, a new dict: `beta`, `debias`, `avg` (a copy, float or tensor) and `step`; raises nothing."
         avg = self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
         return {'beta': self.beta, 'debias': self.debias, 'avg': avg, 'step': self.step}
 
     def load_state_dict(self, state: dict, # what `state_dict` returned
                        ) -> None:
-        "Restore what `state_dict` returned, after checking its keys, types and values (nothing changes if it fails)."
+        """Restore what `state_dict` returned, after checking its keys, types and values; returns None.
+
+        Raises TypeError for a value of the wrong type and ValueError for a missing or unknown key, an out-of-range
+        value, or a nonzero ``avg`` at step 0; the message names the key. Nothing changes when it raises.
+        """
         if not isinstance(state, dict): raise TypeError(f"state must be a dict, got {_short(state)} of type {type(state).__name__}")
         keys = {'beta', 'debias', 'avg', 'step'}
         if set(state) != keys:
@@ -364,13 +379,17 @@ def ema_lag(beta: float, # decay in [0, 1)
     if step is None: return beta / (1 - beta)
     step = check_number('step', step, 1, integer=True)
     if beta == 0: return 0.0
+    step = min(step, 2**62)  # beta**step underflows to 0.0 well before 2**62 for every beta < 1: the same value
     return beta / (1 - beta) - step * beta**step / -math.expm1(step * math.log(beta))
 
 # %% ../nbs/reference/ema.ipynb #ee9fdaec
 def zero_lag(values, # 1-D sequence: list, ndarray or tensor
              beta: float = 0.98, # decay of each pass, in [0, 1)
             ) -> torch.Tensor:
-    """Forward-backward debiased EMA: smooths like an EMA without lagging (non-causal: needs the whole series).
+    """Forward-backward debiased EMA: smooths like an EMA without lagging away from the ends (non-causal).
+
+    Near either end the backward pass has little to average: at the last point it lags as much as the causal
+    EMA (9.0 steps on a ramp at ``beta=0.9``), at the first it leads.
 
     Parameters
     ----------

@@ -5,7 +5,10 @@
 # %% ../nbs/reference/lr_find.ipynb #a5ba6755
 from __future__ import annotations
 
+import copy
 import math
+import random
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -46,6 +49,8 @@ def lr_schedule(start_lr: float = 1e-7, # first learning rate, > 0
     check_number('start_lr', start_lr, 0, low_open=True)
     check_number('end_lr', end_lr, 0, low_open=True)
     check_number('num_it', num_it, 2, integer=True)
+    if num_it > 10**9:  # a schedule alone of 8 GB, a test that would not finish: a mistake (and never OverflowError)
+        raise ValueError(f"num_it must be at most 10**9, got {num_it if num_it < 10**30 else f'{str(num_it)[:6]}... ({len(str(num_it))} digits)'}")
     if start_lr >= end_lr: raise ValueError(f"start_lr must be below end_lr={end_lr!r}, got start_lr={start_lr!r}")
     i = torch.arange(num_it, dtype=torch.float64)
     if math.isinf(end_lr / start_lr):  # e.g. 1e-308 to 1e308: the ratio overflows, its logarithm does not
@@ -137,6 +142,31 @@ class LRFinderResult:
     beta: float = 0.98 # the smoothing used during the test
     skipped: int = 0 # non-finite batches skipped (lr_range_test(skip_nonfinite=True))
 
+    def __post_init__(self):
+        "Check the record: 1-D float64 tensors of one length, positive increasing finite learning rates."
+        n = None
+        for name in ('lrs', 'losses', 'smoothed'):
+            v = getattr(self, name)
+            if not isinstance(v, torch.Tensor):
+                try: v = torch.as_tensor(v, dtype=torch.float64)
+                except (TypeError, ValueError, RuntimeError, OverflowError):
+                    raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {_short(v)}") from None
+            check_tensor(name, v)
+            if v.dtype == torch.bool or v.device.type == 'meta':
+                raise TypeError(f"{name} must hold real numbers, got a {v.dtype} tensor on {v.device}")
+            if v.dim() != 1: raise ValueError(f"{name} must be 1-D (one value per step), got shape {tuple(v.shape)}")
+            if n is not None and len(v) != n:
+                raise ValueError(f"{name} must have one value per learning rate ({n}), got {len(v)}")
+            n = len(v)
+            setattr(self, name, v.detach().to('cpu', torch.float64))
+        lrs = self.lrs
+        if not bool(torch.isfinite(lrs).all()) or bool((lrs <= 0).any()):
+            raise ValueError(f"lrs must be finite and > 0, got {_short(lrs.tolist())}")
+        if bool((lrs[1:] <= lrs[:-1]).any()):
+            raise ValueError(f"lrs must increase step by step (as a range test's schedule does), got {_short(lrs.tolist())}")
+        self.beta = _check_beta(self.beta)
+        self.skipped = int(check_number('skipped', self.skipped, 0, integer=True))
+
     def __repr__(self) -> str:  # the dataclass repr would print three tensors of num_it values each
         n = len(self.lrs)
         span = f", lr {float(self.lrs[0]):.3g} to {float(self.lrs[-1]):.3g}" if n else ''
@@ -151,7 +181,8 @@ class LRFinderResult:
         ----------
         kind : str, default 'smoothed'
             ``'raw'``: the recorded losses; ``'smoothed'``: their debiased EMA; ``'zero_lag'``: a forward-backward
-            EMA of the log loss, which does not lag.
+            EMA of the log loss, which does not lag away from the ends (at the last step it lags as much as the
+            causal EMA, and the last steps are where a range test stops).
         beta : float or None, default None
             Decay in [0, 1); None uses the test's ``beta``. For ``'zero_lag'`` it names the causal EMA whose
             white-noise level is matched: the per-pass decay is ``zero_lag_beta(beta)``. That kernel is wide: it
@@ -262,12 +293,74 @@ class LRFinderResult:
         if method == 'steep': return float(lrs[_steep_index(lrs, y)])
         return float(lrs[_valley_index(y)])
 
+    def plot(self, ax=None, # matplotlib Axes to draw on (None: a new figure)
+             methods=('valley', 'steep', 'minimum'), # suggestions marked with a vertical line each
+             **suggest_kwargs, # passed to `suggest` (kind, beta, skip_start, skip_end)
+            ):
+        """Draw the raw and smoothed losses against the learning rate (log axis) and mark the suggestions; returns `ax`.
+
+        Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
+        Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
+        """
+        import matplotlib.pyplot as plt  # only here: the package itself needs torch alone
+        if isinstance(methods, str): methods = (methods,)
+        lrs = self.lrs.numpy()
+        sugg = [(m, self.suggest(m, **suggest_kwargs)) for m in methods]  # raises before anything is drawn
+        if ax is None: ax = plt.subplots(figsize=(6, 3.5))[1]
+        ax.plot(lrs, self.losses.numpy(), color='#9e9e9e', lw=1, alpha=0.8, label='raw loss')
+        ax.plot(lrs, self.smoothed.numpy(), color='#1f77b4', lw=2, label=f'debiased EMA (beta={self.beta:g})')
+        for (m, lr), ls in zip(sugg, ('--', ':', '-.', (0, (1, 3)))):
+            ax.axvline(lr, color='#000000', ls=ls, lw=1, label=f'{m}: {lr:.2g}')
+        ax.set(xscale='log', xlabel='learning rate', ylabel='loss')
+        finite = self.losses[torch.isfinite(self.losses)]
+        if len(finite) > 1:  # a blow-up at the end does not flatten the rest of the curve
+            lo, hi = float(finite.min()), float(torch.quantile(finite, 0.9))
+            if hi > lo: ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.5 * (hi - lo))
+        ax.legend(fontsize=8)
+        return ax
+
 # %% ../nbs/reference/lr_find.ipynb #495127ef
 def _cuda_devices(model: torch.nn.Module) -> list:
     "Indices of the CUDA devices holding the model's parameters or buffers (whose RNG the test must restore)."
     ts = list(model.parameters()) + list(model.buffers())
     return sorted({t.device.index if t.device.index is not None else torch.cuda.current_device()
                    for t in ts if t.device.type == 'cuda'})
+
+def _generators(batches) -> list:
+    "The torch.Generators a DataLoader draws from in iter(): its own and its samplers' (each once)."
+    found = []
+    for obj in (batches, getattr(batches, 'sampler', None), getattr(batches, 'batch_sampler', None),
+                getattr(getattr(batches, 'batch_sampler', None), 'sampler', None)):
+        g = getattr(obj, 'generator', None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found): found.append(g)
+    return found
+
+class _KeepRNG:
+    "Save, and restore on exit, the RNGs a training step can draw from besides torch's default ones."
+    def __init__(self, batches):
+        self.gens = _generators(batches)
+        self.np = sys.modules.get('numpy')  # only if the caller imported it: lossnotes never does
+    def __enter__(self):
+        self.states = [g.get_state() for g in self.gens]
+        self.py = random.getstate()
+        self.np_state = None if self.np is None else self.np.random.get_state()
+    def __exit__(self, *exc):
+        for g, s in zip(self.gens, self.states): g.set_state(s)
+        random.setstate(self.py)
+        if self.np_state is not None: self.np.random.set_state(self.np_state)
+
+def _optimizer(opt_func, model: torch.nn.Module):
+    "(optimizer, its saved state or None): an instance is used as it is (its params must be the model's), else built."
+    if isinstance(opt_func, torch.optim.Optimizer):
+        own = {id(p) for p in model.parameters()}
+        if any(id(p) not in own for g in opt_func.param_groups for p in g['params']):
+            raise ValueError("opt_func is an optimizer over parameters that are not the model's: build it from "
+                             "model.parameters(), or pass a function such as torch.optim.Adam")
+        return opt_func, copy.deepcopy(opt_func.state_dict())  # state and hyperparameters, restored afterwards
+    opt = opt_func(model.parameters())
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {_short(opt)} of type {type(opt).__name__}")
+    return opt, None
 
 def _next_batch(state: dict, batches, num_it: int):
     "The next (xb, yb) pair, starting `batches` again when it runs out; clear errors for empty and one-shot inputs."
@@ -319,9 +412,11 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     batches : iterable
         ``(xb, yb)`` pairs, already on the model's device (the test does not move them). Started again from the
         beginning when shorter than ``num_it``, so it must be re-iterable: a DataLoader or a list, not a generator.
-    opt_func : callable, default torch.optim.Adam
-        ``opt_func(params) -> torch.optim.Optimizer``, e.g. ``functools.partial(torch.optim.SGD, momentum=0.9)``.
-        The learning rate of every parameter group is set at each step.
+    opt_func : callable or torch.optim.Optimizer, default torch.optim.Adam
+        ``opt_func(params) -> torch.optim.Optimizer``, e.g. ``functools.partial(torch.optim.SGD, momentum=0.9)``;
+        or an optimizer built over the model's parameters (torch-lr-finder's habit), whose state and
+        hyperparameters (learning rates included) are saved before the test and loaded back after it. The
+        learning rate of every parameter group is set at each step.
     start_lr : float, default 1e-7
         First learning rate, finite and > 0; see `lr_schedule`.
     end_lr : float, default 10.0
@@ -352,12 +447,23 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
         something that is not a real tensor; ``opt_func`` does not return an optimizer.
     ValueError
         A bad argument value; ``batches`` is empty or a one-shot iterator that ran out; ``loss_fn`` returns a
-        non-scalar or a loss that does not require grad.
+        non-scalar or a loss that does not require grad; an optimizer instance over other parameters; a model
+        wrapped in ``DistributedDataParallel``.
+    RuntimeError
+        Called with gradients disabled (inside ``torch.no_grad()`` or ``torch.inference_mode()``).
 
     Notes
     -----
-    The test runs inside ``torch.random.fork_rng`` for the CPU and the model's CUDA devices: the caller's RNG
-    state is the same before and after. A ``.item()`` per step (a host sync) feeds the stop rule.
+    Restored afterwards: the model (parameters, buffers, ``.grad``, training flags), an optimizer instance,
+    torch's default CPU generator and those of the model's CUDA devices (``torch.random.fork_rng``), the
+    generators of a DataLoader and of its sampler, Python's ``random`` and NumPy's global generator (when NumPy
+    is imported). Not restored: any other generator (a ``numpy.random.Generator`` a dataset holds, the RNGs inside
+    DataLoader worker processes). Memory: a copy of every parameter, buffer and ``.grad`` (and of an optimizer
+    instance's state) is held during the test. A ``.item()`` per step (a host sync) feeds the stop rule.
+    Distributed: run it in one process on the unwrapped model (before ``DistributedDataParallel``, or on rank 0
+    with ``ddp_model.module`` while the other ranks wait at a barrier), then broadcast the chosen learning rate; on
+    every rank each stop rule would read its own loss, ranks could stop at different steps and hang in the
+    gradient all-reduce, so a DDP-wrapped model is refused.
     For mixed precision without a GradScaler (bfloat16), pass a model whose ``forward`` runs under
     ``torch.autocast``, e.g. a small wrapper module; the recorded losses are then rounded to the loss's dtype.
 
@@ -373,8 +479,16 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_short(model)} of type {type(model).__name__}")
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        raise ValueError("model is wrapped in DistributedDataParallel: each rank's stop rule would read its own loss, "
+                         "ranks could stop at different steps and hang in the gradient all-reduce. Run the test in "
+                         "one process on the unwrapped model (model.module), then broadcast the learning rate")
+    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        raise RuntimeError("lr_range_test trains the model and needs autograd, but gradients are disabled here "
+                           "(inside torch.no_grad() or torch.inference_mode()): call it outside that block")
     for name, f in (('loss_fn', loss_fn), ('opt_func', opt_func)):
-        if not callable(f): raise TypeError(f"{name} must be callable, got {_short(f)} of type {type(f).__name__}")
+        if not callable(f) and not (name == 'opt_func' and isinstance(f, torch.optim.Optimizer)):
+            raise TypeError(f"{name} must be callable, got {_short(f)} of type {type(f).__name__}")
     lrs, beta = lr_schedule(start_lr, end_lr, num_it), _check_beta(beta)
     stop_div, skip_nonfinite = check_bool('stop_div', stop_div), check_bool('skip_nonfinite', skip_nonfinite)
     progress = check_bool('progress', progress)
@@ -383,14 +497,13 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     grads = {k: None if p.grad is None else p.grad.detach().clone() for k, p in model.named_parameters()}
     modes = [(m, m.training) for m in model.modules()]
     losses, smoothed, best, avg, skipped, bad_in_a_row = [], [], math.inf, 0.0, 0, 0
-    with torch.random.fork_rng(devices=_cuda_devices(model)):  # a shuffling DataLoader draws its seed in iter()
+    with torch.random.fork_rng(devices=_cuda_devices(model)), _KeepRNG(batches):  # a shuffling DataLoader draws in iter()
         try: state = {'it': iter(batches), 'yielded': 0}
         except TypeError: raise TypeError(f"batches must be an iterable of (xb, yb) pairs, got {_short(batches)} of "
                                           f"type {type(batches).__name__}") from None
+        opt, opt_state = None, None
         try:
-            opt = opt_func(model.parameters())
-            if not isinstance(opt, torch.optim.Optimizer):
-                raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {_short(opt)} of type {type(opt).__name__}")
+            opt, opt_state = _optimizer(opt_func, model)
             model.train()
             bar = iter(_progress(range(num_it), total=num_it, enabled=progress, desc='lr range test'))
             i = 0
@@ -426,6 +539,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                 for k, b in model.named_buffers(): b.copy_(buffers[k])
             for k, p in model.named_parameters(): p.grad = grads[k]
             for m, mode in modes: m.training = mode
+            if opt_state is not None: opt.load_state_dict(opt_state)
     n = len(losses)
     return LRFinderResult(lrs[:n].clone(), torch.tensor(losses, dtype=torch.float64),
                           torch.tensor(smoothed, dtype=torch.float64), beta, skipped)

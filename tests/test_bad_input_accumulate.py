@@ -79,9 +79,9 @@ ERRORS = [
     ('n mismatch', lambda: LossMeter().update(torch.ones(4), n=3), ValueError, 'n must equal the number of per-item losses (4, dim 0 of a loss of shape (4,)), got 3'),
     ('n of a 2-D loss is its rows', lambda: LossMeter().update(torch.ones(3, 4), n=12), ValueError, 'n must equal the number of per-item losses (3'),
     # update: weight
-    ('weight shorter', lambda: LossMeter().update(torch.ones(3), weight=torch.ones(2)), ValueError, "weight must be of loss's shape (3,), or a scalar, got shape (2,)"),
+    ('weight shorter', lambda: LossMeter().update(torch.ones(3), weight=torch.ones(2)), ValueError, "weight must be broadcastable to loss's shape (3,) (e.g. (batch, 1) on (batch, tokens)), or a scalar, got shape (2,)"),
     ('weight (3, 1) for (3,)', lambda: LossMeter().update(torch.ones(3), weight=torch.ones(3, 1)), ValueError, 'got shape (3, 1)'),
-    ('weight transposed', lambda: LossMeter().update(torch.ones(2, 3), weight=torch.ones(3, 2)), ValueError, "weight must be of loss's shape (2, 3)"),
+    ('weight transposed', lambda: LossMeter().update(torch.ones(2, 3), weight=torch.ones(3, 2)), ValueError, "weight must be broadcastable to loss's shape (2, 3)"),
     ('weight per row of a 2-D loss', lambda: LossMeter().update(torch.ones(2, 3), weight=torch.ones(2)), ValueError, 'got shape (2,)'),
     ('weight vector for a batch mean', lambda: LossMeter().update(T(1.), n=3, weight=torch.ones(3)), ValueError, "weight must be a 0-d tensor or a number (a batch mean's total weight)"),
     ('weight complex', lambda: LossMeter().update(torch.ones(2), weight=T([1j, 1.])), TypeError, 'weight must be real, got a complex tensor'),
@@ -110,7 +110,7 @@ ERRORS = [
     ('extra key', lambda: state(loss_sum=6., count=3, num_skipped=0, mean=2.), ValueError, "state has unknown keys ['mean']"),
     ('state a list', lambda: LossMeter().load_state_dict([6., 3, 0]), TypeError, 'state must be a dict (from LossMeter.state_dict()), got [6.0, 3, 0]'),
     ('state None', lambda: LossMeter().load_state_dict(None), TypeError, 'state must be a dict'),
-    ('count negative', lambda: state(loss_sum=0., count=-1, num_skipped=0), ValueError, "state['count'] must be >= 0, got -1"),
+    ('count negative', lambda: state(loss_sum=0., count=-1, num_skipped=0), ValueError, "state['count'] must be in [0, 2**53], got -1"),
     ('count float', lambda: state(loss_sum=0., count=2.5, num_skipped=0), TypeError, "state['count'] must be an integer, got 2.5"),
     ('count integral float', lambda: state(loss_sum=0., count=3.0, num_skipped=0), TypeError, "state['count'] must be an integer, got 3.0"),
     ('count str', lambda: state(loss_sum=0., count='3', num_skipped=0), TypeError, "state['count'] must be a number or a one-element tensor, got '3'"),
@@ -304,3 +304,25 @@ def test_new_update_paths_make_no_host_sync(monkeypatch, skip):
         cut.update(tok[:, 0]); cut.update(tok[0, 0], n=1); cut.update(tok[:, 1], weight=mask[:, 1])
     m.update(torch.tensor(float('nan')), n=2, weight=torch.tensor(1.))
     assert m.loss_sum.dtype == F64 and cut.count == 10
+
+
+@pytest.mark.parametrize('call, match', [
+    (lambda: LossMeter().update(1.0, n=10**400), r'n must be at most 2\*\*53 = 9007199254740992 .*got 100000\.\.\. \(401 digits\)'),
+    (lambda: LossMeter().update(torch.tensor(1.0), n=10**400), r'n must be at most 2\*\*53'),
+    (lambda: LossMeter().update(torch.tensor(1.0), n=2**53 + 1), r'n must be at most 2\*\*53'),
+    (lambda: LossMeter(max_items=10**400), r'max_items must be at most 2\*\*53'),
+    (lambda: LossMeter(fold_every=10**400), r'fold_every must be at most 2\*\*53'),
+    (lambda: batch_means([1.0, 2.0], 10**400), r'batch_size must be at most 2\*\*53'),
+    (lambda: epoch_summaries([1.0, 2.0], 10**400), r'batch_size must be at most 2\*\*53'),
+    (lambda: LossMeter().load_state_dict(dict(loss_sum=1.0, count=10**400, num_skipped=0)), r"state\['count'\] must be in \[0, 2\*\*53\]"),
+    (lambda: LossMeter().load_state_dict(dict(loss_sum=10**400, count=1, num_skipped=0)), r"state\['loss_sum'\] must fit in a float64"),
+    (lambda: LossMeter().load_state_dict(dict(loss_sum=1.0, count=1, num_skipped=0, weight_sum=10**400)), r"state\['weight_sum'\] must fit in a float64"),
+])
+def test_integers_beyond_float_range_name_the_argument(call, match):
+    "Integers too large for a float64 count raise a ValueError naming the argument, never OverflowError."
+    with pytest.raises(ValueError, match=match): call()
+
+
+def test_largest_exact_count_is_accepted():
+    m = LossMeter(); m.update(2.0, n=2**53)
+    assert (m.count, m.compute().item()) == (2**53, 2.0)

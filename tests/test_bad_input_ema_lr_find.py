@@ -274,3 +274,13 @@ def test_bad_or_edge_input(name, call, expect):
         torch.testing.assert_close(g[fin], w[fin], rtol=rtol, atol=0)
     else:
         assert expect[1](call())
+
+
+def test_integers_beyond_float_range_never_raise_overflow_error():
+    "step=10**400 and num_it=10**400: a right answer (the lag's limit) or a ValueError naming the argument."
+    assert ema_lag(0.9, 10**400) == ema_lag(0.9, 10**6)
+    e = EMA(0.5); e.load_state_dict({'beta': 0.5, 'debias': True, 'avg': 1.0, 'step': 10**400})
+    assert e.compute() == 1.0
+    with pytest.raises(ValueError, match=r'num_it must be at most 10\*\*9'): lr_schedule(1e-7, 10.0, 10**400)
+    with pytest.raises(ValueError, match=r'num_it must be at most 10\*\*9'):
+        lr_range_test(torch.nn.Linear(2, 2), F.cross_entropy, [(torch.ones(1, 2), torch.zeros(1, dtype=torch.long))], num_it=10**400)

@@ -282,3 +282,53 @@ def test_streaming_update_does_not_sync_a_cuda_device():
         out = e.compute()
     finally: torch.cuda.set_sync_debug_mode(0)
     assert out.device.type == 'cuda' and float(out) == float('inf')
+
+
+# --- integers beyond float range, the ends of the zero-lag curve, dtypes, docstrings -----------------------------
+
+@pytest.mark.parametrize('beta', [0.0, 0.5, 0.9, 0.98, 1 - 2**-52])
+def test_ema_lag_of_a_huge_step_is_the_limit(beta):
+    "step=10**400 is a valid number of samples: the lag is the infinite-history limit, not an OverflowError."
+    assert ema_lag(beta, 10**400) == ema_lag(beta, 2**62)
+    if beta <= 0.98: assert ema_lag(beta, 10**400) == pytest.approx(beta / (1 - beta), rel=1e-12)
+
+
+def test_ema_state_with_a_huge_step_computes():
+    e = EMA(0.9); e.load_state_dict({'beta': 0.9, 'debias': True, 'avg': 2.5, 'step': 10**400})
+    assert e.compute() == 2.5  # 1 - 0.9**step is 1.0: no debiasing left, no OverflowError
+
+
+def test_zero_lag_lags_like_the_causal_ema_at_the_end_of_a_ramp():
+    "The page's numbers: on a 400-step ramp at beta 0.9, 9.0 steps late at the last point (as the EMA), 5.9 early at the first."
+    ramp = torch.arange(400, dtype=torch.float64)
+    z = zero_lag(ramp, 0.9)
+    assert float(ramp[-1] - z[-1]) == pytest.approx(9.0, abs=1e-9)
+    assert float(ramp[-1] - ema(ramp, 0.9)[-1]) == pytest.approx(ema_lag(0.9, 400), abs=1e-9)
+    assert float(z[0] - ramp[0]) == pytest.approx(5.94, abs=0.005)
+    assert float((z[100:300] - ramp[100:300]).abs().max()) < 3e-3
+
+
+@pytest.mark.parametrize('dtype, streamed, vectorised', [(torch.float16, torch.float32, torch.float16),
+                                                         (torch.bfloat16, torch.float32, torch.bfloat16),
+                                                         (torch.int64, torch.float32, torch.float64),
+                                                         (torch.float64, torch.float64, torch.float64)])
+def test_compute_and_ema_dtypes_are_as_documented(dtype, streamed, vectorised):
+    x = torch.tensor([3, 1, 2], dtype=dtype)
+    e = EMA(0.5)
+    for v in x: e.update(v)
+    assert e.compute().dtype == streamed and ema(x, 0.5).dtype == vectorised
+    assert float(e.compute()) == pytest.approx(float(ema(x, 0.5)[-1]), rel=1e-2)
+    assert 'float32 for float16, bfloat16 and integer' in EMA.compute.__doc__
+
+
+def test_float16_is_computed_in_float32_without_rescaling():
+    "The page's claim: float16 never reaches the rescaling path; its largest value is inside float32's safe range."
+    from lossnotes.ema import _range_exponent
+    assert _range_exponent(torch.tensor([65504.0], dtype=torch.float32)) == 0
+    assert ema(torch.full((300,), 30000., dtype=torch.float16), 0.98).tolist() == [30000.0] * 300
+
+
+def test_ema_method_docstrings_say_what_they_return_and_raise():
+    for name in ('reset', 'update', 'compute', 'state_dict', 'load_state_dict'):
+        doc = getattr(EMA, name).__doc__
+        assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name

@@ -1,0 +1,42 @@
+"""The package's own API (lossnotes/__init__.py, from nbs/reference/api.ipynb): its docstring, its version, and
+every public tool of every tool module importable from the package."""
+import importlib
+import subprocess
+import sys
+
+import lossnotes
+
+TOOLS = ('ema', 'lr_find', 'losscheck', 'gradtricks', 'batchnorm', 'accumulate')
+MODULE_LEVEL_ONLY = {'CHECKS', 'TASKS'}  # losscheck's constants, named as module-level on the api page
+
+
+def test_package_docstring_is_set():
+    "The version line stands after the docstring: lossnotes.__doc__ is the page's subtitle, not None."
+    assert lossnotes.__doc__ == "What `import lossnotes` gives a practitioner: the tools, torch only, no figures."
+
+
+def test_version_matches_settings():
+    import configparser
+    from pathlib import Path
+    cfg = configparser.ConfigParser(); cfg.read(Path(__file__).parent.parent / 'settings.ini')
+    assert lossnotes.__version__ == cfg['DEFAULT']['version']
+
+
+def test_every_public_tool_is_exported():
+    "from lossnotes import steepest_lr, effective_momentum, ... : each tool module's __all__, less the two constants."
+    for mod in TOOLS:
+        m = importlib.import_module(f'lossnotes.{mod}')
+        # the module's public functions and classes (a method patched onto a class is not a module-level tool)
+        names = {n for n in set(m.__all__) - MODULE_LEVEL_ONLY if getattr(getattr(m, n, None), '__qualname__', None) == n}
+        assert len(names) >= 2, mod
+        assert names <= set(lossnotes.__all__), (mod, names - set(lossnotes.__all__))
+        for n in names: assert getattr(lossnotes, n) is getattr(importlib.import_module(f'lossnotes.{mod}'), n)
+    from lossnotes import effective_momentum, steepest_lr  # the two the page once promised and lacked
+    assert steepest_lr.__module__ == 'lossnotes.lr_find' and effective_momentum.__module__ == 'lossnotes.batchnorm'
+
+
+def test_import_is_torch_only():
+    heavy = ['matplotlib', 'ipywidgets', 'sklearn', 'pandas', 'IPython', 'numpy.random._pickle']
+    out = subprocess.run([sys.executable, '-c', f'import sys, lossnotes; print([m for m in {heavy[:5]!r} if m in sys.modules])'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]'
