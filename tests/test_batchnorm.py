@@ -433,16 +433,20 @@ def test_instrumented_layer_stores_post_equal_pre_plus_eps():
 
 def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
     from lossnotes.course.exercises import check
-    assert set(EXERCISES) == {'why-no-change', 'predict-no-cancel', 'build-no-cancel', 'stored-gap', 'debias-running-mean'}
-    assert check('batchnorm/why-no-change', 'b') and not check('batchnorm/why-no-change', 'a')
-    assert 'it is 0.1 after the first step' in check('batchnorm/why-no-change', 'a').message
+    assert set(EXERCISES) == {'ratio-of-emas', 'predict-no-cancel', 'running-var-start', 'stored-gap', 'debias-running-mean'}
+    assert check('batchnorm/ratio-of-emas', 'b') and not check('batchnorm/ratio-of-emas', 'a')
+    assert 'ten times too large' in check('batchnorm/ratio-of-emas', 'a').message
+    g = torch.Generator().manual_seed(0)  # the right option, by experiment: two zero-started EMAs, their ratio exact
+    loss_sums, tokens = torch.rand(30, generator=g, dtype=torch.float64) * 50, torch.randint(5, 50, (30,), generator=g).double()
+    r = running_sums(loss_sums, tokens, 0.1)
+    w = torch.tensor([0.1 * 0.9 ** (29 - i) for i in range(30)], dtype=torch.float64)
+    assert (r['sums'][-1] / r['count'][-1]).item() == pytest.approx(((w * loss_sums).sum() / (w * tokens).sum()).item(), rel=1e-12)
     factor = 1 / (1 - 0.9 ** 3)
     assert check('batchnorm/predict-no-cancel', factor) and not check('batchnorm/predict-no-cancel', 1.0)
-    assert check('batchnorm/build-no-cancel', lambda s, c, d: 1 / d)  # the insight: the data does not matter
-    assert not check('batchnorm/build-no-cancel', lambda s, c, d: d)  # upside down
-    assert not check('batchnorm/build-no-cancel', lambda s, c, d: s / d / c)  # the broken mean itself, not the ratio
-    d = debias_stream(0.1, 2, steps=3)
-    assert EXERCISES['build-no-cancel']['reference'](d['sums'], d['count'], d['dbias'])[-1].item() == pytest.approx(factor, rel=1e-12)
+    assert 'dbias itself' in check('batchnorm/predict-no-cancel', 1 - 0.9 ** 3).hint
+    var5 = 0.9 ** 5 + (1 - 0.9 ** 5) * 0.09  # the closed form; the checker's value comes from nn.BatchNorm2d itself
+    assert check('batchnorm/running-var-start', var5) and not check('batchnorm/running-var-start', 0.09)
+    assert 'started at 0' in check('batchnorm/running-var-start', (1 - 0.9 ** 5) * 0.09).hint
     assert check('batchnorm/stored-gap', 1e-3) and not check('batchnorm/stored-gap', 1e-7)
     def from_torch(batch_means, momentum):  # nn.BatchNorm2d itself, divided by 1 - (1 - momentum)**t
         bn, out = nn.BatchNorm2d(1, momentum=momentum).double(), []
@@ -452,7 +456,15 @@ def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
         return torch.stack(out)
     assert check('batchnorm/debias-running-mean', from_torch)
     assert not check('batchnorm/debias-running-mean', lambda b, mom: running_sums(b, torch.ones_like(b), mom)['sums'])
-    assert not check('batchnorm/why-no-change', ...)  # the learner's stub
+    assert not check('batchnorm/ratio-of-emas', ...)  # the learner's stub
+
+
+def test_exercise_specs_hold_no_plain_answer():
+    "Nothing in the lesson's EXERCISES reads as an answer: the choice and the function outputs are sealed."
+    spec = EXERCISES['ratio-of-emas']
+    assert 'cancels' not in repr(spec) and all(f.startswith('sealed:') for f in spec['feedback'])
+    assert EXERCISES['debias-running-mean']['expected'].startswith('sealed:')
+    assert 'reference' not in EXERCISES['debias-running-mean']
 
 
 # ---------------------------------------------------------------- the live figure

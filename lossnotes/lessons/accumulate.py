@@ -247,21 +247,28 @@ def explorer_parts() -> tuple:
     return draw_explorer, controls
 
 # %% ../../nbs/05_loss_accumulation.ipynb #b0489d66
-def _reference_exact_epoch_loss(means, sizes):
-    "The per-item mean from per-batch means and sizes: undo each mean, then count items."
-    return float((means.double() * sizes).sum() / sizes.sum())
-
 _POST = [4., 5., 2., 4., 3., 2., 3., 1.]
+
+def _exact_cases() -> list:
+    "Per-batch means and sizes: the post's losses at batch size 3, the digits at 100, one batch, two batches."
+    return [batch_means(_POST, 3), batch_means(digits_item_losses(), 100),
+            (torch.tensor([2.5]), torch.tensor([7])), (torch.tensor([1., 3.]), torch.tensor([1, 3]))]
+
+def _left_out(num_items: int = 10_000, batch_size: int = 3000) -> int:
+    "How many items a loader with drop_last=True never yields."
+    return num_items - epoch_summaries(torch.zeros(num_items), batch_size, drop_last=True)['num_items']
 
 EXERCISES = {
     'predict-mean-of-averages': dict(
         kind='prediction', answer=lambda: epoch_summaries(_POST, 5)['mean_of_averages'], rtol=0.005,
+        factors=((epoch_summaries(_POST, 5)['per_item_mean'] / epoch_summaries(_POST, 5)['mean_of_averages'],
+                  'That is the per-item mean, what an exact loop prints; the question asks for the mean of the two batch means.'),),
         hint='Cut the eight losses into a batch of five and a batch of three, take each batch mean, then average '
              'the two means: the short batch counts as much as the full one.'),
-    'exact-epoch-loss': dict(
-        kind='function', reference=_reference_exact_epoch_loss, rtol=1e-12, atol=0.0,
-        cases=lambda: [batch_means(_POST, 3), batch_means(digits_item_losses(), 100),
-                       (torch.tensor([2.5]), torch.tensor([7])), (torch.tensor([1., 3.]), torch.tensor([1, 3]))],
-        hint='Multiply each batch mean by its size to get back the batch sum; divide the total by the number of items, '
-             'not of batches.'),
+    'exact-epoch-loss': dict(kind='function', salt='50366036', cases=_exact_cases, expected='sealed:CvaBehBqUfFhGLOR7UPP9c_GXdrSe1HrP6RsIIvf-PCKSR_QEq7v', rtol=1e-12, atol=0.0, hint='Multiply each batch mean by its size to get back the batch sum; divide the total by the number of items, not of batches.'),
+    'dropped-by-drop-last': dict(
+        kind='number', answer=lambda: _left_out(), rtol=0.0, atol=0.5,
+        factors=((9.0, 'That is how many images the loader does yield; the question asks how many it leaves out.'),
+                 (3.0, 'A full batch is 3000 images, but the last batch is not full: how many images are left after three batches?')),
+        hint='Count the full batches of 3000 in 10,000; drop_last throws away whatever is left.'),
 }

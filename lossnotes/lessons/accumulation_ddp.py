@@ -140,40 +140,28 @@ def ddp_epoch_loss(item_losses, # one loss per item of the data set
     return out
 
 # %% ../../nbs/05a_accumulation_ddp.ipynb #b0489d66
-EXERCISES = {
-    'accumulation-divisor': dict(
-        kind='choice', answer='the number of real tokens in the whole accumulation window',
-        options={
-            'the number of micro-batches': 'That is the scaling that makes the accumulated gradient a mean of the '
-                'micro-batch means: a micro-batch with 13 real tokens then weighs as much as one with 35.',
-            "the micro-batch's own number of real tokens, then the number of micro-batches": 'Dividing by the '
-                "micro-batch's own token count first gives its per-token mean; dividing that by the number of "
-                'micro-batches is again a mean of means, exact only if every micro-batch holds as many real tokens.',
-            'the number of real tokens in the whole accumulation window': 'Right: the full batch divides the sum '
-                'of all token losses by all its real tokens, and the gradient is linear, so each micro-batch '
-                'contributes its summed token losses over that one common count.',
-            'the number of tokens, padding included': 'Padding positions have weight 0: counting them divides by '
-                'too much, and by a different amount in every batch, depending on how much padding it holds.'},
-        hint='Write the full batch\'s loss as one fraction and split its numerator over the micro-batches.'),
-    'ddp-padded-loss': dict(
-        kind='number', answer=lambda: _padded_demo_loss(), rtol=1e-6,
-        hint='DistributedSampler pads 9 items to 10 by repeating the first index of its list; ten losses are averaged.'),
-    'who-calls-compute': dict(
-        kind='choice', answer='every rank calls meter.compute(); rank 0 prints the value',
-        options={
-            'rank 0 calls meter.compute() and prints it': 'compute() is a collective (an all_reduce): rank 0 would '
-                'wait for the other ranks, which never join it: a hang until the process group\'s timeout, or a '
-                'pairing with their next collective (DDP\'s gradient all-reduce) that breaks the run.',
-            'every rank calls meter.compute(); rank 0 prints the value': 'Right: every rank joins the one '
-                'all_reduce and gets the same global mean; printing it on one rank is then free.',
-            'rank 0 calls meter.compute(sync=False) and prints it': 'That prints rank 0\'s own mean, over its '
-                'shard only: a number that differs from the epoch loss and from rank to rank.'},
-        hint='Which of these calls talk to the other ranks, and which ranks take part?'),
-}
-
 def _padded_demo_loss() -> float:
     "The epoch loss a padded all-reduce reports for 9 items on 2 ranks, every loss 1.0 but item 0's 19.0 (the real sampler)."
     from torch.utils.data import DistributedSampler
     x = torch.tensor([19.] + [1.] * 8, dtype=torch.float64)
     idx = [i for r in range(2) for i in DistributedSampler(range(9), num_replicas=2, rank=r, shuffle=False)]
     return float(x[idx].mean())
+
+def _naive_window_loss() -> tuple[float, float]:
+    "(the naive recipe's loss, the full batch's per-token mean) for micro-batches of 30 tokens at 2.0 and 10 at 4.0."
+    a, b = torch.full((30,), 2.0, dtype=torch.float64), torch.full((10,), 4.0, dtype=torch.float64)
+    return float(a.mean() / 2 + b.mean() / 2), float(torch.cat([a, b]).mean())
+
+EXERCISES = {
+    'accumulation-divisor': dict(kind='choice', salt='a662ef55', options=('9267b59ca226e7df', '6d3998c1d086b2b2', '1679c989d2bc6ee2', '45873e2aa2372b97'), answer='15b8ed7f15fc9434', feedback=('sealed:8znynEQRHwuBY8l_UhO1yM9XlexTK3c472Z_XsRwbbdvoPscLaFAzqy77aPHvClbegd78s2rQJg0SU9dr1gFydoqcVLbwXeZYkk9dERyFjGtc7of7AvdYz-YGZogpEt--0pzBIBSUD9anbX-vRLQ4zXRq9VTdm1XUs8n1oVTR1T3iKAt1zTbdxMsaq_6q_-OsAUBjf00f1eicoexUs_QjSdN', 'sealed:3kO5zPD5lSW04QGiJmB15Zl47p-5IGC_PM2m37hPUVOmr2pVFep3gVKx3chtj6WeW3wgqAdfNCwQaXV6nMZ--pOH6UuemLEeu2NdsS5JijEwadpbpzMfh1LuQcCRyeHoC6M2QmKXHlyPzAk_TM759oyLLRGghagD7r0d_2nNgCP7bYmxCTJRsB-P9FeEcvqtCWz9jy-LBAOzg97b4DMO0jkr4TF50YlZzWkpv02vwQlss_6zBODY8hAsfSVNnf_nFTrVkyBOcNEJwfUw98hAKMYDmw==', 'sealed:Vk0nKEM4MQ5PZsMNEjchDAtPrJR1aQdYyMdOMkp6RD_fK8-120n3141zMQzX1BTyz-SaOgPnaBZIFA4-Cd3I3Y9gYrVbnN9_mnNaFHllwC_DSCTn8kjei4BTvs9OeC75Uot53DvCeyVRm7olK4rCu_kZPrbbVpeeT6hqc-fVk4TyV4An_SDqDRDcHeLGSyAZ-K4_isltC7iBxUray5anwTvGyVb5yW90VhxApG0szMHs-rvWcvKwNtCS6GphelGwCT-7Mak=', 'sealed:c5rNtJbm2PUhk5ZrGpf8Re8AUyMPgqp3p8qrLM32WnuEJ5UA_3xwYymG1M8xPWMBzpmfvV1rAUxEuI9Atb2_veiBjsYZyQYYqvpuZ5Gl6VFGkzMt0FuiEsyD13FhYBgy7iu3phJfssHzTD26gYkHMwmqoRNY-e05X-9Un5FNUV2wUBUMkZRJnGJgwsV8ehQb3U4Zmw6b9QaA'), hint="Write the full batch's loss as one fraction and split its numerator over the micro-batches."),
+    'ddp-padded-loss': dict(
+        kind='number', answer=lambda: _padded_demo_loss(), rtol=1e-6,
+        factors=((3.0 / _padded_demo_loss(), 'That is the exact loss over the nine real items; the padded run counts '
+                  'one item twice.'),),
+        hint='DistributedSampler pads 9 items to 10 by repeating the first index of its list; ten losses are averaged.'),
+    'naive-accumulated-loss': dict(
+        kind='prediction', answer=lambda: _naive_window_loss()[0], rtol=0.005,
+        factors=((_naive_window_loss()[1] / _naive_window_loss()[0], "That is the full batch's per-token mean, what "
+                  'the fixed recipe trains on; the naive one gives each micro-batch half the weight.'),),
+        hint="Each micro-batch's mean enters with the weight 1/2, however many tokens it holds."),
+}

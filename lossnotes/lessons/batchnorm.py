@@ -284,21 +284,17 @@ def explorer_parts() -> tuple:
     return draw_debias, dict(mom=slider(0.1, options=_MOMS), batch_size=slider(2, options=_BATCH_SIZES))
 
 # %% ../../nbs/04_running_batchnorm.ipynb #acfd9982
-def _reference_too_large(sums: torch.Tensor, count: torch.Tensor, dbias: torch.Tensor) -> torch.Tensor:
-    "At each step: the running mean with only `sums` divided by `dbias`, over the course's `sums / count`."
-    return (sums / dbias / count) / (sums / count)
-
 def _no_cancel_factor(steps: int = 3, mom: float = 0.1, batch_size: int = 2) -> float:
     "How many times too large the running mean comes out after `steps` when only `sums` is divided by `dbias`."
     d = debias_stream(mom, batch_size, steps=steps)
-    return _reference_too_large(d['sums'], d['count'], d['dbias'])[-1].item()
+    return ((d['sums'] / d['dbias'] / d['count']) / (d['sums'] / d['count']))[-1].item()
 
-def _too_large_cases():
-    "The digits stream at several momenta and batch sizes, then made-up buffers: the data does not matter."
-    cases = [(d['sums'], d['count'], d['dbias'])
-             for d in (debias_stream(0.1, 2, steps=3), debias_stream(0.1, 32, steps=4), debias_stream(0.3, 8, steps=5))]
-    t = lambda *v: torch.tensor(v, dtype=torch.float64)
-    return cases + [(t(-4.0, 7.0, 2.5), t(1.0, 1.9, 2.71), t(0.1, 0.19, 0.271))]
+def _running_var_after(steps: int = 5, var: float = 0.09, momentum: float = 0.1) -> float:
+    "`nn.BatchNorm2d(1, momentum)`'s running_var after `steps` training batches whose unbiased variance is `var`."
+    bn = nn.BatchNorm2d(1, momentum=momentum).double()
+    a = math.sqrt(var / 2)  # two items +-a: unbiased variance 2 a**2
+    for _ in range(steps): bn(torch.tensor([a, -a], dtype=torch.float64).view(2, 1, 1, 1))
+    return bn.running_var.item()
 
 def _stored_gap(eps: float = 1e-3) -> float:
     "Largest stored post - pre variance of the learner's instrumented layer over a quarter epoch at batch size 32."
@@ -306,11 +302,6 @@ def _stored_gap(eps: float = 1e-3) -> float:
                        generator=torch.Generator().manual_seed(0))
     layers = [m for m in run['model'].modules() if isinstance(m, InstrumentedRunningBatchNorm)]
     return max((torch.stack(l.post_vars) - torch.stack(l.pre_vars)).max().item() for l in layers)
-
-def _reference_debiased_running_mean(batch_means: torch.Tensor, momentum: float) -> torch.Tensor:
-    "BatchNorm2d's running_mean after each step (an EMA of batch means from 0) divided by the weight it has collected."
-    r = running_sums(batch_means, torch.ones_like(batch_means), momentum)
-    return r['sums'] / r['dbias']
 
 def _debias_cases():
     t = lambda *v: torch.tensor(v, dtype=torch.float64)
@@ -320,25 +311,18 @@ def _debias_cases():
             (t(1.0, 2.0), 1.0)]  # momentum 1: the last batch's mean
 
 EXERCISES = {
-    'why-no-change': dict(kind='choice', options={
-        'dbias is close to 1 after the first step, so dividing by it hardly matters':
-            'At batch size 512, as in the learner\'s first run, dbias is 0.96 after one step, so this looks plausible there. But at '
-            'batch size 2 it is 0.1 after the first step: dividing by it multiplies by 10, and the mean still does not move.',
-        'sums and count carry the same weights, so the same factor cancels in their ratio':
-            'Right: every buffer is a sum with the same weights w_i; dbias is their total, and it divides top and bottom.',
-        'the clamp at batch < 20 hides the difference':
-            'The clamp acts on the variance only, and only for 20 samples; the means agree at every step too.',
-        'float32 rounding hides the difference':
-            'Rounding is about 1e-7 relative; a missing division by dbias = 0.1 would be a factor of 10.'},
-        answer='sums and count carry the same weights, so the same factor cancels in their ratio',
-        hint='Write the mean as a fraction and look at where dbias appears.'),
+    'ratio-of-emas': dict(kind='choice', salt='ecbd4a8f', options=('4aebb0ac5ffc060f', '7f92723a38ebdd9f', '3168173f8d6b55cc', '41f9714f4db6b860'), answer='8acec9cb32dbb725', feedback=('sealed:r5RSvArmEqAElCuWQbS7jYArhoDEh0ci1mWhPVLOwdX-SUkauQh56_j_BhSE_vMtHgZMQqtsNVy5qP680paRjsW1DAdEIAn7ncI9Zq6MUGgNQpj9cd3CIQLiqNft2YTyn_4ONNrgnKOIqNvNAbgzXkYIXTdCXgTIaPEMNyQl-2At76RiOuELKI1B8fP2SCkvlyTUxJm3f7qBXxEyVcrk2qaMutsuFIPAPS6l6vXhxGMs4PCM_lPdn_g3gYwN5Cj_dyVvPcTt4pMjOPYuSr-hYzCkU5rD71Egw-H9sA==', 'sealed:KaryOUXQ5-1SrJ3hF69BHyq9JEyLRbIpDB5atQWJ_vj5aOwDwA_tHp4uNrFy6lt9um5VUcOB6AhqID79cSGuF6OgtLXvr9W_hx4tt4EseUIuu9X2oFH3IrZ3CI5IeRVJ9D4ZIF_caORa9EVnG2O--UnD4gRdF9mW250irQTrKkgu3ZPDJi2Ur3xi4bt5w1ol18-M9OPUpy74xY9SzPUHrh2ToASAWlgvV_S4b0eWP_ysXSbcjDPQw51_4nU=', 'sealed:ixdZhClx653PSlOeK4DU27qXXnGatOjRei9YDgQui_T6NDVONhWJKSSRRP45cZK5xjnYX20HkbvWgJRTiyh-fZom567FxFkOFLZqRlOHq9mH64GLeU54fqEt6b07AkgmFDxu9FRO24EPSipUrl36GNQqIjll0rtmeZelLNTp04goXqEgkQVvAL7-l9U=', 'sealed:KS1wjdojxOh6ESBwd-TlNuiv6cAnsFXZ-CYOPqsKoCdGP3zLpbgNqqip370C0-jZeg7t3hO0tW1crJK3OYGkqX5ybP7wZfro6kaMwwRI3GO35IfpDQuEfRn4GOmagSwSa1DxdkSJMn7CoXKYU07NEHYLHiEwhasaghkzzYY-4G5YUBzHMmNVBg=='), hint='Write the report after t steps as a fraction and look at where the zero start appears.'),
     'predict-no-cancel': dict(kind='prediction', answer=lambda: _no_cancel_factor(3), rtol=0.05,
+        factors=((1 / _no_cancel_factor(3) ** 2, 'That is dbias itself after 3 steps: the mean is divided by it, so it grows by its inverse.'),),
         hint='Only the numerator is divided by dbias; what is dbias after 3 steps with mom1 = 0.1?'),
-    'build-no-cancel': dict(kind='function', reference=_reference_too_large, cases=_too_large_cases, rtol=1e-9, atol=0,
-        hint='Compute both means at every step, the broken one (sums / dbias over count) and sums / count, and divide.'),
+    'running-var-start': dict(kind='prediction', answer=lambda: _running_var_after(), rtol=0.02,
+        factors=(((1 - 0.9**5) * 0.09 / _running_var_after(), 'That is what an average started at 0 would hold; '
+                  'running_var starts at 1, and that start keeps its share of the weight.'),
+                 (0.09 / _running_var_after(), 'That is the batches\' own variance: after five steps with momentum 0.1 '
+                  'most of the weight is still on the starting value.')),
+        hint='Write running_var after t steps as the start times the weight it keeps plus the batches\' variance times the rest.'),
     'stored-gap': dict(kind='prediction', answer=lambda: _stored_gap(1e-3), rtol=0.05,
+        factors=((0.01, 'That is the default eps; this layer was built with eps=1e-3.'),),
         hint='Which line changes `vars` after it was appended to post_vars, and by how much?'),
-    'debias-running-mean': dict(kind='function', reference=_reference_debiased_running_mean, cases=_debias_cases,
-        rtol=1e-9, atol=1e-12,
-        hint='After t steps from 0 the EMA has collected the weight 1 - (1 - momentum)**t; divide by it.'),
+    'debias-running-mean': dict(kind='function', salt='e1937621', cases=_debias_cases, expected='sealed:vLVV57qey_XQ2I-bUyzuHNw4PYNBI95Zmk_n0ANLWQvOtQK5DiEErzX4C8-PgcpOp1yfdnSq4O-epLAsAfHdI0Eo9E1OxbD4eaeA_81NKIYjlmDOZEf7Ymt1KOLmekGkClaIruSrFg9NOZ-7hDIk_thjeWC_IqvXsTRgwYZw7_YqNYRLpg1-d8GaUxvz0uR6o7CSqYOu_tWF4rXzGxheOb9XTvNB1TR7CaT4Ea-oO0e8_ivAcZ9KrPpWpM9PVNPdLaTQDJng-cuxjsnhCzwH8EUXgm6qrS6DOmg3AxArZ52FY5KNk6AV5DlnE2DrSz8jqPBbFt7lxAaa19Gn8iJTZcyL3OQZ4K5_0ehVO44ALEEY7agla78aRwBqhgUXGoOREuhl9GdsQreUWo2t7A-ibrRbnrDFJk7fmzh2t3ukFyf3Jxe1X1epBtArXbdt09w8bjWRcW6YJhnV1PC-o8dXos3l679See_7h5_CCLrJU6tJCdukZM2qMQ==', rtol=1e-09, atol=1e-12, hint='After t steps from 0 the EMA has collected the weight 1 - (1 - momentum)**t; divide by it.'),
 }
