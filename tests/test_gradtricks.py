@@ -382,23 +382,24 @@ def test_docstring_examples_run():
 
 def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     from lossnotes.course.exercises import check
-    from lossnotes.lessons.gradtricks import EXERCISES, value_and_grad
+    from lossnotes.lessons.gradtricks import EXERCISES
     assert 3 <= len(EXERCISES) <= 5
     assert check('gradtricks/predict-sign', 3.0) and not check('gradtricks/predict-sign', -3.0)
     assert check('gradtricks/cubic-doubling', 4.0)
     for wrong in (2.0, 8.0, 16.0): assert not check('gradtricks/cubic-doubling', wrong)  # linear, the value's 2**3, the value's growth squared
-    right = lambda p, t: value_with_grad_of(((p - t) ** 2).mean(), (p - t).abs().mean())
-    swapped = lambda p, t: value_with_grad_of((p - t).abs().mean(), ((p - t) ** 2).mean())
-    assert check('gradtricks/shown-mse-trained-mae', value_and_grad(right))
-    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(swapped))
-    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ((p - t) ** 2).mean()))
-    assert not check('gradtricks/shown-mse-trained-mae', value_and_grad(lambda p, t: ...))
-    spec = EXERCISES['adam-indifference']
-    assert check('gradtricks/adam-indifference', 'c')
-    for letter in 'abd': assert not check('gradtricks/adam-indifference', letter)
-    feedback = list(spec['options'].values())
-    assert len(set(feedback)) == len(feedback) == 4  # each wrong option gets its own feedback
-    assert check('gradtricks/first-adam-step', 1.0) and not check('gradtricks/first-adam-step', 0.5)
+    from lossnotes.lessons.data import digits
+    x, y, _, _ = digits(); y = y.float()
+    sgd = lambda lr, wd: functools.partial(torch.optim.SGD, lr=lr, weight_decay=wd)
+    mse = fit_linear(lambda p, t: ((p - t) ** 2).mean(), x, y, sgd(0.05, 0.1), steps=10, progress=False)['params']
+    quarter = lambda p, t: ((p - t) * (p - t).detach()).mean() / 2
+    assert torch.equal(mse, fit_linear(quarter, x, y, sgd(0.2, 0.025), steps=10, progress=False)['params'])  # the oracle
+    assert check('gradtricks/decay-for-quarter', 0.025)
+    for wrong in (0.05, 0.1, 0.4): assert not check('gradtricks/decay-for-quarter', wrong)
+    assert check('gradtricks/diagnose-curve', 'b')
+    for letter in 'acd': assert not check('gradtricks/diagnose-curve', letter)
+    e = torch.tensor([-2.0, 1.0], requires_grad=True)  # option b: a negative value and a gradient |e| >= 0
+    loss = (e.abs() * e.detach()).mean()
+    assert loss.item() < 0 and (torch.autograd.grad(loss, e)[0] >= 0).all()
 
 
 # ---------------------------------------------------------------- plots and the live figure

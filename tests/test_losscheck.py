@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from lossnotes.gradtricks import irls_loss
 from lossnotes.losscheck import CHECKS, Check, LossReport, check_loss, mse_on_probabilities, soft_accuracy
 from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
-from lossnotes.lessons.losscheck import (EXERCISES, _reference_weighted_nll_sum_over_n, accuracy, digits_slice, digits_split,
+from lossnotes.lessons.losscheck import (EXERCISES, accuracy, digits_slice, digits_split,
                                         fit_bias_only, overfit_one_batch, plot_slice, plot_temperature_sweep, plot_training,
                                         slice_curves, slice_point, sweep_losses, train_logreg)
 from lossnotes.lessons.losscheck import _one_minus_soft
@@ -380,16 +380,20 @@ def test_overfit_one_batch_reaches_near_zero():
 def test_exercises_reference_and_answers():
     from lossnotes.course.exercises import check
     assert 3 <= len(EXERCISES) <= 5
-    assert EXERCISES['calibrated-p9']['answer']() == pytest.approx(5 * 0.02 / (5 * 0.02 + 0.98), rel=1e-3)
-    z, y = torch.randn(6, 10), torch.tensor([0, 9, 9, 3, 1, 9])
-    w = torch.linspace(0.5, 2.0, 10)
-    want = (w[y] * F.cross_entropy(z, y, reduction='none')).mean()
-    torch.testing.assert_close(_reference_weighted_nll_sum_over_n(z, y, w), want)
-    assert check('losscheck/weighted-nll', _reference_weighted_nll_sum_over_n).correct
+    assert check('losscheck/percentage-constant', 1.0).correct  # the 1/y-weighted median of 1, 2, 4
+    for wrong in (2.0, 7 / 3, 0.5): assert not check('losscheck/percentage-constant', wrong).correct  # median, mean, too low
+    z = torch.zeros(4, 3, requires_grad=True)
+    loss = (torch.tensor([1., 3., 3., 3.]) * F.cross_entropy(z, torch.tensor([0, 2, 2, 2]), reduction='none')).sum() / 10
+    assert check('losscheck/weighted-mean-grad', torch.autograd.grad(loss, z)[0][0, 0].item()).correct  # -(2/3) / 10
+    for wrong in (-1 / 6, 1 / 15, -0.1): assert not check('losscheck/weighted-mean-grad', wrong).correct  # sum / N, sign, no 1 - p
+    def sum_over_n(z, y, w): return (w[y] * F.cross_entropy(z, y, reduction='none')).mean()
+    assert check('losscheck/weighted-nll', sum_over_n).correct
     assert not check('losscheck/weighted-nll', lambda z, y, w: F.cross_entropy(z, y, weight=w)).correct  # the weighted mean
-    spec = EXERCISES['why-stall']
-    assert spec['answer'] in spec['options'] and all(spec['options'].values())
-    assert check('losscheck/why-stall', 'c').correct and not check('losscheck/why-stall', 'a').correct
+    log_of_softmax = lambda z, y, w: (w[y] * -F.softmax(z, 1).log().gather(1, y[:, None]).squeeze(1)).mean()
+    assert not check('losscheck/weighted-nll', log_of_softmax).correct  # inf on the large-logit case
+    assert check('losscheck/diagnose-inf', 'b').correct
+    for letter in 'acd': assert not check('losscheck/diagnose-inf', letter).correct
+    assert 'log(0)' not in repr(EXERCISES['diagnose-inf'])  # the options are sealed
 
 
 def test_plots():
@@ -732,3 +736,15 @@ def test_float_class_target_says_what_to_pass():
     assert "or class probabilities of pred's shape (64, 10)" in msg, msg
     # and passing what it says works, with torch's value
     assert abs(check_loss(F.cross_entropy, z, y.float().long()).value - float(F.cross_entropy(z, y))) < 1e-6
+
+
+@pytest.mark.slow
+def test_longer_sweep_plateau_can_end_and_cross_entropy_has_stopped_rising():
+    "Lesson 02 trains 400 steps: cross entropy no longer rises after that, and a stuck T = 1 run can leave its plateau later."
+    from lossnotes.lessons.losscheck import sweep_fits
+    short, long = (sweep_fits(temperatures=(1.0,), n_models=3, steps=s) for s in (400, 1500))
+    ce = [r['cross entropy']['valid_accuracy'][:, -1].mean().item() for r in (short, long)]
+    assert ce[1] <= ce[0] + 0.002
+    stuck = short['soft accuracy, T = 1']['valid_accuracy'][:, -1]
+    later = long['soft accuracy, T = 1']['valid_accuracy'][:, -1]
+    assert (stuck < 0.9).all() and (later > 0.95).any()

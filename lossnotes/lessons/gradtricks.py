@@ -234,7 +234,7 @@ def explorer_parts() -> tuple:
     return draw_composition, controls
 
 # %% ../../nbs/03_detach_gradients.ipynb #0bea5b0b
-# The exercises' answers, read by `check`: kept after the takeaways, so that they come after your own try.
+# The exercises' checks (the sealed format of lossnotes.course.exercises: no answer in plain text), after the takeaways.
 def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
                   ) -> Callable:
     "`fn` turned into `(pred, target) -> (value, d value / d pred)`, so a checker can compare both."
@@ -246,56 +246,24 @@ def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
         return out.detach(), (torch.zeros_like(q) if g is None else g)
     return both
 
-def _reference_shown_mse_trained_mae(pred, target):
-    return (((pred - target) ** 2).mean(), torch.sign(pred - target) / pred.numel())
-
-def _first_adam_step_ratio() -> float:
-    "Length of Adam's first step on the detached loss over its first step on MSE (digits, same seed)."
-    from lossnotes.lessons.data import digits
-    x, y, _, _ = digits()
-    opt = functools.partial(torch.optim.Adam, lr=0.05)
-    steps = [fit_linear(f, x, y.float(), opt, steps=1, progress=False)['params']
-             for f in (lambda p, t: ((p - t) * (p - t).detach()).mean(), lambda p, t: ((p - t) ** 2).mean())]
-    return ((steps[0][1] - steps[0][0]).norm() / (steps[1][1] - steps[1][0]).norm()).item()
+def _cubic_growth() -> float:
+    "How much the gradient of |e|**3 / 3 grows when a single error goes from 3 to 6 (autograd)."
+    cubic = lambda q, t: irls_loss(q, t, p=3.0)
+    return (grad_wrt(cubic, torch.tensor([6.0]), 0.0) / grad_wrt(cubic, torch.tensor([3.0]), 0.0)).item()
 
 EXERCISES = {
-    'predict-sign': dict(
-        kind='prediction', rtol=0.01,
+    'predict-sign': dict(kind='prediction', rtol=0.01, atol=0.0,
         answer=lambda: grad_wrt(composition_loss('e*sg(|e|)', reduction='sum'), torch.tensor([-3.0]), torch.zeros(1)).item(),
-        hint='Only the factor that is not detached is differentiated; the detached one is a fixed number, here |e| = 3.'),
-    'cubic-doubling': dict(
-        kind='number', rtol=1e-6,
-        answer=lambda: (grad_wrt(lambda q, t: irls_loss(q, t, p=3.0), torch.tensor([6.0]), 0.0)
-                        / grad_wrt(lambda q, t: irls_loss(q, t, p=3.0), torch.tensor([3.0]), 0.0)).item(),
-        hint='The value grows by 2**3, but the gradient is its derivative, with one power of |e| fewer; the same '
-             'reasoning at p = 2 gives the squared error\'s factor 2. Measure it with grad_wrt at e = 3 and e = 6.'),
-    'shown-mse-trained-mae': dict(
-        kind='function', reference=_reference_shown_mse_trained_mae, rtol=1e-6, atol=1e-7,
-        cases=lambda: [(torch.tensor([0.5, 2.0, -1.0, 4.0]), torch.ones(4)),
-                       (torch.tensor([3.0, -2.0]), torch.tensor([0.0, 0.5]))],
-        hint='The value comes from one expression, the gradient from another: which should autograd see?'),
-    'adam-indifference': dict(
-        kind='choice',
-        options={
-            'Both losses print the same value, and Adam steps according to the loss value':
-                'Adam never sees the loss value: its step() reads only each parameter\'s .grad (torch/optim/adam.py). '
-                'SGD on the same two losses differs by exactly the factor 2, so the equal values cannot be the reason.',
-            "Adam's bias correction divides out the factor 2":
-                'Bias correction divides m and v by 1 - beta**t to undo their zero start; it is the same for both '
-                'losses and is not what cancels the 2. Put g/2 into m / sqrt(v) and watch the 2 go.',
-            'Adam divides its running mean of gradients by the root of its running mean of squared gradients, '
-            'so a constant factor on every gradient cancels (up to eps)':
-                'Right: m scales by 1/2 and sqrt(v) by 1/2, so m / (sqrt(v) + eps) is unchanged wherever eps is '
-                'small next to sqrt(v). The first step is already the same length for both losses.',
-            'Adam adapts its step size over many steps, so after a while any constant factor is learned away':
-                'The equality is not a long-run effect: Adam\'s very first step has the same length on both losses '
-                '(measure it). The cancellation is in the ratio m / sqrt(v) at every step, from the first.',
-        },
-        answer='Adam divides its running mean of gradients by the root of its running mean of squared gradients, '
-               'so a constant factor on every gradient cancels (up to eps)',
-        hint='Write down what Adam does with the gradient g before it takes a step, and replace g by g/2.'),
-    'first-adam-step': dict(
-        kind='number', rtol=1e-4, answer=_first_adam_step_ratio,
-        hint="Run fit_linear for one step with partial(torch.optim.Adam, lr=0.05) on each loss and compare the "
-             "lengths of the parameter changes."),
+        sign='That is the gradient of e * e.detach(). Here the frozen factor is |e|, which has no sign; the factor '
+             'autograd differentiates, e, has derivative 1.',
+        factors=((2.0, 'That counts the product rule\'s two terms, as for e * e. The detached factor is a constant: '
+                       'only one term survives.'),),
+        hint='Only the factor that is not detached is differentiated; the detached one is a fixed number, here |e|.'),
+    'cubic-doubling': dict(kind='number', answer=_cubic_growth, rtol=1e-6, atol=0.0,
+        factors=((2.0, 'That is the value\'s growth, 2**3. The gradient is the derivative, with one power of |e| fewer.'),
+                 (0.5, 'That is the squared error\'s factor: the gradient of |e|**3 / 3 is e|e|, not linear in e.')),
+        hint='The value grows by 2**3, but the gradient is its derivative, with one power of |e| fewer. Measure it with '
+             'grad_wrt at e = 3 and e = 6.'),
+    'decay-for-quarter': dict(kind='prediction', salt='e99ff31d', answer='sealed:Q3tWz7N-g4ac', rtol=1e-06, atol=0.0, factors=((2.0, "That is the decay for e * e.detach() at twice the learning rate. This loss's gradient is a quarter of MSE's and its learning rate four times larger: the decay term must shrink by that same factor."), (4.0, "That is MSE's own decay: at four times the learning rate it would decay four times harder."), (16.0, 'The decay is multiplied by the learning rate, so it must shrink, not grow: which factor was the learning rate raised by?')), high='Too much decay: SGD adds weight_decay * param to the gradient and multiplies the sum by lr. What must the product lr * weight_decay equal?', low='Too little decay: SGD multiplies weight_decay * param by lr, like the gradient. What must lr * weight_decay equal?', hint="SGD steps by lr * (grad + weight_decay * param). Match each of the two terms with MSE's run."),
+    'diagnose-curve': dict(kind='choice', salt='89187511', options=('dd7c1bd3cf752722', 'f99b7f33d5c9bfd1', '073b3e0d81e43786', '306940b8db69ab85'), answer='312df548a81faef6', feedback=('sealed:fic1glV3vWraVx6z1zD10VODuG-FhvJrYgLvMw1X6PFIdIgRLdWLyN14-wvzpXynqPlKjqwafTMrWswBtjQIYFCTQ8P9Tp6Dq1eXMtgLcTHzsQErQYpyQKKinI0hMS3abu4aiHs7qE1fyRid1alD910WrhRV2_LLvOgdR5J-tec-R2lW85bOOIQ=', 'sealed:MYtYm_Wx_xweDz9IMruA0RKweyFXMLKsHPzBQz0HE8679htEiewh9qI_6z_fuX9Vzhsvq_xHWd823OLduuRsnU_lm5L_Uc9Wpsshr5fisSDNNTBtWlOA4OqQYTirCvt_5xdCAfd5I2TT8JRPrXxOO-fs84inlzy-HtjeJrRIj-w9NO5bW5vopdwegx7Vz16WSCOoJy9NuND1kqGBrQLCIfSEMyyiiLjhZLcaOqAMfe8HXtYoHz-K-7Ndu8cSVDouvs9VWJ6dfudcBHgApLg0pJodQ4OwV7xviiPo', 'sealed:rThQ6ogmWZaT1RviVDdssCFGUriHOZkdVnNW2GilcVYvh_fcY9fscnF8Q5B7i7fLZ0dBJtUO9wSt43MKGP9lrTzFUomO6XXGNfRVXFHu5zM=', 'sealed:Q07-EfXO452NpN1P2DJtf-45dgbSyyLjIazBP-E9C5T0v27DZFL9JtAPC6k2vnzjIMuj-DHQId8Qt_qq-IDsbiCKzm8EfRprTSo='), hint='Which of these can print a negative number at all? Then: which way does its gradient move a prediction that is below its target?'),
 }

@@ -362,58 +362,41 @@ def explorer_parts() -> tuple:
     return draw, controls
 
 # %% ../../nbs/02_loss_differentiability.ipynb #78a1506a
-def _reference_weighted_nll_sum_over_n(logits, target, weight):
-    nll = -F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)  # (N,)
-    return (weight[target] * nll).sum() / len(target)
-
+# The exercises' checks (the sealed format of lossnotes.course.exercises: no answer in plain text), after the takeaways.
 def _weighted_cases() -> list:
-    sl = digits_slice()
-    z, y = sl.logits(0.0), sl.y
+    g = torch.Generator().manual_seed(0)  # fixed inputs: the sealed outputs do not depend on a training run
+    z, y = 3 * torch.randn(12, 10, generator=g), torch.randint(0, 10, (12,), generator=g)
     w = torch.linspace(0.5, 2.0, 10)
-    return [(z, y, w), (50 * z, y, w), (z[:7], y[:7], torch.ones(10)), (z[y == 9], y[y == 9], w)]
+    return [(z, y, w), (50 * z, y, w), (z[:7], y[:7], torch.ones(10)), (z[y == y[0]], y[y == y[0]], w)]
 
-def _calibrated_p9() -> float:
-    "Probability a bias-only model gives class 9 when trained with weight 5 on class 9, 2% of the data."
-    y = torch.tensor([9] * 2 + [c for c in range(9) for _ in range(98 // 9 + 1)][:98])  # 100 labels, class 9 at 2%
-    w = torch.ones(10); w[9] = 5.0
-    return fit_bias_only(y, w, 10, steps=300)[9].item()
+def _percentage_constant(targets=(1.0, 2.0, 4.0)) -> float:
+    "The constant c minimising mean |1 - c/y| over `targets`, on a grid of step 1e-4."
+    y, c = torch.tensor(targets, dtype=torch.float64), torch.arange(0, 50001, dtype=torch.float64) * 1e-4
+    return c[(1 - c[:, None] / y).abs().mean(1).argmin()].item()
 
-@lru_cache(maxsize=1)
-def _stuck_fraction() -> float:
-    "Among training digits that the soft-accuracy (T = 0.1) model gets wrong, the fraction with p_y < 0.01 at T = 0.1."
-    fit = train_logreg(partial(_one_minus_soft, temperature=0.1), steps=100)
-    xt, yt, _, _ = digits_split()
-    z = xt @ fit['weight'][0] + fit['bias'][0]
-    p_y = F.softmax(z / 0.1, dim=1)[torch.arange(len(yt)), yt]
-    return float((p_y[z.argmax(1) != yt] < 0.01).float().mean())
+def _weighted_mean_grad() -> float:
+    "d F.cross_entropy(weight=[1, 1, 3]) / d z[0, 0] at zero logits, targets [0, 2, 2, 2]."
+    z = torch.zeros(4, 3, requires_grad=True)
+    loss = F.cross_entropy(z, torch.tensor([0, 2, 2, 2]), weight=torch.tensor([1., 1., 3.]))
+    return torch.autograd.grad(loss, z)[0][0, 0].item()
 
 EXERCISES = {
-    'calibrated-p9': dict(
-        kind='prediction', answer=_calibrated_p9, rtol=0.05,
-        hint='The free optimum of weighted cross entropy puts p_c in proportion to w_c q_c; normalise over all classes.'),
-    'weighted-nll': dict(
-        kind='function', reference=_reference_weighted_nll_sum_over_n, cases=_weighted_cases, rtol=1e-5, atol=1e-6,
-        hint='Gather each row\'s log-probability of its class with F.log_softmax, weight it by weight[target], '
-             'then sum and divide by the number of rows (not by the sum of the weights).'),
-    'stuck-fraction': dict(
-        kind='number', answer=_stuck_fraction, rtol=1e-3,
-        hint='Compute softmax(z / 0.1) on the training digits, take each row\'s target column, and keep the rows '
-             'where argmax(z) is not the target.'),
-    'why-stall': dict(
-        kind='choice',
-        options={
-            'its minimum is not where the target class wins':
-                'check_loss finds soft accuracy\'s minimum where every target wins, like cross entropy\'s: the '
-                'destination is right, the model just stops moving towards it.',
-            "Adam's steps are too small to leave a plateau":
-                'Adam divides by the gradient\'s running size, so even tiny gradients give steps of about the '
-                'learning rate. The trouble is the direction: the wrong examples hardly contribute to it.',
-            'on a wrong example p_y is near 0, so its gradient p_y(1 - p_y)/T vanishes and it stops pulling on the weights':
-                'Right: the examples that most need fixing contribute almost nothing to the gradient, so they '
-                'are never fixed. Cross entropy\'s gradient there is 1 - p_y, close to its largest.',
-            'soft accuracy is not differentiable at small T':
-                'For every T > 0 it is a smooth function of the logits (gradcheck passes); its gradient exists '
-                'but is tiny where the softmax saturates.'},
-        answer='on a wrong example p_y is near 0, so its gradient p_y(1 - p_y)/T vanishes and it stops pulling on the weights',
-        hint='Look at the derivative of p_y with respect to its own logit when p_y is close to 0.'),
+    'percentage-constant': dict(kind='prediction', answer=_percentage_constant, rtol=0.02, atol=0.0,
+        factors=((2.0, 'That is the median, L1\'s choice. This loss weights each example\'s pull by 1/y: the target 1 '
+                       'pulls with slope 1, the targets 2 and 4 with 1/2 and 1/4 together.'),
+                 (7 / 3, 'That is the mean, MSE\'s choice. This loss pulls each example with a constant slope 1/y, '
+                         'whatever the size of the error.')),
+        high='Above the smallest target, which pulls harder: the slope from the target 1 or the two from 2 and 4?',
+        low='Below every target, all three slopes push c up.',
+        hint='Each example pulls on c with slope +-1/y: c stops where the pulls from above and below balance.'),
+    'weighted-mean-grad': dict(kind='number', answer=_weighted_mean_grad, rtol=1e-4, atol=0.0,
+        factors=((2.5, 'That divides by N = 4, the sum / N convention. PyTorch\'s mean divides by the batch\'s total '
+                       'weight.'),
+                 (1.5, 'At zero logits the target\'s probability is 1/3, not 0: cross entropy\'s gradient on the '
+                       'target logit is -(1 - p).'),
+                 (2.0, 'The divisor is the total weight of the examples in the batch, not the sum of the class weights.')),
+        sign='Raising the target\'s logit lowers the loss: the derivative is negative.',
+        hint='Example 0 contributes weight 1 times -(1 - p); the mean divides by the weights of all four examples.'),
+    'weighted-nll': dict(kind='function', salt='d2290bbe', cases=_weighted_cases, expected='sealed:uywQJvIqZRSLnRiaUa1IT9C1KCHiunLoJ_-dB674OhQwABqqcQs3Lfq3VuZpaNAbVoyhS0qSM8llBS8vepXCX73vHYk4E9sQCe65GP1O-gQkxQmfWeJ1CsCdUvfPK9-Gzd6ODfz_Hux1tRsbBTYUQGQ4KNKdyo92LBmiiJN0H-fnhprFKfflV19I04dJUn9SixdN3VS8GdrhtP1av3X2-PqjbLLYLQHcZv8umxb5RMMaGcRWEF0DOwtD351juue-DMKwqgZNHwLtfw0N_sFdXmU=', rtol=1e-05, atol=1e-06, hint="Gather each row's log-probability of its class with F.log_softmax, weight it by weight[target], then divide the sum by the number of rows, not by the sum of the weights."),
+    'diagnose-inf': dict(kind='choice', salt='b7c20637', options=('7124802e8eeedd84', 'd2f4668cd17e19bf', '370932a1915fbcb1', '6d9af9f3eb2d6f52'), answer='94566e4404c40cea', feedback=('sealed:hPQ43rVgEIlnGurGCONFwol4mj9jzsbBQU_-pn0r-UBgZzO4Xe0rd9hpSlcOlazxFN0G7t3n0kQzYXsnqrWgCladWVrp9A8KD0RX0c_IfFB4fJ3Ydk8HwK9ECa8HUdPCDTzcuZoooYajVRPLjQ6HTOZNK6PNsj68hIqocUElTewRqlLomi6WieX6CrgChdjYBwZXvJUTcNeomk5KYluq2PdX6bjlZbOTUoKg5magTUMCo5zuhxCwYsqe884ToA==', 'sealed:JxyikXy77kmozdu2EruQGO4SYC5LzpYzI42ecK7sRMzyCpO-EeLBDbpB-HF_COKGpwiFtbqi4L6kWtJg8grjqEBj4g-M6geV9ARLpQiW9dyuKagdO2H8FPEtEsqurOncz3nyb4XhGDOpxTGOqWHCszNM1rxzAYARKVpFvKv6R7HHxg71R00_PJopcxqiFFkCNYOGq2zQ-qWNJTuFu1Ca8eoZRb5H', 'sealed:0cbli9xcCSHlANOz4WdEKbcJ4NqQjDSQOyj86mERt6hJWlqH5Wu_2FBT-WACGJZx52nSKU0nCI9CnbL7w_rMDVuP2z4rXHOev0tkHOvANe_NE9P3HBmIclk9QT3bmhCmZ_zI1PFvQVxMxeQ5SR2f-pt59Camk7TF2cGP9bHJvw==', 'sealed:uwqDislW5jyOrF7YfEKFXqTJw9cxmZTtJ3aXAdzahTJFy3Thmk8lPadTyCahvEv7tVJE3sbDhWpCKbLIpVI4DZIvbjVSvZ7lrKfrHfGCYevUkV_-h6G53jmTds0VnRAKcx-BWZo6smMDNHrWUaRl7F7joTF98lvUOpTjEGVFK4n5jwpyZVg6FftM5KnOc1LPjWD9fJxe'), hint="Compute F.softmax on the logits [200., 0.] in float32 and look at the loser's probability."),
 }
