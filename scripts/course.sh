@@ -3,11 +3,20 @@
 #   bash scripts/course.sh               the learner's course: course/ (git-ignored), built from nbs/ on the first
 #                                        run; later runs add only what is missing and never overwrite your files
 #   bash scripts/course.sh --reset 03    start lesson 03 over (your file moves to course/backups/, dated), then open
-#   bash scripts/course.sh --solutions   the instructor's notebooks in nbs/, solutions and all
+#                                        the course, or say at which URL it is already open
+#   bash scripts/course.sh --solutions   the instructor's notebooks in nbs/, solutions and all (in the development
+#                                        environment .venv, which scripts/_env.sh builds)
 #   --folder DIR                         serve DIR instead of course/ (with --solutions: instead of nbs/)
 # Other arguments go to `jupyter lab` (e.g. --port=9000). The URL to open is printed by Jupyter: it ends in
 # /lab/tree/00_start_here.ipynb?token=... (index.ipynb with --solutions).
+#
+# The learner's course runs in its own environment, .venv-course/ (git-ignored), built on the first run with the
+# course's packages only (settings.ini: requirements, viz and course): PyTorch, JupyterLab, matplotlib, ipywidgets...
+# On Linux without an NVIDIA driver it takes PyTorch's CPU build from PyTorch's CPU index (as the README tells pip
+# users), or the default index where that is not reachable, and says which. The clone's lossnotes/ is on its path.
+set -euo pipefail
 here=$PWD
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 solutions=0 folder= pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,9 +29,55 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "${LOSSNOTES_NBS:-}" ]; then solutions=1 folder=$LOSSNOTES_NBS; fi  # older spelling of --solutions --folder DIR
 if [ -n "$folder" ]; then case "$folder" in /*) ;; *) folder=$here/$folder ;; esac; fi
-source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
-unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
 if [ "$solutions" = 1 ]; then
+  source "$ROOT/scripts/_env.sh"
+  unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
   exec python -m lossnotes.course.build lab "${folder:-$ROOT/nbs}" --home index.ipynb --no-browser ${pass[@]+"${pass[@]}"}
 fi
-exec python -m lossnotes.course.build course "${folder:-$ROOT/course}" --from "$ROOT/nbs" --open --no-browser ${pass[@]+"${pass[@]}"}
+
+VENV=${LOSSNOTES_COURSE_VENV:-$ROOT/.venv-course}
+STAMP="$VENV/.lossnotes-course-installed"
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" "$ROOT/scripts/course.sh" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  start=$SECONDS
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "lossnotes: creating the course's environment $VENV"
+    "${PYTHON:-python3}" -m venv "$VENV"
+  fi
+  py="$VENV/bin/python"
+  pip=("$py" -m pip install -q -c "$ROOT/constraints.txt")
+  torch=$(grep -E '^torch([=<>!~ ]|$)' "$ROOT/constraints.txt" | head -1 | tr -d ' ' || true)
+  torch=${torch:-torch}
+  echo "lossnotes: installing the course's packages into $VENV (first run only; PyTorch and JupyterLab take a few minutes)"
+  from="the default package index"
+  if [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 && [ ! -e /proc/driver/nvidia/version ]; then
+    # no NVIDIA driver: the CPU build, a fraction of the CUDA build's size
+    if "$py" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/torch/', timeout=10)" >/dev/null 2>&1 \
+       && "${pip[@]}" --index-url "$CPU_INDEX" "$torch"; then
+      from="PyTorch's CPU index ($CPU_INDEX)"
+    else
+      echo "lossnotes: PyTorch's CPU index ($CPU_INDEX) is not reachable: installing torch from the default index"
+      "${pip[@]}" "$torch"
+    fi
+  else
+    "${pip[@]}" "$torch"
+  fi
+  # the course extra of settings.ini, without installing lossnotes itself: the clone's lossnotes/ goes on the path
+  mapfile -t reqs < <("$py" - "$ROOT/settings.ini" <<'EOF'
+import configparser, shlex, sys
+cfg = configparser.ConfigParser(); cfg.read(sys.argv[1]); d = cfg['DEFAULT']
+for key in ('requirements', 'viz_requirements', 'course_requirements'): print('\n'.join(shlex.split(d.get(key, ''))))
+EOF
+)
+  "${pip[@]}" "${reqs[@]}"
+  site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$ROOT" > "$site/lossnotes-clone.pth"
+  "$py" -c "import torch; print(f'lossnotes: installed torch {torch.__version__} from $from')"
+  echo "lossnotes: the course's environment is ready ($((SECONDS - start)) s)"
+  echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
+cd "$ROOT"
+exec "$VENV/bin/python" -m lossnotes.course.build course "${folder:-$ROOT/course}" --from "$ROOT/nbs" --open --no-browser ${pass[@]+"${pass[@]}"}

@@ -9,6 +9,7 @@ import argparse
 import ast
 import copy
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -20,9 +21,10 @@ import textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BEGIN', 'END', 'HOME', 'ISSUES', 'strip_solutions', 'directives', 'learner_cells', 'learner_notebook',
+__all__ = ['BEGIN', 'END', 'HOME', 'ISSUES', 'RESET', 'strip_solutions', 'directives', 'learner_cells', 'learner_notebook',
            'lesson_notebooks', 'course_notebooks', 'has_exercises', 'uses_check_api', 'title_and_subtitle',
-           'home_notebook', 'build_course', 'copy_course', 'reset_lesson', 'lab_command', 'open_lab', 'main']
+           'home_notebook', 'build_course', 'copy_course', 'reset_lesson', 'lab_command', 'open_lab', 'running_lab',
+           'lab_url', 'main']
 
 # %% ../../nbs/course/build.ipynb #065bb236
 BEGIN, END = '### BEGIN SOLUTION', '### END SOLUTION'
@@ -147,7 +149,10 @@ def title_and_subtitle(nb: dict) -> tuple[str, str]:
 
 def _number(name: str) -> str: return name.split('_')[0].lstrip('0') or '0'
 
+RESET = 'lossnotes course FOLDER --reset {lesson}'  # the reset command on the pip route (packaged notebooks)
+
 def home_notebook(lessons: list[Path], # the lessons' instructor notebooks, in order
+                  reset: str = RESET, # the command that starts lesson `{lesson}` over, on this course's route
                  ) -> dict:
     "The learner's home page: what each lesson teaches, in order, how to work and check, where to get help."
     rows = []
@@ -176,9 +181,11 @@ def home_notebook(lessons: list[Path], # the lessons' instructor notebooks, in o
         "function) and run the cell. The checker answers right under it: **✓ Correct**, or **✗ Not yet** with "
         "what it received and a hint that points at the idea, never at the answer. Try as often as you like. "
         "The lesson's last cell, `course_progress()`, shows where you stand.\n\n"
+        "Ask for the value only when you want it: `check('ema/predict-shift', shift, reveal=True)`.\n\n"
         "The solutions are not in your copy. To start a lesson over, run in a terminal "
-        f"`lossnotes course FOLDER --reset {first}` (FOLDER is this folder, {first} the lesson's number); "
-        "your current file is kept, dated, in `backups/`.",
+        f"`{reset.format(lesson=first)}` ({'FOLDER is this folder, ' if 'FOLDER' in reset else ''}{first} the "
+        "lesson's number); your current file is kept, dated, in `backups/`. If the course is open, it stays open: "
+        "reload the lesson's tab (**File > Reload Notebook from Disk**).",
         "## Where to get help\n\n"
         "- A checker's hint first, then the lesson's math section just above its exercises.\n"
         "- Every tool explains itself: `help(LossMeter)`, `help(EMA)`, ... describe every parameter.\n"
@@ -195,11 +202,12 @@ def _write_nb(nb: dict, path: Path) -> Path:
 
 def build_course(src: Path | str, # folder of the instructor's notebooks (nbs/)
                  dest: Path | str, # folder to write the learner's course to
+                 reset: str = RESET, # the reset command the home page gives (see `home_notebook`)
                 ) -> list[Path]:
     "Write the learner's course into `dest`: the home page, then the learner version of every lesson in `src`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     lessons = lesson_notebooks(src)
-    written = [_write_nb(home_notebook(lessons), dest / HOME)]
+    written = [_write_nb(home_notebook(lessons, reset), dest / HOME)]
     for p in lessons: written.append(_write_nb(learner_notebook(json.loads(p.read_text(encoding='utf-8'))), dest / p.name))
     return written
 
@@ -261,7 +269,7 @@ def lab_command(folder: Path | str, # the folder to serve
                ) -> list[str]:
     "The command that serves `folder` with JupyterLab on 127.0.0.1 (token kept), landing on `home`."
     cmd = [sys.executable, '-m', 'jupyter', 'lab', '--ServerApp.ip=127.0.0.1', f'--ServerApp.root_dir={Path(folder).resolve()}',
-           f'--LabApp.default_url=/lab/tree/{home}']
+           f'--LabApp.default_url=/lab/tree/{home}', '--LabApp.news_url=None']  # no "get Jupyter news?" popup
     if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')
     return cmd + list(extra)
 
@@ -271,18 +279,44 @@ def open_lab(folder: Path | str, # the folder to serve
             ) -> int:
     "Serve `folder` with JupyterLab until it stops (Ctrl-C); returns its exit status."
     if not (Path(folder) / home).exists(): raise FileNotFoundError(f"no {home} in {folder}")
+    if importlib.util.find_spec('jupyterlab') is None:
+        raise ImportError(f'JupyterLab is not installed for {sys.executable}: pip install "lossnotes[course]"')
     print(f"lossnotes: serving {folder} on 127.0.0.1 with JupyterLab; open the URL it prints below "
           f"(it ends in /lab/tree/{home}?token=...). Stop it with Ctrl-C.", flush=True)
     cmd = lab_command(folder, home, extra)
     if os.name == 'posix': os.execv(cmd[0], cmd)  # JupyterLab takes this process's place: signals reach it directly
     return subprocess.call(cmd)
 
+def running_lab(folder: Path | str, # the course folder
+               ) -> dict | None:
+    "The Jupyter server already serving `folder` (its info: url, token, pid...), or None."
+    try: from jupyter_server.serverapp import list_running_servers
+    except ImportError: return None
+    target = Path(folder).resolve()
+    for info in list_running_servers():  # the servers of this user's runtime dir whose process is alive
+        root = info.get('root_dir') or info.get('notebook_dir')
+        if root and Path(root).resolve() == target: return info
+    return None
+
+def lab_url(info: dict, # a running server's info, as `running_lab` returns it
+            notebook: str = HOME, # the notebook to open
+           ) -> str:
+    "The URL that opens `notebook` on the running server."
+    return f"{info['url'].rstrip('/')}/lab/tree/{notebook}" + (f"?token={info['token']}" if info.get('token') else '')
+
 # %% ../../nbs/course/build.ipynb #4e387224
-def _learner_from(nbs: Path | str, tmp: str) -> Path:
+def _learner_from(nbs: Path | str, tmp: str, reset: str = RESET) -> Path:
     "Learner versions of the lessons in the instructor folder `nbs`, written into `tmp`."
     if not lesson_notebooks(nbs): raise FileNotFoundError(f"no lessons (numbered notebooks) found in {nbs}")
-    build_course(nbs, tmp)
+    build_course(nbs, tmp, reset)
     return Path(tmp)
+
+def _reset_command(nbs: Path | str, dest: Path | str) -> str:
+    "The reset command for a course built from the instructor notebooks `nbs`: `scripts/course.sh` in a clone."
+    root = Path(nbs).resolve().parent
+    if not (root / 'scripts' / 'course.sh').exists(): return f'lossnotes course {dest} --from {nbs} --reset {{lesson}}'
+    folder = '' if Path(dest).resolve() == root / 'course' else f' --folder {Path(dest).resolve()}'
+    return f'bash scripts/course.sh{folder} --reset {{lesson}}'
 
 def main(argv: list[str] | None = None, # command-line arguments (default: sys.argv[1:])
          src: Path | str | None = None, # folder of learner notebooks (default: the packaged ones)
@@ -317,17 +351,23 @@ def main(argv: list[str] | None = None, # command-line arguments (default: sys.a
                   f"submitted/<student>/{first}/; nbgrader autograde {first}; nbgrader generate_feedback {first}")
             return 0
         with tempfile.TemporaryDirectory() as tmp:
-            if args.nbs is not None: src = _learner_from(args.nbs, tmp)
+            if args.nbs is not None: src = _learner_from(args.nbs, tmp, _reset_command(args.nbs, args.dest))
+            target = None
             if args.reset is not None:
                 target, backup = reset_lesson(args.dest, args.reset, src=src)
                 print(f"Restored {target}" + (f"; your previous file is {backup}." if backup else '.'))
             written = copy_course(args.dest, src=src)
         kept = len(list(Path(args.dest).glob('*.ipynb'))) - len(written)
         print(f"Copied {len(written)} notebook(s) into {args.dest}" + (f"; kept your {kept} existing one(s) as they are." if kept else '.'))
-        if args.open: return open_lab(args.dest, HOME, extra)
+        if args.open:
+            if (info := running_lab(args.dest)) is not None:  # no second server beside the first
+                print(f"The course is already open: {lab_url(info, target.name if target else HOME)}"
+                      + (" (in its tab: File > Reload Notebook from Disk)" if target else ''))
+                return 0
+            return open_lab(args.dest, HOME, extra)
         print(f"Open the course with:  lossnotes course {args.dest} --open")
         return 0
-    except (FileNotFoundError, NotADirectoryError, ValueError, TypeError) as e:
+    except (FileNotFoundError, NotADirectoryError, ImportError, ValueError, TypeError) as e:
         print(f'lossnotes: {e}', file=sys.stderr)
         return 1
 
