@@ -109,6 +109,8 @@ def _broadcast_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
     except RuntimeError:
         raise ValueError(f"{name_a} of shape {tuple(a.shape)} and {name_b} of shape {tuple(b.shape)} do not broadcast") from None
 
+
+# %% ../nbs/reference/gradtricks.ipynb #437bfdc4
 class _ValueWithGradOf(torch.autograd.Function):
     "Forward: `value` broadcast to the common shape. Backward: the incoming gradient goes to `surrogate` alone."
     generate_vmap_rule = True  # with setup_context below, torch.func.grad and vmap work too
