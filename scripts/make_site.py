@@ -318,10 +318,12 @@ def explorer_html(data: dict, n: int) -> str:
 EXPLORER_JS = r"""
 for (const root of document.querySelectorAll('.lossnotes-explorer')) {
   const d = JSON.parse(root.querySelector('.lossnotes-data').textContent);
-  const img = root.querySelector('.lossnotes-figure'), out = root.querySelector('.lossnotes-readout'),
-        key = root.querySelector('.lossnotes-key');
+  const out = root.querySelector('.lossnotes-readout'), key = root.querySelector('.lossnotes-key');
+  let img = root.querySelector('.lossnotes-figure');
   const state = d.controls.map(c => c.default);
-  const preload = d.files.map(f => { const im = new Image(); im.src = f; return im; });  // decoded before a move
+  // every frame an <img> of its own, fetched and decoded up front: a move swaps the element, no load to wait for
+  const frames = d.files.map(f => { if (img.getAttribute('src') === f) return img;
+    const im = img.cloneNode(); im.src = f; im.decode().catch(() => {}); return im; });
   function sync() {
     d.controls.forEach((c, i) => {
       for (const el of root.querySelectorAll(`[data-control="${i}"]`)) {
@@ -331,8 +333,9 @@ for (const root of document.querySelectorAll('.lossnotes-explorer')) {
         else el.checked = +el.value === state[i];
       }
     });
-    const f = d.frames[state.join(',')];
-    img.src = d.files[f[0]]; img.alt = d.texts[f[2]];
+    const f = d.frames[state.join(',')], next = frames[f[0]];
+    next.alt = d.texts[f[2]];
+    if (next !== img) { img.replaceWith(next); img = next; }
     out.textContent = d.texts[f[1]]; key.textContent = d.texts[f[3]] ? 'Key: ' + d.texts[f[3]] : '';
   }
   function set(i, j) {
