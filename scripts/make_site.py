@@ -354,7 +354,7 @@ for (const root of document.querySelectorAll('.lossnotes-explorer')) {
 CSS = """
 body { font: 16px/1.55 system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 52rem; margin: 0 auto;
        padding: 1rem; color: #1b1b1b; background: #fff; }
-nav { font-size: .9rem; margin-bottom: 1rem; } a { color: #0b57d0; }
+nav { font-size: .9rem; margin-bottom: 1rem; } footer { margin-top: 2rem; border-top: 1px solid #ddd; padding-top: .5rem; } a { color: #0b57d0; }
 pre, code { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: .88rem; }
 pre { overflow-x: auto; padding: .5rem .7rem; background: #f6f8fa; border-radius: 4px; }
 .cell.code .highlight pre { border-left: 3px solid #c8d1dc; }
@@ -371,19 +371,19 @@ math[display="block"] { margin: .6rem 0; overflow-x: auto; }
 """
 
 
-def page(title: str, body: str, home: str, scripts: bool) -> str:
+def page(title: str, body: str, home: str, scripts: bool, footer: str = '') -> str:
     from pygments.formatters import HtmlFormatter
     css = CSS + HtmlFormatter().get_style_defs('.highlight')
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{html.escape(title)}</title><style>{css}</style></head><body>'
-            f'<nav><a href="{home}">lossnotes: all lessons and references</a></nav><main>{body}</main>'
+            f'<nav><a href="{home}">lossnotes: all lessons and references</a></nav><main>{body}</main>{footer}'
             + (f'<script>{EXPLORER_JS}</script>' if scripts else '') + '</body></html>\n')
 
 
 # ---------------------------------------------------------------- notebooks to pages
 
-def notebook_page(path: Path, kind: str, out: Path, home: str) -> dict:
+def notebook_page(path: Path, kind: str, out: Path, home: str, footer: str = '') -> dict:
     "Write the page of one notebook (and its explorer's frames); returns what it wrote."
     from lossnotes.course.build import BEGIN, learner_cells, title_and_subtitle
     nb = json.loads(path.read_text(encoding='utf-8'))
@@ -418,7 +418,7 @@ def notebook_page(path: Path, kind: str, out: Path, home: str) -> dict:
                 parts += [output_html(o, alt) for o in c.get('outputs', [])]
         parts.append('</section>')
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = page(title or path.stem, ''.join(parts), home, n_explorers > 0)
+    text = page(title or path.stem, ''.join(parts), home, n_explorers > 0, footer)
     out.write_text(text, encoding='utf-8')
     return dict(notebook=path, page=out, kind=kind, title=title, subtitle=subtitle, explorers=n_explorers,
                 frames=frames)
@@ -434,10 +434,25 @@ def _explorer(path: Path, nb: dict, found: tuple, out: Path, parts: list, n: int
                 figsize=found[1])
 
 
+def _inline_markdown(text: str) -> str:
+    "A line of markdown as inline HTML (no paragraph around it)."
+    return re.sub(r'^<p>(.*)</p>\s*$', r'\1', markdown_html(text).strip(), flags=re.S)
+
+
+def _lesson_footer(lessons: list[Path], i: int) -> str:
+    "Links to the lessons before and after the i-th, in the course's order."
+    def link(p: Path, word: str) -> str:
+        from lossnotes.course.build import title_and_subtitle
+        title = title_and_subtitle(json.loads(p.read_text(encoding='utf-8')))[0] or p.stem
+        return f'<a rel="{word[:4].lower()}" href="{p.stem}.html">{word}: {html.escape(title)}</a>'
+    links = ([link(lessons[i - 1], 'Previous')] if i > 0 else []) + ([link(lessons[i + 1], 'Next')] if i + 1 < len(lessons) else [])
+    return f'<footer><nav>{" · ".join(links)}</nav></footer>' if links else ''
+
+
 def index_page(pages: list[dict], dest: Path) -> Path:
     def row(p):
         href = p['page'].relative_to(dest).as_posix()
-        sub = f': {html.escape(p["subtitle"])}' if p['subtitle'] else ''
+        sub = f': {_inline_markdown(p["subtitle"])}' if p['subtitle'] else ''
         live = ' (live figure)' if p['explorers'] else ''
         return f'<li><a href="{href}">{html.escape(p["title"] or p["notebook"].stem)}</a>{sub}{live}</li>'
     body = ('<h1>lossnotes</h1><p>Questions real learners asked about the loss numbers they saw while training in '
@@ -466,12 +481,15 @@ def build_site(dest: Path | str, src: Path | str = ROOT / 'nbs', only: list[str]
     dest.mkdir(parents=True)
     MATH_ERRORS.clear()
     t0, pages = time.perf_counter(), []
-    for path, kind in site_notebooks(src):
+    notebooks = site_notebooks(src)
+    lessons = [p for p, kind in notebooks if kind == 'lesson']
+    for path, kind in notebooks:
         if only is not None and path.stem not in only: continue
         rel = path.relative_to(src).with_suffix('.html')
         home = '../' * (len(rel.parts) - 1) + 'index.html'
+        footer = _lesson_footer(lessons, lessons.index(path)) if kind == 'lesson' else ''
         t = time.perf_counter()
-        p = notebook_page(path, kind, dest / rel, home)
+        p = notebook_page(path, kind, dest / rel, home, footer)
         p.update(seconds=time.perf_counter() - t, bytes=page_bytes(p['page']))
         pages.append(p)
     index = index_page(pages, dest)
