@@ -54,7 +54,7 @@ def _check_class_args(logits, target, logits_name: str = 'logits', target_name: 
         if kept.numel() == 0:
             raise ValueError(f"{target_name} holds only ignore_index ({ignore_index}) entries: no example is left "
                              f"to judge (the mean over none of them is NaN)")
-        lo, hi = (int(v) for v in torch.aminmax(kept))
+        lo, hi = torch.stack(torch.aminmax(kept)).tolist()  # one host sync
         if lo < 0 or hi >= logits.shape[1]:
             also = '' if ignore_index is None else f' (besides entries equal to ignore_index, {ignore_index})'
             raise ValueError(f"{target_name} must hold class indices in [0, {logits.shape[1] - 1}] for "
@@ -606,7 +606,8 @@ def _slope_mismatch(loss_fn, points: list, # [(label, pred)]: where to compare
             if not all(map(math.isfinite, (fp1, fm1, fp2, fm2))): continue
             near = lambda p, q, r: abs(p - q) <= r * max(abs(p), abs(q)) + tol
             if not (near(fp1, fp2, 0.05) and near(fm1, fm2, 0.05)): continue  # a kink or noise within the step
-            seen.append((a, fp2, fm2, not near(a, fp2, 0.05) and not near(a, fm2, 0.05)))
+            lo, hi = min(fp2, fm2), max(fp2, fm2)  # autograd must lie between the one-sided slopes (a subgradient)
+            seen.append((a, fp2, fm2, not (lo - 0.05 * abs(lo) - tol <= a <= hi + 0.05 * abs(hi) + tol)))
         if len(seen) >= 2:
             bad = [s for s in seen if s[3]]
             if len(bad) < len(seen): return ''

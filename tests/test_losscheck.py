@@ -748,3 +748,22 @@ def test_longer_sweep_plateau_can_end_and_cross_entropy_has_stopped_rising():
     stuck = short['soft accuracy, T = 1']['valid_accuracy'][:, -1]
     later = long['soft accuracy, T = 1']['valid_accuracy'][:, -1]
     assert (stuck < 0.9).all() and (later > 0.95).any()
+
+
+def test_kink_on_the_example_is_not_a_mismatch():
+    "Half the predictions exactly on the target: L1's subgradient 0 there lies between the one-sided slopes, no alarm."
+    p, y = _reg()
+    p = p.clone(); p[:32] = y[:32]
+    for loss in (F.l1_loss, lambda p, t: F.relu(p - t).mean() + 0.5 * F.relu(t - p).mean()):
+        c = check_loss(loss, p, y)['informative gradient']
+        assert c.status == 'pass' and 'matches the slope' in c.reason, c.reason
+
+
+def test_straight_through_loss_is_flagged_as_a_surrogate_gradient():
+    "A rounded prediction with a straight-through gradient: the value is a staircase (slope 0), the gradient is not 0."
+    from lossnotes.gradtricks import straight_through
+    p, y = _reg()
+    loss = lambda p, t: ((straight_through(4 * p, torch.round) / 4 - t) ** 2).mean()
+    c = check_loss(loss, p, y)['informative gradient']
+    assert c.status == 'FAIL' and 'the loss changes by 0 per unit step' in c.reason, c.reason
+    assert not _gradcheck_passes(lambda q: loss(q, y.double()), p)
