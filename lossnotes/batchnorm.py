@@ -14,33 +14,33 @@ from torch import nn
 from ._checks import check_bool, check_number, check_tensor
 
 # %% auto #0
-__all__ = ['effective_momentum', 'merge_stats', 'RunningBatchNorm']
+__all__ = ['effective_momentum', 'merge_stats', 'RunningBatchNorm', 'convert', 'load_state_dict']
 
 # %% ../nbs/reference/batchnorm.ipynb #180bf863
-def effective_momentum(mom: float, # BatchNorm-convention momentum (the weight of the new batch at batch size 2), in (0, 1]
+def effective_momentum(momentum: float, # BatchNorm-convention momentum (the weight of the new batch at batch size 2), in (0, 1]
                        batch_size: int, # samples in the batch, >= 1
                       ) -> float:
-    """The new batch's weight `mom1 = 1 - (1 - mom) / sqrt(max(batch_size - 1, 1))`, the course's formula made safe at batch size 1.
+    """The new batch's weight `mom1 = 1 - (1 - momentum) / sqrt(max(batch_size - 1, 1))`, the course's formula made safe at batch size 1.
 
     Parameters
     ----------
-    mom : float
+    momentum : float
         Momentum in BatchNorm's convention, in (0, 1]: the weight of the *new* batch at batch size 2
-        (an EMA's decay is ``1 - mom``).
+        (an EMA's decay is ``1 - momentum``).
     batch_size : int
-        Samples in the batch, an integer >= 1. Batch size 1 gets ``mom``, like batch size 2.
+        Samples in the batch, an integer >= 1. Batch size 1 gets ``momentum``, like batch size 2.
 
     Returns
     -------
     float
-        ``mom1`` in (0, 1]: 0.55 at ``mom=0.1, batch_size=5``, about 0.96 at 512.
+        ``mom1`` in (0, 1]: 0.55 at ``momentum=0.1, batch_size=5``, about 0.96 at 512.
 
     Raises
     ------
     TypeError
-        ``mom`` is not a real number or ``batch_size`` not an integer.
+        ``momentum`` is not a real number or ``batch_size`` not an integer.
     ValueError
-        ``mom`` outside (0, 1] or ``batch_size < 1``.
+        ``momentum`` outside (0, 1] or ``batch_size < 1``.
 
     Examples
     --------
@@ -49,13 +49,13 @@ def effective_momentum(mom: float, # BatchNorm-convention momentum (the weight o
     >>> round(effective_momentum(0.1, 1), 4)
     0.1
     """
-    check_number('mom', mom, 0, 1, low_open=True)
+    check_number('momentum', momentum, 0, 1, low_open=True)
     check_number('batch_size', batch_size, 1, integer=True)
-    return _mom1(mom, batch_size)
+    return _mom1(momentum, batch_size)
 
-def _mom1(mom: float, batch_size) -> float:
+def _mom1(momentum: float, batch_size) -> float:
     "`effective_momentum` without the checks: `batch_size` may be a symbolic size under `torch.compile`."
-    return 1 - (1 - mom) / math.sqrt(max(batch_size - 1, 1))
+    return 1 - (1 - momentum) / math.sqrt(max(batch_size - 1, 1))
 
 # %% ../nbs/reference/batchnorm.ipynb #d30ab91a
 def merge_stats(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, # running statistics (C,), (C,), ()
@@ -97,79 +97,102 @@ def merge_stats(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, # ru
     return mean + share * delta, (1 - share) * var + share * batch_var + share * (1 - share) * delta * delta, new_count
 
 # %% ../nbs/reference/batchnorm.ipynb #754f0068
+_bn_backward = torch.ops.aten.native_batch_norm_backward.default  # the overload itself: no lookup per call
+
+def _is_compiling() -> bool:
+    f = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3; older: dynamo's own
+    return f() if f is not None else torch._dynamo.is_compiling()
+
 class _RunningNorm(torch.autograd.Function):
-    "Merge the batch into the running statistics and normalise with them; a fused forward, a hand-written backward."
+    "Merge the batch into the running statistics and normalise with them; torch's kernels forward, a hand-written backward."
     @staticmethod
-    def forward(ctx, x, weight, bias, mean0, var0, share, clamp, eps: float):
-        # torch's fused batch-norm kernel: the batch's mean and 1/sqrt(var + eps) in one Welford pass per channel
-        # (exact when |mean| >> std), and x normalised with them, which we rescale in place below
-        xhat, batch_mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
-        batch_var = (invstd.pow(-2) - eps).clamp_min(0)  # a constant channel: 0, not -1e-12
+    def forward(ctx, x, weight, bias, mean0, var0,
+                share, # the batch's share f of the merged weight: a float, or a 0-d tensor under torch.compile
+                lo, # the clamp: the variance used is at least lo (0.01 while few samples are seen, else 0)
+                eps: float):
+        if x.device.type in ('cpu', 'cuda') and not _is_compiling():  # (C,) each: no write the size of x
+            batch_mean, batch_var = torch.batch_norm_update_stats(x, None, None, 0.0)
+        else:  # compiled (the kernel has no fake tensor implementation; inductor fuses var_mean) or another device
+            batch_var, batch_mean = torch.var_mean(x, (0, *range(2, x.ndim)), correction=0)
+        batch_mean, batch_var = batch_mean.to(mean0.dtype), batch_var.to(mean0.dtype)  # float16 x, float32 layer
         delta = batch_mean - mean0
-        mean = mean0 + share * delta
-        var = (1 - share) * var0 + share * batch_var + share * (1 - share) * delta * delta
-        var_used = torch.where(clamp, var.clamp_min(0.01), var)  # few samples seen: no tiny variance
-        a = weight * torch.rsqrt(var_used + eps)  # (x - mean) * a + bias = xhat * a / invstd + (bias + (mu_b - mean) * a)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        y = xhat.mul_((a / invstd).view(shape)).add_((bias + (batch_mean - mean) * a).view(shape))  # in place: no new pages
-        keep = torch.where(clamp, var >= 0.01, torch.ones_like(clamp))  # where d var_used / d var = 1
-        ctx.save_for_backward(x, weight, mean, var_used, batch_mean, delta, share, keep)
-        ctx.eps = eps
+        mean = torch.lerp(mean0, batch_mean, share)
+        if isinstance(share, float): var = torch.lerp(var0, batch_var, share).addcmul_(delta, delta, value=share * (1 - share))
+        else: var = torch.lerp(var0, batch_var, share).addcmul_(delta, delta * (share * (1 - share)))
+        no_clamp = isinstance(lo, float) and lo == 0.0  # the usual case: no clamp, nothing to mask in backward
+        var_used = var if no_clamp else torch.clamp_min(var, lo)
+        y = torch.native_batch_norm(x, weight, bias, mean, var_used, False, 0.0, eps)[0]  # one pass, as in eval
+        tensor_share = isinstance(share, torch.Tensor)
+        ctx.save_for_backward(x, weight, mean, var_used, None if no_clamp else var >= lo, share if tensor_share else None)
+        ctx.share, ctx.eps = None if tensor_share else share, eps
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
-        x, weight, mean, var_used, batch_mean, delta, share, keep = ctx.saved_tensors
+        x, weight, mean, var_used, keep, share = ctx.saved_tensors
+        share = ctx.share if share is None else share
         if torch.is_grad_enabled():  # create_graph=True: these formulas hold mean' and v' fixed, so a second derivative would be wrong
             raise RuntimeError("RunningBatchNorm's backward is first order only: a double backward (create_graph=True, "
                                "e.g. a gradient penalty) through it is not supported; use nn.BatchNorm2d there")
-        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_y, x, weight, mean, var_used, None, None, False, ctx.eps, [True, True, True])
-        n = x.numel() // x.shape[1]
-        d_var = -0.5 * weight * grad_w / (var_used + ctx.eps) * keep  # grad_w = sum g (x - mean) / std
-        d_mean = -weight * torch.rsqrt(var_used + ctx.eps) * grad_b  # grad_b = sum g
-        k1 = 2 * share * d_var / n
-        k0 = (share * d_mean + 2 * share * (1 - share) * delta * d_var) / n - k1 * batch_mean
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        grad_x.addcmul_(x, k1.view(shape)).add_(k0.view(shape))  # in place: grad_x is ours, a new one costs page faults
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        # (C,) sums: sum g (x - mean') / sqrt(v' + eps) and sum g, one reading pass
+        _, sum_gx, sum_g = _bn_backward(grad_y, x, weight, mean, var_used, None, None, False, ctx.eps, [False, True, True])
+        a = torch.rsqrt(var_used + ctx.eps)
+        if weight is not None: a = a.mul_(weight)
+        fa = a * (-share / (x.numel() // x.shape[1]))  # -(f/n) a
+        k1 = fa * sum_gx if keep is None else (fa * keep).mul_(sum_gx)  # (x - mean') k1 / sqrt(v' + eps): the variance term
+        grad_x = torch.native_batch_norm(x, k1, fa.mul_(sum_g), mean, var_used, False, 0.0, ctx.eps)[0]  # + the mean term
+        grad_x.addcmul_(grad_y, a.view((1, -1) + (1,) * (x.ndim - 2)))  # in place: a new tensor costs page faults
+        grads = (sum_gx, sum_g) if weight is not None else (None, None)
+        return grad_x, *grads, None, None, None, None, None
 
 # %% ../nbs/reference/batchnorm.ipynb #816827e8
 _BUFFERS = ('running_mean', 'running_var', 'count', 'num_samples_tracked', 'num_batches_tracked')
+
+class _NotGiven:
+    def __repr__(self): return 'not given'
+_NOT_GIVEN = _NotGiven()
 
 class RunningBatchNorm(nn.Module):
     """Batch normalisation with running statistics in training too, for any batch size down to 1.
 
     In training mode each batch is merged into a running mean and a running centred variance per channel, and
-    the batch is normalised with the merged statistics, not with its own alone. The merge weights are those of
-    the 2019 fast.ai course's ``RunningBatchNorm`` (``sums``, ``sqrs`` and ``count`` lerped from zero with
-    ``mom1``); its ``dbias`` division is left out because it cancels between the sums and the count. Evaluation
-    mode normalises with the same running statistics and changes no buffer. Inputs are shaped (N, C, ...) as for
-    ``nn.BatchNorm1d``, ``nn.BatchNorm2d`` and ``nn.BatchNorm3d``.
+    the batch is normalised with the merged statistics, not with its own alone; the buffers are updated in place,
+    as ``nn.BatchNorm2d`` does (so DDP's buffer broadcast reaches them). The merge weights are those of the 2019
+    fast.ai course's ``RunningBatchNorm`` (``sums``, ``sqrs`` and ``count`` lerped from zero with ``mom1``); its
+    ``dbias`` division is left out because it cancels between the sums and the count. Evaluation mode normalises
+    with the same running statistics and changes no buffer; a fresh layer in evaluation mode is the identity.
+    Inputs are shaped (N, C, ...) as for ``nn.BatchNorm1d``, ``nn.BatchNorm2d`` and ``nn.BatchNorm3d``;
+    `RunningBatchNorm.convert` swaps the layer into a model built with those.
 
     Parameters
     ----------
     num_features : int
         Number of channels C, dim 1 of the input; an integer >= 1.
-    mom : float, default 0.1
-        Momentum in BatchNorm's convention, in (0, 1]: the weight of the *new* batch, not the decay of the old
-        statistics (an EMA's decay is ``1 - mom``). It is the new batch's weight at batch size 2; a batch of
-        ``bs`` samples gets ``mom1 = 1 - (1 - mom) / sqrt(max(bs - 1, 1))`` (see `effective_momentum`): 0.55 at
-        ``bs=5``, about 0.96 at 512.
     eps : float, default 1e-5
         Added to the variance before the square root; finite and > 0.
+    momentum : float or None, default 0.1
+        Momentum in ``nn.BatchNorm2d``'s convention, in (0, 1]: the weight of the *new* batch, not the decay of the
+        old statistics (an EMA's decay is ``1 - momentum``). It is the new batch's weight at batch size 2; a batch of
+        ``bs`` samples gets ``mom1 = 1 - (1 - momentum) / sqrt(max(bs - 1, 1))`` (see `effective_momentum`): 0.55 at
+        ``bs=5``, about 0.96 at 512. ``None``: every item seen weighs the same (a cumulative average, where
+        ``nn.BatchNorm2d(momentum=None)`` gives every *batch* the same weight).
+    affine : bool, default True
+        Learn a per-channel ``weight`` and ``bias``; with False both are None, as in ``nn.BatchNorm2d``.
     device : torch.device or str, optional
         Device of the parameters and buffers (default: torch's default device), as in ``nn.BatchNorm2d``.
     dtype : torch.dtype, optional
         Floating-point dtype of the parameters and the float buffers (default: torch's default dtype).
+    mom : float, optional
+        Another name for ``momentum`` (the course's), keyword only; give one of the two.
 
     Attributes
     ----------
-    weight, bias : nn.Parameter
-        Per-channel scale and shift (the course's ``mults`` and ``adds``), shape (C,).
+    weight, bias : nn.Parameter or None
+        Per-channel scale and shift (the course's ``mults`` and ``adds``), shape (C,); None when ``affine=False``.
     running_mean, running_var : torch.Tensor
-        Buffers: the weighted mean and centred variance of every item seen, shape (C,). Both start at 0.
+        Buffers: the weighted mean and centred variance of every item seen, shape (C,). They start at 0 and 1, as
+        in ``nn.BatchNorm2d``; the first training batch replaces them entirely.
     count : torch.Tensor
         Buffer: the biased count, the course's ``count``; 0-d.
     num_samples_tracked, num_batches_tracked : torch.Tensor
@@ -179,13 +202,15 @@ class RunningBatchNorm(nn.Module):
     Raises
     ------
     TypeError
-        In the constructor: ``num_features`` not an integer, ``mom`` or ``eps`` not a real number, ``dtype`` not a
-        floating-point dtype. In `forward`: ``x`` not a tensor, complex or not floating point, or a dtype that
-        would change the buffers' dtype (a float64 batch into a float32 layer), as ``nn.BatchNorm2d`` refuses it.
+        In the constructor: ``num_features`` not an integer, ``momentum``, ``mom`` or ``eps`` not a real number,
+        ``affine`` not a bool, ``dtype`` not a floating-point dtype. In `forward`: ``x`` not a tensor, complex or not
+        floating point, or a dtype that would change the buffers' dtype (a float64 batch into a float32 layer), as
+        ``nn.BatchNorm2d`` refuses it.
     ValueError
-        A constructor argument out of range; in `forward`, ``x`` with fewer than 2 dimensions, a channel count
-        other than ``num_features``, on another device than the layer, or (in training) an empty batch or one
-        with more items per channel than the count's dtype can hold (65504 for a float16 layer).
+        A constructor argument out of range, or both ``momentum`` and ``mom`` given; in `forward`, ``x`` with fewer
+        than 2 dimensions, a channel count other than ``num_features``, on another device than the layer, or (in
+        training) an empty batch or one with more items per channel than the count's dtype can hold (65504 for a
+        float16 layer).
     RuntimeError
         A double backward (``create_graph=True``, as for a gradient penalty) through a training-mode call: the
         hand-written backward is first order only, and a second derivative from it would be wrong.
@@ -203,7 +228,7 @@ class RunningBatchNorm(nn.Module):
     >>> from lossnotes import RunningBatchNorm
     >>> bn = RunningBatchNorm(3)
     >>> bn
-    RunningBatchNorm(3, mom=0.1, eps=1e-05)
+    RunningBatchNorm(3, eps=1e-05, momentum=0.1, affine=True)
     >>> y = bn(torch.randn(1, 3, 8, 8))  # training mode, batch size 1
     >>> y.shape, int(bn.num_batches_tracked)
     (torch.Size([1, 3, 8, 8]), 1)
@@ -212,36 +237,51 @@ class RunningBatchNorm(nn.Module):
     torch.Size([4, 3, 8, 8])
     """
     def __init__(self, num_features: int, # channels C of inputs shaped (N, C, ...)
-                 mom: float = 0.1, # BatchNorm-convention momentum, in (0, 1]: the new batch's weight at batch size 2
                  eps: float = 1e-5, # added to the variance before the square root, > 0
+                 momentum: float | None = 0.1, # the new batch's weight at batch size 2, in (0, 1]; None: every item alike
+                 affine: bool = True, # learn a per-channel weight and bias
                  device=None, # device of the parameters and buffers
                  dtype=None, # floating-point dtype of the parameters and float buffers
+                 *, mom: float = _NOT_GIVEN, # another name for `momentum`
                 ):
         super().__init__()
         self.num_features = int(check_number('num_features', num_features, 1, integer=True))
-        self.mom = float(check_number('mom', mom, 0, 1, low_open=True))
         self.eps = float(check_number('eps', eps, 0, low_open=True))
+        if mom is not _NOT_GIVEN:
+            if momentum != 0.1: raise ValueError(f"give momentum or its other name mom, not both: got momentum={momentum!r}, mom={mom!r}")
+            momentum = float(check_number('mom', mom, 0, 1, low_open=True))
+        self.momentum = None if momentum is None else float(check_number('momentum', momentum, 0, 1, low_open=True))
+        self.affine = check_bool('affine', affine)
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         f = dict(device=device, dtype=dtype)
-        self.weight = nn.Parameter(torch.ones(self.num_features, **f))  # the course's `mults`
-        self.bias = nn.Parameter(torch.zeros(self.num_features, **f))   # the course's `adds`
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(self.num_features, **f))  # the course's `mults`
+            self.bias = nn.Parameter(torch.zeros(self.num_features, **f))   # the course's `adds`
+        else:
+            self.register_parameter('weight', None); self.register_parameter('bias', None)
         self.register_buffer('running_mean', torch.zeros(self.num_features, **f))  # S / C
-        self.register_buffer('running_var', torch.zeros(self.num_features, **f))   # Q / C - mean**2, merged centred
+        self.register_buffer('running_var', torch.ones(self.num_features, **f))    # Q / C - mean**2, merged centred
         self.register_buffer('count', torch.zeros((), **f))  # C: biased towards 0 exactly like S and Q
         self.register_buffer('num_samples_tracked', torch.zeros((), dtype=torch.long, device=device))  # the course's `batch`
         self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long, device=device))  # the course's `step`
 
+    @property
+    def mom(self) -> float | None:
+        "`momentum`, by the course's name."
+        return self.momentum
+
     def reset_running_stats(self) -> None:
-        "Forget every batch seen: statistics and counters back to zero, as in a new layer (parameters untouched)."
+        "Forget every batch seen: mean 0, variance 1, counters 0, as in a new layer (parameters untouched)."
         for name in _BUFFERS: getattr(self, name).zero_()
+        self.running_var.fill_(1)
 
     def reset_parameters(self) -> None:
         "`reset_running_stats`, then weight 1 and bias 0."
         self.reset_running_stats()
-        nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
+        if self.affine: nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
 
-    def extra_repr(self) -> str: return f'{self.num_features}, mom={self.mom}, eps={self.eps}'
+    def extra_repr(self) -> str: return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}'
 
     def _check_input(self, x):
         check_tensor('x', x, floating=True)
@@ -259,62 +299,130 @@ class RunningBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
                ) -> torch.Tensor:
-        "Normalise `x` with the running statistics; in training mode, merge `x` into them first."
+        "Normalise `x` with the running statistics; in training mode, merge `x` into them first (in place)."
         self._check_input(x)
-        if not self.training:
-            var = torch.where(self.num_samples_tracked < 20, self.running_var.clamp_min(0.01), self.running_var)
-            return torch.batch_norm(x, self.weight, self.bias, self.running_mean, var, False, 0.0, self.eps, False)
+        if not self.training:  # copies of the (C,) buffers: autograd may save them, a training step then writes the buffers
+            var = self.running_var.clamp_min(torch.where(self.num_samples_tracked < 20, 0.01, 0.0))
+            return torch.batch_norm(x, self.weight, self.bias, self.running_mean.clone(), var, False, 0.0, self.eps, False)
         if x.numel() == 0:
             raise ValueError(f"x must hold at least one value per channel in training mode, got shape {tuple(x.shape)}")
-        mom1 = _mom1(self.mom, x.shape[0])  # a Python (or symbolic) number: no check, no host sync
-        n = x.numel() // x.shape[1]  # items per channel in this batch
+        bs, n = x.shape[0], x.numel() // x.shape[1]  # Python (or symbolic) numbers: no check, no host sync
         if n > torch.finfo(self.count.dtype).max:  # float16's 65504: the count would be inf and the statistics stop
             raise ValueError(f"x has {n} items per channel (shape {tuple(x.shape)}), more than the layer's "
                              f"{self.count.dtype} count can hold ({torch.finfo(self.count.dtype).max:g}): keep the "
                              f"layer in float32 (under autocast it still takes float16 inputs)")
-        count = self.count * (1 - mom1) + mom1 * n
-        seen = self.num_samples_tracked + x.shape[0]
-        y, mean, var = _RunningNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                          mom1 * n / count, seen < 20, self.eps)
-        # new tensors, not copy_: the backward pass may still need the old ones (see above)
-        self.running_mean, self.running_var, self.count = mean, var, count
-        self.num_samples_tracked, self.num_batches_tracked = seen, self.num_batches_tracked + 1
+        numbers = x.device.type == 'cpu' and not _is_compiling()  # reading a CPU number costs no device sync
+        m = None if self.momentum is None else _mom1(self.momentum, bs)  # None: every item alike
+        if numbers:
+            count = self.count.item()
+            new_count = count + n if m is None else count * (1 - m) + m * n
+            share, lo = (n if m is None else m * n) / new_count, 0.01 if self.num_samples_tracked.item() + bs < 20 else 0.0
+            self.count.fill_(new_count); self.num_samples_tracked.add_(bs)
+        else:
+            new_count = self.count + n if m is None else self.count * (1 - m) + m * n
+            seen = self.num_samples_tracked + bs
+            share, lo = (n if m is None else m * n) / new_count, torch.where(seen < 20, 0.01, 0.0)
+        y, mean, var = _RunningNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var, share, lo,
+                                          self.eps)
+        self.running_mean.copy_(mean); self.running_var.copy_(var)  # in place: DDP broadcasts into these tensors
+        if _is_compiling():  # compiled, a backward may recompute share and the clamp from these two buffers as
+            self.count, self.num_samples_tracked = new_count, seen  # they are by then: new tensors keep the old ones
+        elif not numbers:
+            self.count.copy_(new_count); self.num_samples_tracked.copy_(seen)
+        self.num_batches_tracked.add_(1)
         return y
 
-    def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias and the five buffers
-                        strict: bool = True, # require exactly these keys
-                        assign: bool = False, # as in `nn.Module.load_state_dict`
-                       ):
-        "`nn.Module.load_state_dict`, with a ValueError naming missing or unexpected keys and bad values first."
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        if check_bool('strict', strict):
-            names = ('weight', 'bias') + _BUFFERS
-            missing, extra = [k for k in names if k not in state_dict], [k for k in state_dict if k not in names]
-            if missing: raise ValueError(f"state_dict is missing {missing} (it has {sorted(state_dict)})")
-            if extra: raise ValueError(f"state_dict has unexpected keys {extra} (expected {list(names)})")
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+# %% ../nbs/reference/batchnorm.ipynb #baa1dcf6
+def _patch_to(cls, as_classmethod: bool = False):
+    "Add the decorated function to `cls` under its own name (fastcore's `@patch_to`, without the dependency)."
+    def add(f):
+        f.__qualname__ = f'{cls.__name__}.{f.__name__}'
+        setattr(cls, f.__name__, classmethod(f) if as_classmethod else f)
+        return f
+    return add
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        "Validate the state before loading it: tensors of the right shape, real, finite, >= 0 where they must be."
-        for name in _BUFFERS + ('weight', 'bias'):
-            key = prefix + name
-            if key not in state_dict: continue  # strict=False: torch lists it in missing_keys
-            v = state_dict[key]
-            if not isinstance(v, torch.Tensor):
-                raise TypeError(f"state_dict[{key!r}] must be a torch.Tensor, got {v!r} of type {type(v).__name__}")
-            if v.is_complex() or v.dtype == torch.bool:
-                raise TypeError(f"state_dict[{key!r}] must be a real number tensor, got dtype {v.dtype}")
-            if v.shape != getattr(self, name).shape:
-                raise ValueError(f"state_dict[{key!r}] must have shape {tuple(getattr(self, name).shape)}, "
-                                 f"got shape {tuple(v.shape)}")
-            if v.device.type == 'meta' or name in ('weight', 'bias'): continue  # no values to check
-            if not bool(torch.isfinite(v).all()):
-                raise ValueError(f"state_dict[{key!r}] must be finite, got {v.tolist()}")
-            if name != 'running_mean' and bool((v < 0).any()):
-                raise ValueError(f"state_dict[{key!r}] must be >= 0, got {v.tolist()}")
-            if name.startswith('num_') and (v.is_floating_point() and bool((v != v.round()).any())):
-                raise ValueError(f"state_dict[{key!r}] must hold a whole number, got {v.tolist()}")
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+_TORCH_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+@_patch_to(RunningBatchNorm, as_classmethod=True)
+def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
+           ) -> nn.Module:
+    """Replace every `nn.BatchNorm1d/2d/3d` in `module` by a `RunningBatchNorm` with its arguments, parameters and statistics.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A model (changed in place) or a single ``nn.BatchNorm1d/2d/3d`` layer.
+
+    Returns
+    -------
+    nn.Module
+        ``module`` itself, its batch-norm layers replaced; a new `RunningBatchNorm` when ``module`` is one.
+
+    Raises
+    ------
+    TypeError
+        ``module`` is not an ``nn.Module``.
+    ValueError
+        A batch-norm layer was built with ``track_running_stats=False`` (no statistics to carry over).
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {module!r} of type {type(module).__name__}")
+    if isinstance(module, _TORCH_BATCHNORMS):
+        if not module.track_running_stats or module.running_mean is None:
+            raise ValueError(f"module {module!r} was built with track_running_stats=False: it has no running "
+                             f"statistics to carry over, and RunningBatchNorm always tracks them")
+        buf = module.running_mean
+        new = cls(module.num_features, module.eps, module.momentum, module.affine, device=buf.device, dtype=buf.dtype)
+        with torch.no_grad():
+            if module.affine: new.weight, new.bias = module.weight, module.bias  # the same Parameters, as torch does
+            new.running_mean.copy_(module.running_mean); new.running_var.copy_(module.running_var)
+            new.num_batches_tracked.copy_(module.num_batches_tracked)
+            new.num_samples_tracked.fill_(20 if int(module.num_batches_tracked) > 0 else 0)  # trained: no clamp
+        new.train(module.training)
+        if hasattr(module, 'qconfig'): new.qconfig = module.qconfig
+        return new
+    for name, child in module.named_children():
+        new_child = cls.convert(child)
+        if new_child is not child: setattr(module, name, new_child)
+    return module
+
+# %% ../nbs/reference/batchnorm.ipynb #f0682724
+@_patch_to(RunningBatchNorm)
+def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when affine) and the five buffers
+                    strict: bool = True, # require exactly these keys
+                    assign: bool = False, # as in `nn.Module.load_state_dict`
+                   ):
+    "`nn.Module.load_state_dict`, with a ValueError naming missing or unexpected keys and bad values first."
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+    if check_bool('strict', strict):
+        names = (('weight', 'bias') if self.affine else ()) + _BUFFERS
+        missing, extra = [k for k in names if k not in state_dict], [k for k in state_dict if k not in names]
+        if missing: raise ValueError(f"state_dict is missing {missing} (it has {sorted(state_dict)})")
+        if extra: raise ValueError(f"state_dict has unexpected keys {extra} (expected {list(names)})")
+    return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+
+@_patch_to(RunningBatchNorm)
+def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                          error_msgs):
+    "Validate the state before loading it: tensors of the right shape, real, finite, >= 0 where they must be."
+    for name in _BUFFERS + (('weight', 'bias') if self.affine else ()):
+        key = prefix + name
+        if key not in state_dict: continue  # strict=False: torch lists it in missing_keys
+        v = state_dict[key]
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] must be a torch.Tensor, got {v!r} of type {type(v).__name__}")
+        if v.is_complex() or v.dtype == torch.bool:
+            raise TypeError(f"state_dict[{key!r}] must be a real number tensor, got dtype {v.dtype}")
+        if v.shape != getattr(self, name).shape:
+            raise ValueError(f"state_dict[{key!r}] must have shape {tuple(getattr(self, name).shape)}, "
+                             f"got shape {tuple(v.shape)}")
+        if v.device.type == 'meta' or name in ('weight', 'bias'): continue  # no values to check
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"state_dict[{key!r}] must be finite, got {v.tolist()}")
+        if name != 'running_mean' and bool((v < 0).any()):
+            raise ValueError(f"state_dict[{key!r}] must be >= 0, got {v.tolist()}")
+        if name.startswith('num_') and (v.is_floating_point() and bool((v != v.round()).any())):
+            raise ValueError(f"state_dict[{key!r}] must hold a whole number, got {v.tolist()}")
+    nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                    error_msgs)

@@ -64,6 +64,21 @@ RAISES = [
     ('num_features-np-float', lambda: RunningBatchNorm(np.float64(4.0)), TypeError, 'num_features must be an integer'),
     ('num_features-0', lambda: RunningBatchNorm(0), ValueError, r'num_features must be in [1, inf), got 0'),
     ('num_features-negative', lambda: RunningBatchNorm(-3), ValueError, r'num_features must be in [1, inf), got -3'),
+    # momentum (torch's name), and both names at once
+    ('momentum-str', lambda: RunningBatchNorm(3, momentum='0.1'), TypeError, "momentum must be a real number, got '0.1'"),
+    ('momentum-0', lambda: RunningBatchNorm(3, momentum=0), ValueError, 'momentum must be in (0, 1], got 0'),
+    ('momentum-above-1', lambda: RunningBatchNorm(3, momentum=1.5), ValueError, 'momentum must be in (0, 1], got 1.5'),
+    ('momentum-nan', lambda: RunningBatchNorm(3, momentum=float('nan')), ValueError, 'momentum must not be NaN, got nan'),
+    ('momentum-and-mom', lambda: RunningBatchNorm(3, momentum=0.2, mom=0.3), ValueError,
+     'give momentum or its other name mom, not both: got momentum=0.2, mom=0.3'),
+    ('momentum-None-and-mom', lambda: RunningBatchNorm(3, momentum=None, mom=0.3), ValueError,
+     'give momentum or its other name mom, not both'),
+    ('affine-str', lambda: RunningBatchNorm(3, affine='yes'), TypeError, "affine must be a bool (True or False), got 'yes'"),
+    # convert
+    ('convert-not-module', lambda: RunningBatchNorm.convert('model'), TypeError,
+     "module must be an nn.Module, got 'model' of type str"),
+    ('convert-no-stats', lambda: RunningBatchNorm.convert(nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False))),
+     ValueError, 'was built with track_running_stats=False'),
     # mom
     ('mom-str', lambda: RunningBatchNorm(3, mom='0.1'), TypeError, "mom must be a real number, got '0.1'"),
     ('mom-None', lambda: RunningBatchNorm(3, mom=None), TypeError, 'mom must be a real number, got None'),
@@ -193,7 +208,7 @@ def test_failed_float64_call_leaves_the_layer_float32_and_usable():
 def _np_scalars():
     m = RunningBatchNorm(np.int64(3), mom=np.float32(0.5), eps=np.float64(1e-3))
     assert type(m.num_features) is int and type(m.mom) is float and type(m.eps) is float
-    assert repr(m) == 'RunningBatchNorm(3, mom=0.5, eps=0.001)'
+    assert repr(m) == 'RunningBatchNorm(3, eps=0.001, momentum=0.5, affine=True)'
     ref = RunningBatchNorm(3, mom=0.5, eps=1e-3)
     for t in range(3): _close(m(_x(4, 3, 2, seed=t)), ref(_x(4, 3, 2, seed=t)), 0, 0)
 

@@ -79,7 +79,7 @@ def test_effective_momentum():
     assert effective_momentum(0.1, 1) == pytest.approx(0.1, abs=1e-15)  # the course's formula divides by zero
     assert effective_momentum(1.0, 7) == 1.0
     assert effective_momentum(0.1, 512) == pytest.approx(1 - 0.9 / math.sqrt(511), abs=1e-15)
-    with pytest.raises(ValueError, match=r'mom must be in \(0, 1\], got 0'):
+    with pytest.raises(ValueError, match=r'momentum must be in \(0, 1\], got 0'):
         effective_momentum(0, 4)
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'):
         effective_momentum(0.1, 0)
@@ -170,12 +170,13 @@ def test_buffers_reset_repr():
     assert {k for k, _ in m.named_buffers()} == {'running_mean', 'running_var', 'count', 'num_samples_tracked',
                                                  'num_batches_tracked'}
     assert {k for k, _ in m.named_parameters()} == {'weight', 'bias'}
-    assert repr(m) == 'RunningBatchNorm(5, mom=0.2, eps=0.001)'
+    assert repr(m) == 'RunningBatchNorm(5, eps=0.001, momentum=0.2, affine=True)'  # nn.BatchNorm2d's words
     m(torch.randn(8, 5, 3) + 2)
     assert m.num_batches_tracked.item() == 1 and m.num_samples_tracked.item() == 8
     assert m.running_mean.abs().min() > 1
     m.reset_running_stats()
-    for k, b in m.named_buffers(): assert b.abs().sum() == 0, k
+    for k, b in m.named_buffers():  # as in a new layer (and nn.BatchNorm2d): variance 1, everything else 0
+        assert torch.equal(b, torch.ones(5) if k == 'running_var' else torch.zeros_like(b)), k
     assert set(m.state_dict()) == {'weight', 'bias', 'running_mean', 'running_var', 'count', 'num_samples_tracked',
                                    'num_batches_tracked'}
 
@@ -573,7 +574,7 @@ def test_help_explains_every_parameter(fn):
     for name in inspect.signature(fn).parameters:
         assert name in section, f'{fn.__name__}: {name} is not explained'
     if fn is RunningBatchNorm:
-        assert 'the weight of the *new* batch' in doc and "decay is ``1 - mom``" in doc  # the momentum convention
+        assert 'the weight of the *new* batch' in doc and "decay is ``1 - momentum``" in doc  # the momentum convention
 
 
 def test_reset_parameters():
@@ -595,3 +596,133 @@ def test_the_lessons_course_layer_is_the_tests_course_layer():
         x = torch.randn(3, 3, 2, 2, dtype=torch.float64) + 0.01 * t
         assert torch.equal(a(x), b(x))
     for k, v in a.state_dict().items(): assert torch.equal(v, b.state_dict()[k]), k
+
+
+# ---------------------------------------------------------------- drop-in manners: DDP, eval identity, momentum, convert
+
+def test_buffers_are_updated_in_place_and_ddp_tracks_them(tmp_path):
+    "DDP collects the buffers once and broadcasts into them: after training steps they must still be the layer's."
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    assert not dist.is_initialized()
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        model = nn.Sequential(nn.Conv2d(2, 3, 3), RunningBatchNorm(3))
+        layer = model[1]
+        before = {k: (b, b.data_ptr()) for k, b in layer.named_buffers()}
+        ddp = DDP(model)
+        for t in range(3):
+            ddp(torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(t))).square().sum().backward()
+        assert int(layer.num_batches_tracked) == 3 and layer.running_var.ne(1).all()
+        for k, b in layer.named_buffers(): assert b is before[k][0] and b.data_ptr() == before[k][1], k
+        tracked = {id(b) for b in ddp.modules_buffers}  # what DDP broadcasts from rank 0 at each forward
+        assert all(id(b) in tracked for b in layer.buffers())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fresh_layer_in_eval_mode_is_the_identity_like_batchnorm2d():
+    x = torch.randn(4, 3, 5, 5) * 7 + 3
+    for ours, ref in ((RunningBatchNorm(3), nn.BatchNorm2d(3)), (RunningBatchNorm(3, affine=False), nn.BatchNorm2d(3, affine=False))):
+        ours.eval(); ref.eval()
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ours(x), x, rtol=1e-5, atol=1e-5)  # x / sqrt(1 + eps)
+    m = RunningBatchNorm(3)
+    m(torch.randn(2, 3, 4)); m.reset_running_stats(); m.eval()
+    torch.testing.assert_close(m(x), nn.BatchNorm2d(3).eval()(x))
+
+
+def test_first_batch_replaces_the_initial_statistics_exactly():
+    "share is exactly 1 at the first step, so running_var's start at 1 leaves no trace."
+    x = torch.randn(4, 3, 6, dtype=torch.float64) * 0.01 + 5
+    m = RunningBatchNorm(3).double()
+    m(x)
+    torch.testing.assert_close(m.running_var, x.var((0, 2), correction=0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(m.running_mean, x.mean((0, 2)), rtol=1e-12, atol=0)
+
+
+def test_momentum_is_torchs_name_and_mom_the_courses():
+    x = [torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(t)) for t in range(4)]
+    a, b, c = RunningBatchNorm(4, momentum=0.3), RunningBatchNorm(4, mom=0.3), RunningBatchNorm(4, 1e-5, 0.3)
+    for xb in x:
+        for m in (a, b, c): m(xb)
+    for k, v in a.state_dict().items():
+        assert torch.equal(b.state_dict()[k], v) and torch.equal(c.state_dict()[k], v), k
+    assert a.momentum == a.mom == 0.3 and RunningBatchNorm(4).momentum == nn.BatchNorm2d(4).momentum
+    assert RunningBatchNorm(4, 1e-3).eps == 1e-3  # the second positional argument is eps, as in nn.BatchNorm2d
+
+
+@pytest.mark.parametrize('sizes', [(2, 5, 1, 3), (4, 4, 4)])
+def test_momentum_none_weighs_every_item_alike(sizes):
+    "momentum=None: the running statistics are the plain mean and variance of every item seen (numpy the oracle)."
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(bs, 2, 3, dtype=torch.float64, generator=g) * (1 + i) + i for i, bs in enumerate(sizes)]
+    m = RunningBatchNorm(2, momentum=None).double()
+    for x in xs: m(x)
+    items = torch.cat([x.transpose(0, 1).reshape(2, -1) for x in xs], 1).numpy()
+    np.testing.assert_allclose(m.running_mean.numpy(), items.mean(1), rtol=1e-12)
+    np.testing.assert_allclose(m.running_var.numpy(), items.var(1), rtol=1e-12)
+
+
+def test_affine_false_first_step_is_batchnorm_without_affine():
+    x = (torch.randn(4, 3, 5, 5, dtype=torch.float64) * 2 + 1).requires_grad_()
+    ours, ref = RunningBatchNorm(3, affine=False).double(), nn.BatchNorm2d(3, affine=False).double()
+    assert ours.weight is None and ours.bias is None and list(ours.parameters()) == []
+    up = torch.randn_like(x)
+    y1, y2 = ours(x), ref(x)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(torch.autograd.grad(y1, x, up)[0], torch.autograd.grad(y2, x, up)[0])
+    ours.load_state_dict(ours.state_dict())  # no weight or bias expected
+
+
+def _net():
+    return nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2, momentum=None), nn.Flatten(2), nn.BatchNorm1d(2, eps=1e-3),
+                         nn.Unflatten(2, (3, 4)), nn.BatchNorm2d(2, momentum=0.3, affine=False), nn.Flatten(),
+                         nn.Linear(24, 4), nn.BatchNorm1d(4))
+
+
+def test_convert_replaces_every_batchnorm_and_matches_the_original():
+    torch.manual_seed(0)
+    orig = _net()
+    g = torch.Generator().manual_seed(1)
+    x = lambda bs: torch.randn(bs, 1, 1, 3, 4, generator=g) * 2 + 1
+    for _ in range(3): orig(x(6))  # trained statistics
+    twin = copy.deepcopy(orig)
+    params = [twin[i].weight for i in (1, 3, 8)]
+    conv = RunningBatchNorm.convert(twin)
+    assert conv is twin
+    kinds = [type(m).__name__ for m in conv]
+    assert kinds.count('RunningBatchNorm') == 4 and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in conv)
+    for i, ref in zip((1, 3, 5, 8), (orig[1], orig[3], orig[5], orig[8])):
+        new = conv[i]
+        assert (new.num_features, new.eps, new.momentum, new.affine) == (ref.num_features, ref.eps, ref.momentum, ref.affine)
+        for k in ('running_mean', 'running_var', 'num_batches_tracked'): assert torch.equal(getattr(new, k), getattr(ref, k))
+    assert [conv[i].weight for i in (1, 3, 8)] == params and all(a is b for a, b in zip([conv[i].weight for i in (1, 3, 8)], params))
+    xe = x(5)
+    conv.eval(); orig.eval()
+    torch.testing.assert_close(conv(xe), orig(xe), rtol=1e-5, atol=1e-6)  # evaluation: the very same statistics
+    conv.train(); orig.train()
+    xt = x(5).requires_grad_()
+    yc, yo = conv(xt), orig(xt)  # first training step: both normalise with the batch's own statistics
+    torch.testing.assert_close(yc, yo, rtol=1e-5, atol=1e-5)
+    gc = torch.autograd.grad(yc.square().sum(), [xt, conv[0].weight])
+    go = torch.autograd.grad(yo.square().sum(), [xt, orig[0].weight])
+    for a, b in zip(gc, go): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    single = RunningBatchNorm.convert(nn.BatchNorm2d(5))
+    assert isinstance(single, RunningBatchNorm) and single.num_samples_tracked.item() == 0
+
+
+def test_compiled_fullgraph_gradients_and_buffers_match_eager():
+    "25 steps at batch size 2 (the clamp holds for the first 9): fullgraph=True, outputs, gradients, buffers."
+    torch._dynamo.reset()
+    eager, twin = RunningBatchNorm(3), RunningBatchNorm(3)
+    compiled = torch.compile(twin, fullgraph=True, backend='aot_eager')
+    g = torch.Generator().manual_seed(0)
+    for t in range(25):
+        x = (torch.randn(2, 3, 4, 4, generator=g) * 0.05 + 1).requires_grad_()  # small variance: the clamp acts
+        ye, yc = eager(x), compiled(x)
+        ge, gc = (torch.autograd.grad(y.pow(3).sum(), [x, m.weight]) for y, m in ((ye, eager), (yc, twin)))
+        torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
+        for a, b in zip(gc, ge): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for k, v in eager.state_dict().items(): torch.testing.assert_close(twin.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()
