@@ -60,6 +60,44 @@ def test_the_frame_rule_is_the_full_grid_up_to_max_grid_then_one_control_at_a_ti
     assert all(sum(i != j for i, j in zip(s, base)) <= 1 for s in settings)  # the others at their defaults
 
 
+def small_explorer():
+    "A two-panel explorer with a slider, a toggle and a choice, drawn whole (no fast path)."
+    import numpy as np
+    x = np.linspace(0, 1, 50)
+    def draw(fig, a=1.0, square=False, shift='none'):
+        ax1, ax2 = fig.subplots(1, 2)
+        y = a * x ** (2 if square else 1) + {'none': 0.0, 'up': 0.5}[shift]
+        ax1.plot(x, y, color='#ff7f0e', label='curve')
+        ax1.plot(x, x, color='#000000', linestyle='--', label='identity')
+        ax1.set(xlabel='x', ylabel='y', ylim=(0, 3), title='the curve')
+        ax1.legend()
+        ax2.bar([0, 1], [a, y[-1]])
+        ax2.set(xlabel='which', ylabel='value')
+        return f'a = {a:.2f}, end = {y[-1]:.3f}'
+    return draw, dict(a=slider(1.0, 0.0, 2.0, 1.0, description='slope a'), square=toggle(False),
+                      shift=choice('none', ['none', 'up']))
+
+
+def test_render_frames_stores_the_kernels_drawing_for_every_setting(tmp_path):
+    "Each setting's frame file is, pixel for pixel, the full drawing there; its readout, alt text and key are the library's."
+    import numpy as np
+    from PIL import Image
+    draw, controls = small_explorer()
+    data = ms.render_frames(draw, controls, (6.0, 2.5), tmp_path / 'p_files', 'f0')
+    stops = [ms.control_stops(c) for c in controls.values()]
+    assert data['rule'] == 'grid' and len(data['frames']) == 3 * 2 * 2 == data['grid']
+    assert len(data['files']) < len(data['frames'])  # a=0 draws the same figure for either `square`: stored once
+    for key, (f, r, alt, legend) in data['frames'].items():
+        values = {k: s[int(i)] for (k, s), i in zip(zip(controls, stops), key.split(','))}
+        shown = np.asarray(Image.open(tmp_path / data['files'][f]).convert('RGB'))
+        ref = bd.library_image(draw, controls, values, shown.shape)
+        assert shown.shape == (225, 540, 3) and int(np.abs(ref.astype(int) - shown).max()) == 0, values
+        assert data['texts'][r] == bd.expected_readout(draw, values)
+        assert data['texts'][r] in data['texts'][alt] and 'slope a = ' in data['texts'][alt]
+        assert '"the curve", y against x' in data['texts'][alt] and 'value against which' in data['texts'][alt]
+        assert data['texts'][legend] == 'curve: orange solid line; identity: black dashed line'
+
+
 def test_every_explorer_is_found_from_explorer_parts_and_the_notebooks_explore_call():
     "The lessons that show an explorer are found generically; each resolves to a module with explorer_parts."
     found = {}
