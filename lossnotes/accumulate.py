@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ._checks import check_bool, check_number
+from .ema import patch
 
 # %% auto #0
 __all__ = ['batch_means', 'epoch_summaries', 'LossMeter', 'real_items']
@@ -149,7 +150,7 @@ _N_REQUIRED = ("n is required for a batch mean (a 0-d loss or a number, got {!r}
 
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
-# %% ../nbs/reference/accumulate.ipynb #301d6536
+# %% ../nbs/reference/accumulate.ipynb #eedc29f4
 class LossMeter:
     """Exact running mean of per-item losses: a float64 sum and weight on the loss's device, an item count on the host.
 
@@ -204,6 +205,7 @@ class LossMeter:
     graph break), so the meter's host counters never trigger a recompilation; with ``fullgraph=True``, call
     ``update`` outside the compiled function.
     """
+
     def __init__(self, *,
                  max_items: int | None = None, # count only the first max_items items of an epoch (DDP: real_items(sampler))
                  skip_nonfinite: bool = False, # leave NaN/inf items out (counted in num_skipped) instead of propagating them
@@ -244,166 +246,6 @@ class LossMeter:
                              f"one meter per device (LossMeter(device=...) sets the state's device)")
         return t
 
-    def update(self,
-               loss, # per-item losses (a tensor, items along dim 0), or a batch mean (0-d tensor or number) of n items
-               n: int | None = None, # items in the batch: required for a batch mean; for per-item losses must equal loss.shape[0]
-               weight=None, # per-element weights of per-item losses (e.g. a padding mask), or a batch mean's total weight
-              ) -> None:
-        """Add a batch to the running sum, weight and count, without a host synchronisation.
-
-        Parameters
-        ----------
-        loss : tensor or real number
-            Either per-item losses, a floating-point tensor with the items along dim 0 (``reduction='none'``;
-            a ``(batch, tokens)`` tensor of token losses holds ``batch`` items), or a batch mean: a 0-d tensor or
-            a Python/NumPy real number standing for ``n`` items. Detached; its autograd graph is not kept.
-        n : int, optional
-            The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n``
-            items counted as one item turns the epoch loss into a mean of batch means. Optional for per-item
-            losses, where it must equal ``loss.shape[0]``.
-        weight : tensor or real number, optional
-            For per-item losses: weights of the loss elements, a tensor that broadcasts to ``loss``'s shape by
-            torch's rules (bool, integer or float: the padding mask of a token-level loss, or per-sequence
-            weights of shape ``(batch, 1)`` on ``(batch, tokens)`` losses, as torchmetrics' ``MeanMetric``
-            broadcasts them) or a scalar; the mean is
-            ``sum(weight * loss) / sum(weight)``, and elements of weight 0 drop out even when their loss is NaN.
-            For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor),
-            used in place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must
-            be finite and >= 0: a number is checked here; a tensor cannot be without a synchronisation, so
-            `compute` raises if one was negative, NaN or infinite. Must be on ``loss``'s device.
-
-        Returns
-        -------
-        None
-
-        Raises
-        ------
-        TypeError
-            ``loss`` or ``weight`` not a tensor or real number, complex or non-floating ``loss``, complex
-            ``weight``, ``n`` missing for a batch mean or not an integer.
-        ValueError
-            ``n`` < 1 or not ``loss.shape[0]``, ``weight`` of the wrong shape or on another device, ``loss`` on
-            a device other than the state's, a batch mean straddling ``max_items``.
-
-        Examples
-        --------
-        >>> m = LossMeter()
-        >>> tok = torch.tensor([[2., 4., 9.], [1., 3., 7.]])        # (batch, tokens) losses
-        >>> mask = torch.tensor([[1, 1, 0], [1, 1, 1]])            # 0: padding
-        >>> m.update(tok, weight=mask); m.compute().item()         # (2 + 4 + 1 + 3 + 7) / 5
-        3.4
-        """
-        if _is_compiling():  # traced, the host counters would be guarded on: a recompilation every step
-            return torch.compiler.disable(_update_eagerly)(self, loss, n, weight)  # one graph break instead
-        if isinstance(loss, torch.Tensor):
-            if loss.is_complex() or not loss.is_floating_point(): _check_real_tensor('loss', loss)
-            if loss.dim() == 0:
-                if n is None: raise TypeError(_N_REQUIRED.format(loss))
-                n = _check_n(n)
-                if self._over_limit(n): return
-                loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
-                if weight is not None: return self._add(loss, self._weight(weight, loss), n)
-                lst = self._pending.get(n)
-                if lst is None: lst = self._pending[n] = []
-                lst.append(loss)
-                self.count += n
-                if not self.skip_nonfinite: self._host_w += n  # the weight is known on the host
-                self._num_pending += 1
-                if self._num_pending >= self.fold_every: self._fold()
-                return
-            k = loss.shape[0]
-            if n is not None and _check_n(n, 0) != k:
-                raise ValueError(f"n must equal the number of per-item losses ({k}, dim 0 of a loss of shape "
-                                 f"{tuple(loss.shape)}), got {n}")
-            loss = self._on_device(loss.detach(), 'loss')
-            w = None if weight is None else self._weight(weight, loss)
-            if self.max_items is not None:
-                room = self.max_items - self.count
-                if room <= 0: return self._ignore(k, 3)
-                if k > room:  # the rest of the batch is beyond the limit (DDP: the sampler's padding)
-                    loss, k = loss[:room], room
-                    if w is not None and w.dim(): w = w[:room]
-            self.count += k
-            if w is None and not self.skip_nonfinite:
-                self._sum.add_(loss.sum(dtype=torch.float64))  # one reduction kernel and one add
-                self._host_w += loss.numel()
-                return
-            return self._add(loss, w, 1)
-        if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
-            raise TypeError(f"loss must be a tensor or a real number, got {loss!r} of type {type(loss).__name__}")
-        if n is None: raise TypeError(_N_REQUIRED.format(loss))
-        n = _check_n(n)
-        try: x = float(loss)
-        except OverflowError: raise ValueError(f"loss must fit in a float64, got {loss!r}") from None
-        if self._over_limit(n): return
-        if weight is not None:
-            if self._dev is None: self._init_state(torch.device('cpu'))
-            t = torch.full((), x, dtype=torch.float64, device=self._dev)  # a fill, not a host-to-device copy
-            return self._add(t, self._weight(weight, t), n)
-        self.count += n
-        if self.skip_nonfinite and not math.isfinite(x): self._host_skipped += n  # a Python float: no sync
-        else: self._host_sum += x * n; self._host_w += n
-
-    def _over_limit(self, n: int) -> bool:
-        "True if a batch mean of `n` items lies wholly beyond `max_items`; raise if it straddles the limit."
-        if self.max_items is None or self.count + n <= self.max_items: return False
-        if self.count >= self.max_items: self._ignore(n); return True
-        raise ValueError(f"loss is a batch mean of n={n} items, but only {self.max_items - self.count} more of the "
-                         f"max_items={self.max_items} can be counted: the meter cannot tell which of its items are "
-                         f"real. Pass the per-item losses (reduction='none') instead; they are sliced at the limit")
-
-    def _ignore(self, k: int, stacklevel: int = 4) -> None:
-        "Count `k` items of updates made after `max_items` was reached; warn once per epoch past one (a forgotten `reset`)."
-        before, self._ignored = self._ignored, self._ignored + k
-        if before <= 1 < self._ignored:  # DistributedSampler pads a rank's shard by at most one item: not a warning
-            warnings.warn(f"LossMeter(max_items={self.max_items}) has counted its {self.max_items} items and ignores "
-                          f"the {self._ignored} that came after them: call reset() at the start of every epoch "
-                          f"(a new epoch's items are not counted until then)", RuntimeWarning, stacklevel=stacklevel)
-
-    def _weight(self, weight, loss: torch.Tensor) -> torch.Tensor:
-        "`weight` as a float64 (or bool) tensor on `loss`'s device, 0-d or expanded to `loss`'s shape; metadata checks only."
-        if isinstance(weight, torch.Tensor):
-            if weight.is_complex(): raise TypeError(f"weight must be real, got a complex tensor of dtype {weight.dtype}")
-            if weight.dim() and (loss.dim() == 0 or not _broadcasts_to(weight.shape, loss.shape)):
-                what = "a 0-d tensor or a number (a batch mean's total weight)" if loss.dim() == 0 else \
-                       f"broadcastable to loss's shape {tuple(loss.shape)} (e.g. (batch, 1) on (batch, tokens)), or a scalar"
-                raise ValueError(f"weight must be {what}, got shape {tuple(weight.shape)}")
-            if weight.device != loss.device:
-                raise ValueError(f"weight is on {weight.device}, but loss is on {loss.device}: put them on the same device")
-            w = weight.detach() if weight.dtype == torch.bool else weight.detach().to(torch.float64)
-            return w.expand(loss.shape) if w.dim() else w  # expand: a view, no copy
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-            raise TypeError(f"weight must be a tensor or a real number, got {weight!r} of type {type(weight).__name__}")
-        return torch.full((), float(check_number('weight', weight, 0)), dtype=torch.float64, device=loss.device)
-
-    def _add(self, loss: torch.Tensor, w: torch.Tensor | None, items_per_row: int) -> None:
-        "Add `loss` (0-d, or rows along dim 0) with weights `w` (None, 0-d or loss's shape) to the device state."
-        if w is not None and w.dtype == torch.bool and not self.skip_nonfinite:  # a mask: 5 kernels, not 13
-            m = w.expand(loss.shape)
-            self._sum.add_(torch.where(m, loss, 0).sum(dtype=torch.float64))  # products by 0/1: exact in any dtype
-            self._wsum.add_(m.sum())
-            if loss.dim() == 0: self.count += items_per_row
-            return
-        if w is not None and w.dtype == torch.bool: w = w.to(torch.float64)
-        x = loss.to(torch.float64)
-        if w is None: lw, wv, keep = x, None, None
-        else:
-            keep = (w != 0).expand(x.shape)
-            lw = torch.where(keep, x * w, 0.)  # weight 0: the element drops out, even with a NaN loss
-            wv = torch.where((w >= 0) & torch.isfinite(w), w, math.nan).expand(x.shape)  # a bad weight poisons the sum
-        if self.skip_nonfinite:
-            ok = torch.isfinite(x) if keep is None else torch.isfinite(x) | ~keep
-            ok_rows = ok.flatten(1).all(1) if x.dim() > 1 else ok  # (rows,): an item with any bad element is skipped
-            if x.dim() > 1: ok = ok_rows.view((-1,) + (1,) * (x.dim() - 1)).expand(x.shape)
-            self._sum.add_(torch.where(ok, lw, 0.).sum())
-            self._wsum.add_(ok.sum() if wv is None else torch.where(ok, wv, 0.).sum())
-            self._skipped.add_((~ok_rows).sum(), alpha=items_per_row)
-        else:
-            self._sum.add_(lw.sum())
-            if wv is None: self._host_w += x.numel()
-            else: self._wsum.add_(wv.sum())
-        if loss.dim() == 0: self.count += items_per_row
-
     def _fold(self) -> None:
         "Add the pending batch means, times their sizes, to the float64 sum (a few kernels, no sync)."
         if not self._num_pending: return
@@ -443,57 +285,6 @@ class LossMeter:
         self._flush()
         return self._skipped
 
-    def compute(self,
-                sync: bool = True, # all-reduce the totals over every rank when torch.distributed is initialised
-               ) -> torch.Tensor:
-        """The exact mean, ``loss_sum / weight_sum``, as a 0-d float64 tensor (NaN before any update).
-
-        **A collective under torch.distributed.** When a process group is initialised and ``sync=True``, this
-        all-reduces the totals of every rank (one ``all_reduce``), so *every* rank must call it, at the same
-        point: if only rank 0 calls it, its ``all_reduce`` waits for a collective the other ranks never make (a hang
-        until the process group's timeout, 30 minutes for gloo by default) or is paired with their next collective,
-        such as DDP's gradient all-reduce, and the run fails. For a per-rank number (logging on one rank, a
-        progress bar), call ``compute(sync=False)``, which never communicates.
-
-        Parameters
-        ----------
-        sync : bool, default True
-            True: combine all ranks' totals when ``torch.distributed`` is initialised (without a process group
-            it changes nothing). False: this rank's own mean, no communication.
-
-        Returns
-        -------
-        torch.Tensor
-            0-d float64 tensor on the state's device: the per-item (or weighted) mean; NaN when nothing was
-            counted.
-
-        Raises
-        ------
-        ValueError
-            A weight passed to `update` was negative, NaN or infinite (the weighted mean is undefined).
-
-        Warns
-        -----
-        RuntimeWarning
-            The mean is NaN or infinite because a loss passed to `update` was (with ``skip_nonfinite=False``), or
-            every counted item had weight 0 or was skipped. Checking this reads the totals once (a host
-            synchronisation at the end of an epoch, where the value is about to be read anyway).
-
-        Examples
-        --------
-        >>> m = LossMeter(); m.update(torch.tensor([1., 2., 3., 4.]))
-        >>> m.compute(sync=False).item()
-        2.5
-        """
-        sync = check_bool('sync', sync)
-        self._flush()
-        s = self._sum
-        stats = torch.stack([s, self._wsum, torch.full_like(s, float(self.count)), self._skipped])  # (4,)
-        if sync and dist.is_available() and dist.is_initialized(): dist.all_reduce(stats)  # one collective
-        mean = stats[0] / stats[1]
-        if mean.device.type != 'meta': self._diagnose(stats.tolist())
-        return mean
-
     @staticmethod
     def _diagnose(stats: list) -> None:
         "Name the cause of a NaN or infinite mean (raise for a bad weight, warn for a bad loss)."
@@ -511,91 +302,175 @@ class LossMeter:
             warnings.warn(f"LossMeter.compute(): the mean is NaN because every one of the {int(count)} counted items had "
                           f"weight 0 or was skipped ({int(skipped)} skipped)", RuntimeWarning, stacklevel=3)
 
-    def reset(self) -> None:
-        """Start a new epoch: zero the sum, weight, count and skipped count; returns None, raises nothing.
-
-        The state tensors are zeroed in place and stay on their device (no new tensors, no synchronisation).
-        With ``max_items``, call it at the start of every epoch: items after the limit are ignored until then.
-        """
-        self._clear_host()
-        if self._sum is not None:
-            for t in (self._sum, self._wsum, self._skipped): t.zero_()
-
-    def merge(self, other: LossMeter, # another meter, e.g. one rank's or one half-epoch's
-             ) -> LossMeter:
-        """Add another meter's totals to this one (exact: totals are additive); returns self, for chaining.
-
-        ``other`` is left unchanged; its state is copied to this meter's device if it lives elsewhere.
-        Raises TypeError if ``other`` is not a LossMeter, ValueError if it is this meter itself (that would
-        double every total) or if its state cannot be moved to this meter's device.
-        """
-        if not isinstance(other, LossMeter):
-            raise TypeError(f"other must be a LossMeter, got {other!r} of type {type(other).__name__}")
-        if other is self:
-            raise ValueError("other is this meter itself: merging a meter with itself doubles its totals; to combine "
-                             "two copies, merge a copy (copy.deepcopy(meter))")
-        self._flush(); other._flush()
-        try: theirs = [t.to(self._dev) for t in (other._sum, other._wsum, other._skipped)]  # another device: a copy
-        except (RuntimeError, NotImplementedError) as e:
-            raise ValueError(f"other's state is on {other._dev} and cannot be moved to this meter's device "
-                             f"{self._dev}: {e}") from None
-        for mine, t in zip((self._sum, self._wsum, self._skipped), theirs): mine.add_(t)
-        self.count += other.count
-        return self
-
-    def state_dict(self) -> dict:
-        """Returns the meter's state, a new dict for `load_state_dict` or ``torch.save``; raises nothing.
-
-        ``loss_sum``, ``weight_sum`` and ``num_skipped`` are copies (0-d float64 tensors on the state's device,
-        so saving never aliases the live state) and ``count`` is an int. ``max_items``, ``skip_nonfinite``
-        and ``device`` are constructor arguments, not state. Reading it folds pending batch means (a few
-        kernels, no synchronisation).
-        """
-        self._flush()
-        return dict(loss_sum=self._sum.clone(), weight_sum=self._wsum.clone(), count=self.count,
-                    num_skipped=self._skipped.clone())
-
-    def load_state_dict(self,
-                        state: dict, # a dict from `state_dict` (tensors or numbers; `weight_sum` may be absent)
-                       ) -> None:
-        """Restore a state saved by `state_dict`, after checking its keys, types and values; returns None.
-
-        Parameters
-        ----------
-        state : dict
-            ``loss_sum`` (real), ``count`` (integer >= 0), ``num_skipped`` (integer-valued, between 0 and
-            ``count``) and optionally ``weight_sum`` (>= 0; default ``count - num_skipped``, as saved by versions
-            without weights), each a number or a one-element tensor. No other key.
-
-        Raises
-        ------
-        TypeError, ValueError
-            A key missing or unknown, a value of the wrong type, or out of range; the message names the key.
-        """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a dict (from LossMeter.state_dict()), got {state!r} of type {type(state).__name__}")
-        keys = set(state)
-        missing, extra = {'loss_sum', 'count', 'num_skipped'} - keys, keys - set(_STATE_KEYS)
-        if missing: raise ValueError(f"state is missing {sorted(missing)}, got keys {sorted(map(str, keys))}")
-        if extra: raise ValueError(f"state has unknown keys {sorted(map(str, extra))}; expected {list(_STATE_KEYS)}")
-        loss_sum = _state_value('loss_sum', state['loss_sum'])
-        count = _state_value('count', state['count'], integer=True)
-        if not 0 <= count <= _MAX_COUNT: raise ValueError(f"state['count'] must be in [0, 2**53], got {_digits(count)}")
-        skipped = _state_value('num_skipped', state['num_skipped'], integer=True)
-        if not 0 <= skipped <= count:
-            raise ValueError(f"state['num_skipped'] must be in [0, count={count}] (skipped items are among the counted "
-                             f"ones), got {skipped!r}")
-        wsum = _state_value('weight_sum', state['weight_sum']) if 'weight_sum' in state else float(count - skipped)
-        if wsum < 0 or wsum == -math.inf: raise ValueError(f"state['weight_sum'] must be >= 0, got {wsum!r}")
-        t = state['loss_sum']
-        dev = self.device if self.device is not None else (t.device if isinstance(t, torch.Tensor) else torch.device('cpu'))
-        self._clear_host()
-        self._init_state(dev)
-        self._sum.fill_(loss_sum); self._wsum.fill_(wsum); self._skipped.fill_(skipped)
-        self.count = int(count)
-
     def __repr__(self):
         return f"LossMeter(count={self.count}, max_items={self.max_items}, skip_nonfinite={self.skip_nonfinite})"
+
+# %% ../nbs/reference/accumulate.ipynb #adce1260
+@patch
+def update(self: LossMeter,
+           loss, # per-item losses (a tensor, items along dim 0), or a batch mean (0-d tensor or number) of n items
+           n: int | None = None, # items in the batch: required for a batch mean; for per-item losses must equal loss.shape[0]
+           weight=None, # per-element weights of per-item losses (e.g. a padding mask), or a batch mean's total weight
+          ) -> None:
+    """Add a batch to the running sum, weight and count, without a host synchronisation.
+
+    Parameters
+    ----------
+    loss : tensor or real number
+        Either per-item losses, a floating-point tensor with the items along dim 0 (``reduction='none'``;
+        a ``(batch, tokens)`` tensor of token losses holds ``batch`` items), or a batch mean: a 0-d tensor or
+        a Python/NumPy real number standing for ``n`` items. Detached; its autograd graph is not kept.
+    n : int, optional
+        The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n``
+        items counted as one item turns the epoch loss into a mean of batch means. Optional for per-item
+        losses, where it must equal ``loss.shape[0]``.
+    weight : tensor or real number, optional
+        For per-item losses: weights of the loss elements, a tensor that broadcasts to ``loss``'s shape by
+        torch's rules (bool, integer or float: the padding mask of a token-level loss, or per-sequence
+        weights of shape ``(batch, 1)`` on ``(batch, tokens)`` losses, as torchmetrics' ``MeanMetric``
+        broadcasts them) or a scalar; the mean is
+        ``sum(weight * loss) / sum(weight)``, and elements of weight 0 drop out even when their loss is NaN.
+        For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor),
+        used in place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must
+        be finite and >= 0: a number is checked here; a tensor cannot be without a synchronisation, so
+        `compute` raises if one was negative, NaN or infinite. Must be on ``loss``'s device.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        ``loss`` or ``weight`` not a tensor or real number, complex or non-floating ``loss``, complex
+        ``weight``, ``n`` missing for a batch mean or not an integer.
+    ValueError
+        ``n`` < 1 or not ``loss.shape[0]``, ``weight`` of the wrong shape or on another device, ``loss`` on
+        a device other than the state's, a batch mean straddling ``max_items``.
+
+    Examples
+    --------
+    >>> m = LossMeter()
+    >>> tok = torch.tensor([[2., 4., 9.], [1., 3., 7.]])        # (batch, tokens) losses
+    >>> mask = torch.tensor([[1, 1, 0], [1, 1, 1]])            # 0: padding
+    >>> m.update(tok, weight=mask); m.compute().item()         # (2 + 4 + 1 + 3 + 7) / 5
+    3.4
+    """
+    if _is_compiling():  # traced, the host counters would be guarded on: a recompilation every step
+        return torch.compiler.disable(_update_eagerly)(self, loss, n, weight)  # one graph break instead
+    if isinstance(loss, torch.Tensor):
+        if loss.is_complex() or not loss.is_floating_point(): _check_real_tensor('loss', loss)
+        if loss.dim() == 0:
+            if n is None: raise TypeError(_N_REQUIRED.format(loss))
+            n = _check_n(n)
+            if self._over_limit(n): return
+            loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
+            if weight is not None: return self._add(loss, self._weight(weight, loss), n)
+            lst = self._pending.get(n)
+            if lst is None: lst = self._pending[n] = []
+            lst.append(loss)
+            self.count += n
+            if not self.skip_nonfinite: self._host_w += n  # the weight is known on the host
+            self._num_pending += 1
+            if self._num_pending >= self.fold_every: self._fold()
+            return
+        k = loss.shape[0]
+        if n is not None and _check_n(n, 0) != k:
+            raise ValueError(f"n must equal the number of per-item losses ({k}, dim 0 of a loss of shape "
+                             f"{tuple(loss.shape)}), got {n}")
+        loss = self._on_device(loss.detach(), 'loss')
+        w = None if weight is None else self._weight(weight, loss)
+        if self.max_items is not None:
+            room = self.max_items - self.count
+            if room <= 0: return self._ignore(k, 3)
+            if k > room:  # the rest of the batch is beyond the limit (DDP: the sampler's padding)
+                loss, k = loss[:room], room
+                if w is not None and w.dim(): w = w[:room]
+        self.count += k
+        if w is None and not self.skip_nonfinite:
+            self._sum.add_(loss.sum(dtype=torch.float64))  # one reduction kernel and one add
+            self._host_w += loss.numel()
+            return
+        return self._add(loss, w, 1)
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
+        raise TypeError(f"loss must be a tensor or a real number, got {loss!r} of type {type(loss).__name__}")
+    if n is None: raise TypeError(_N_REQUIRED.format(loss))
+    n = _check_n(n)
+    try: x = float(loss)
+    except OverflowError: raise ValueError(f"loss must fit in a float64, got {loss!r}") from None
+    if self._over_limit(n): return
+    if weight is not None:
+        if self._dev is None: self._init_state(torch.device('cpu'))
+        t = torch.full((), x, dtype=torch.float64, device=self._dev)  # a fill, not a host-to-device copy
+        return self._add(t, self._weight(weight, t), n)
+    self.count += n
+    if self.skip_nonfinite and not math.isfinite(x): self._host_skipped += n  # a Python float: no sync
+    else: self._host_sum += x * n; self._host_w += n
+
+# %% ../nbs/reference/accumulate.ipynb #11ff39db
+@patch
+def _over_limit(self: LossMeter, n: int) -> bool:
+    "True if a batch mean of `n` items lies wholly beyond `max_items`; raise if it straddles the limit."
+    if self.max_items is None or self.count + n <= self.max_items: return False
+    if self.count >= self.max_items: self._ignore(n); return True
+    raise ValueError(f"loss is a batch mean of n={n} items, but only {self.max_items - self.count} more of the "
+                     f"max_items={self.max_items} can be counted: the meter cannot tell which of its items are "
+                     f"real. Pass the per-item losses (reduction='none') instead; they are sliced at the limit")
+
+@patch
+def _ignore(self: LossMeter, k: int, stacklevel: int = 4) -> None:
+    "Count `k` items of updates made after `max_items` was reached; warn once per epoch past one (a forgotten `reset`)."
+    before, self._ignored = self._ignored, self._ignored + k
+    if before <= 1 < self._ignored:  # DistributedSampler pads a rank's shard by at most one item: not a warning
+        warnings.warn(f"LossMeter(max_items={self.max_items}) has counted its {self.max_items} items and ignores "
+                      f"the {self._ignored} that came after them: call reset() at the start of every epoch "
+                      f"(a new epoch's items are not counted until then)", RuntimeWarning, stacklevel=stacklevel)
+
+@patch
+def _weight(self: LossMeter, weight, loss: torch.Tensor) -> torch.Tensor:
+    "`weight` as a float64 (or bool) tensor on `loss`'s device, 0-d or expanded to `loss`'s shape; metadata checks only."
+    if isinstance(weight, torch.Tensor):
+        if weight.is_complex(): raise TypeError(f"weight must be real, got a complex tensor of dtype {weight.dtype}")
+        if weight.dim() and (loss.dim() == 0 or not _broadcasts_to(weight.shape, loss.shape)):
+            what = "a 0-d tensor or a number (a batch mean's total weight)" if loss.dim() == 0 else \
+                   f"broadcastable to loss's shape {tuple(loss.shape)} (e.g. (batch, 1) on (batch, tokens)), or a scalar"
+            raise ValueError(f"weight must be {what}, got shape {tuple(weight.shape)}")
+        if weight.device != loss.device:
+            raise ValueError(f"weight is on {weight.device}, but loss is on {loss.device}: put them on the same device")
+        w = weight.detach() if weight.dtype == torch.bool else weight.detach().to(torch.float64)
+        return w.expand(loss.shape) if w.dim() else w  # expand: a view, no copy
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"weight must be a tensor or a real number, got {weight!r} of type {type(weight).__name__}")
+    return torch.full((), float(check_number('weight', weight, 0)), dtype=torch.float64, device=loss.device)
+
+@patch
+def _add(self: LossMeter, loss: torch.Tensor, w: torch.Tensor | None, items_per_row: int) -> None:
+    "Add `loss` (0-d, or rows along dim 0) with weights `w` (None, 0-d or loss's shape) to the device state."
+    if w is not None and w.dtype == torch.bool and not self.skip_nonfinite:  # a mask: 5 kernels, not 13
+        m = w.expand(loss.shape)
+        self._sum.add_(torch.where(m, loss, 0).sum(dtype=torch.float64))  # products by 0/1: exact in any dtype
+        self._wsum.add_(m.sum())
+        if loss.dim() == 0: self.count += items_per_row
+        return
+    if w is not None and w.dtype == torch.bool: w = w.to(torch.float64)
+    x = loss.to(torch.float64)
+    if w is None: lw, wv, keep = x, None, None
+    else:
+        keep = (w != 0).expand(x.shape)
+        lw = torch.where(keep, x * w, 0.)  # weight 0: the element drops out, even with a NaN loss
+        wv = torch.where((w >= 0) & torch.isfinite(w), w, math.nan).expand(x.shape)  # a bad weight poisons the sum
+    if self.skip_nonfinite:
+        ok = torch.isfinite(x) if keep is None else torch.isfinite(x) | ~keep
+        ok_rows = ok.flatten(1).all(1) if x.dim() > 1 else ok  # (rows,): an item with any bad element is skipped
+        if x.dim() > 1: ok = ok_rows.view((-1,) + (1,) * (x.dim() - 1)).expand(x.shape)
+        self._sum.add_(torch.where(ok, lw, 0.).sum())
+        self._wsum.add_(ok.sum() if wv is None else torch.where(ok, wv, 0.).sum())
+        self._skipped.add_((~ok_rows).sum(), alpha=items_per_row)
+    else:
+        self._sum.add_(lw.sum())
+        if wv is None: self._host_w += x.numel()
+        else: self._wsum.add_(wv.sum())
+    if loss.dim() == 0: self.count += items_per_row
 
 
 _is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3; before, update is traced
@@ -603,6 +478,149 @@ _is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch 
 def _update_eagerly(meter: LossMeter, loss, n, weight) -> None:
     "`meter.update(...)`, called through `torch.compiler.disable` while a function is compiled (importing dynamo costs seconds: not at import)."
     return meter.update(loss, n, weight)
+
+# %% ../nbs/reference/accumulate.ipynb #fe0eea91
+@patch
+def compute(self: LossMeter,
+            sync: bool = True, # all-reduce the totals over every rank when torch.distributed is initialised
+           ) -> torch.Tensor:
+    """The exact mean, ``loss_sum / weight_sum``, as a 0-d float64 tensor (NaN before any update).
+
+    **A collective under torch.distributed.** When a process group is initialised and ``sync=True``, this
+    all-reduces the totals of every rank (one ``all_reduce``), so *every* rank must call it, at the same
+    point: if only rank 0 calls it, its ``all_reduce`` waits for a collective the other ranks never make (a hang
+    until the process group's timeout, 30 minutes for gloo by default) or is paired with their next collective,
+    such as DDP's gradient all-reduce, and the run fails. For a per-rank number (logging on one rank, a
+    progress bar), call ``compute(sync=False)``, which never communicates.
+
+    Parameters
+    ----------
+    sync : bool, default True
+        True: combine all ranks' totals when ``torch.distributed`` is initialised (without a process group
+        it changes nothing). False: this rank's own mean, no communication.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d float64 tensor on the state's device: the per-item (or weighted) mean; NaN when nothing was
+        counted.
+
+    Raises
+    ------
+    ValueError
+        A weight passed to `update` was negative, NaN or infinite (the weighted mean is undefined).
+
+    Warns
+    -----
+    RuntimeWarning
+        The mean is NaN or infinite because a loss passed to `update` was (with ``skip_nonfinite=False``), or
+        every counted item had weight 0 or was skipped. Checking this reads the totals once (a host
+        synchronisation at the end of an epoch, where the value is about to be read anyway).
+
+    Examples
+    --------
+    >>> m = LossMeter(); m.update(torch.tensor([1., 2., 3., 4.]))
+    >>> m.compute(sync=False).item()
+    2.5
+    """
+    sync = check_bool('sync', sync)
+    self._flush()
+    s = self._sum
+    stats = torch.stack([s, self._wsum, torch.full_like(s, float(self.count)), self._skipped])  # (4,)
+    if sync and dist.is_available() and dist.is_initialized(): dist.all_reduce(stats)  # one collective
+    mean = stats[0] / stats[1]
+    if mean.device.type != 'meta': self._diagnose(stats.tolist())
+    return mean
+
+# %% ../nbs/reference/accumulate.ipynb #82e3d425
+@patch
+def reset(self: LossMeter) -> None:
+    """Start a new epoch: zero the sum, weight, count and skipped count; returns None, raises nothing.
+
+    The state tensors are zeroed in place and stay on their device (no new tensors, no synchronisation).
+    With ``max_items``, call it at the start of every epoch: items after the limit are ignored until then.
+    """
+    self._clear_host()
+    if self._sum is not None:
+        for t in (self._sum, self._wsum, self._skipped): t.zero_()
+
+@patch
+def merge(self: LossMeter, other: LossMeter, # another meter, e.g. one rank's or one half-epoch's
+         ) -> LossMeter:
+    """Add another meter's totals to this one (exact: totals are additive); returns self, for chaining.
+
+    ``other`` is left unchanged; its state is copied to this meter's device if it lives elsewhere.
+    Raises TypeError if ``other`` is not a LossMeter, ValueError if it is this meter itself (that would
+    double every total) or if its state cannot be moved to this meter's device.
+    """
+    if not isinstance(other, LossMeter):
+        raise TypeError(f"other must be a LossMeter, got {other!r} of type {type(other).__name__}")
+    if other is self:
+        raise ValueError("other is this meter itself: merging a meter with itself doubles its totals; to combine "
+                         "two copies, merge a copy (copy.deepcopy(meter))")
+    self._flush(); other._flush()
+    try: theirs = [t.to(self._dev) for t in (other._sum, other._wsum, other._skipped)]  # another device: a copy
+    except (RuntimeError, NotImplementedError) as e:
+        raise ValueError(f"other's state is on {other._dev} and cannot be moved to this meter's device "
+                         f"{self._dev}: {e}") from None
+    for mine, t in zip((self._sum, self._wsum, self._skipped), theirs): mine.add_(t)
+    self.count += other.count
+    return self
+
+# %% ../nbs/reference/accumulate.ipynb #3c102cb1
+@patch
+def state_dict(self: LossMeter) -> dict:
+    """Returns the meter's state, a new dict for `load_state_dict` or ``torch.save``; raises nothing.
+
+    ``loss_sum``, ``weight_sum`` and ``num_skipped`` are copies (0-d float64 tensors on the state's device,
+    so saving never aliases the live state) and ``count`` is an int. ``max_items``, ``skip_nonfinite``
+    and ``device`` are constructor arguments, not state. Reading it folds pending batch means (a few
+    kernels, no synchronisation).
+    """
+    self._flush()
+    return dict(loss_sum=self._sum.clone(), weight_sum=self._wsum.clone(), count=self.count,
+                num_skipped=self._skipped.clone())
+
+@patch
+def load_state_dict(self: LossMeter,
+                    state: dict, # a dict from `state_dict` (tensors or numbers; `weight_sum` may be absent)
+                   ) -> None:
+    """Restore a state saved by `state_dict`, after checking its keys, types and values; returns None.
+
+    Parameters
+    ----------
+    state : dict
+        ``loss_sum`` (real), ``count`` (integer >= 0), ``num_skipped`` (integer-valued, between 0 and
+        ``count``) and optionally ``weight_sum`` (>= 0; default ``count - num_skipped``, as saved by versions
+        without weights), each a number or a one-element tensor. No other key.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A key missing or unknown, a value of the wrong type, or out of range; the message names the key.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict (from LossMeter.state_dict()), got {state!r} of type {type(state).__name__}")
+    keys = set(state)
+    missing, extra = {'loss_sum', 'count', 'num_skipped'} - keys, keys - set(_STATE_KEYS)
+    if missing: raise ValueError(f"state is missing {sorted(missing)}, got keys {sorted(map(str, keys))}")
+    if extra: raise ValueError(f"state has unknown keys {sorted(map(str, extra))}; expected {list(_STATE_KEYS)}")
+    loss_sum = _state_value('loss_sum', state['loss_sum'])
+    count = _state_value('count', state['count'], integer=True)
+    if not 0 <= count <= _MAX_COUNT: raise ValueError(f"state['count'] must be in [0, 2**53], got {_digits(count)}")
+    skipped = _state_value('num_skipped', state['num_skipped'], integer=True)
+    if not 0 <= skipped <= count:
+        raise ValueError(f"state['num_skipped'] must be in [0, count={count}] (skipped items are among the counted "
+                         f"ones), got {skipped!r}")
+    wsum = _state_value('weight_sum', state['weight_sum']) if 'weight_sum' in state else float(count - skipped)
+    if wsum < 0 or wsum == -math.inf: raise ValueError(f"state['weight_sum'] must be >= 0, got {wsum!r}")
+    t = state['loss_sum']
+    dev = self.device if self.device is not None else (t.device if isinstance(t, torch.Tensor) else torch.device('cpu'))
+    self._clear_host()
+    self._init_state(dev)
+    self._sum.fill_(loss_sum); self._wsum.fill_(wsum); self._skipped.fill_(skipped)
+    self.count = int(count)
+
 
 def _state_value(key: str, v, integer: bool = False):
     "A state entry as a Python number (a one-element real tensor is read), or raise naming the key."

@@ -16,6 +16,15 @@ from ._checks import check_bool, check_number, check_tensor
 # %% auto #0
 __all__ = ['ema', 'ema_seeded', 'EMA', 'ema_lag', 'zero_lag', 'zero_lag_beta']
 
+# %% ../nbs/reference/ema.ipynb #b52b0861
+def patch(f):
+    "Add `f` to the class its `self` parameter is annotated with, under its own name; returns `f`."
+    cls = f.__annotations__['self']
+    if isinstance(cls, str): cls = f.__globals__[cls]  # `from __future__ import annotations` keeps it a string
+    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+    setattr(cls, f.__name__, f)
+    return f
+
 # %% ../nbs/reference/ema.ipynb #7d64fd77
 def _short(v) -> str:
     "repr of `v`, cut to 60 characters for error messages."
@@ -225,7 +234,7 @@ def ema_seeded(values, # 1-D sequence: list, ndarray or tensor
     out = x.dtype
     return _smooth(x.to(_COMPUTE.get(out, out)), beta, 'seeded').to(out)
 
-# %% ../nbs/reference/ema.ipynb #21605795
+# %% ../nbs/reference/ema.ipynb #9a1b4b24
 class EMA:
     """Streaming exponential moving average of a loss (or any tensor), debiased unless `debias=False`.
 
@@ -261,94 +270,104 @@ class EMA:
     >>> e.compute()
     tensor(2.)
     """
+
     def __init__(self, beta: float = 0.98, # decay in [0, 1): avg = beta * avg + (1 - beta) * x
                  debias: bool = True, # divide by 1 - beta**step
                 ):
         self.beta, self.debias = _check_beta(beta), check_bool('debias', debias)
         self.reset()
 
-    def reset(self) -> None:
-        "Forget everything: back to step 0 (`avg` becomes the float 0.0, on no device); returns None, raises nothing."
-        self.avg, self.step = 0.0, 0  # avg: the zero-started m_t (a float, or a tensor once given one)
-
-    def update(self, x, # a real number, or a real tensor of the same shape and device at every call
-              ) -> None:
-        """Fold in one value: a real number or a real tensor (kept on its device; NaN and inf propagate); returns None.
-
-        The first tensor fixes the average's shape, device and dtype: float32 for float16, bfloat16 and integer
-        tensors (half precision would lose digits in ``beta * avg``), the tensor's own dtype for float32 and
-        float64. A number after a tensor is added to the tensor average. The tensor is detached: the average never
-        holds an autograd graph.
-
-        Raises TypeError for complex, bool or non-numeric `x`, ValueError for a tensor on the meta device or one
-        whose shape or device differs from the running average's, and for an integer too large for a float.
-        """
-        if isinstance(x, torch.Tensor):
-            check_tensor('x', x)
-            if x.dtype == torch.bool: raise TypeError(f"x must be a real number or tensor, got a bool tensor {_short(x)}")
-            if x.device.type == 'meta': raise ValueError(f"x is on the meta device, which holds no values: {_short(x)}")
-            x = x.detach()
-            if not x.is_floating_point() or x.dtype in _COMPUTE: x = x.to(torch.float32)  # fp16 loses digits in 0.98 * avg
-            if isinstance(self.avg, torch.Tensor):
-                if x.device != self.avg.device or x.shape != self.avg.shape:
-                    raise ValueError(f"x must match the average's shape {tuple(self.avg.shape)} and device "
-                                     f"{self.avg.device}, got shape {tuple(x.shape)} on {x.device}")
-                x = x.to(self.avg.dtype)
-                self.avg = torch.add(self.avg * self.beta, x, alpha=1 - self.beta)  # no .item(): stays on the device
-            else: self.avg = torch.add(x * (1 - self.beta), self.avg * self.beta)
-        elif isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__module__ != 'numpy' or \
-                type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) in ('f', 'i', 'u') and getattr(x, 'ndim', 1) == 0:
-            try: x = float(x)
-            except OverflowError: raise ValueError(f"x is too large for a float: {_short(x)}") from None
-            self.avg = self.avg * self.beta + x * (1 - self.beta)
-        else:
-            raise TypeError(f"x must be a real number or a real tensor, got {_short(x)} of type {type(x).__name__}")
-        self.step += 1
-
-    def compute(self) -> float | torch.Tensor:
-        """The current average: a float, or a new tensor once a tensor was given; NaN before the first update.
-
-        A tensor result has the average's dtype (float32 for float16, bfloat16 and integer input), which is where
-        it differs from `ema`, which returns the input's own dtype (float64 for integers). Raises nothing; reads
-        nothing back from the device.
-        """
-        if self.step == 0: return float('nan')
-        t = min(self.step, 2**62)  # beta**t is 0.0 in float64 well before 2**62 for every beta < 1: the same divisor
-        w = -math.expm1(t * math.log(self.beta)) if self.debias and self.beta > 0 else 1.0  # 1 - beta**step
-        if w == 1.0: return self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
-        return self.avg / w
-
-    def state_dict(self) -> dict:
-        "Returns everything needed to resume, a new dict: `beta`, `debias`, `avg` (a copy, float or tensor) and `step`; raises nothing."
-        avg = self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
-        return {'beta': self.beta, 'debias': self.debias, 'avg': avg, 'step': self.step}
-
-    def load_state_dict(self, state: dict, # what `state_dict` returned
-                       ) -> None:
-        """Restore what `state_dict` returned, after checking its keys, types and values; returns None.
-
-        Raises TypeError for a value of the wrong type and ValueError for a missing or unknown key, an out-of-range
-        value, or a nonzero ``avg`` at step 0; the message names the key. Nothing changes when it raises.
-        """
-        if not isinstance(state, dict): raise TypeError(f"state must be a dict, got {_short(state)} of type {type(state).__name__}")
-        keys = {'beta', 'debias', 'avg', 'step'}
-        if set(state) != keys:
-            raise ValueError(f"state must have exactly the keys {sorted(keys)}, got {sorted(map(str, state))}")
-        beta = float(check_number("state['beta']", state['beta'], 0, 1, high_open=True))
-        debias = check_bool("state['debias']", state['debias'])
-        step = check_number("state['step']", state['step'], 0, integer=True)
-        avg = state['avg']
-        if isinstance(avg, torch.Tensor):
-            check_tensor("state['avg']", avg, floating=True)
-            if avg.device.type == 'meta': raise ValueError("state['avg'] is on the meta device, which holds no values")
-            avg = avg.detach().clone()
-        elif isinstance(avg, numbers.Real) and not isinstance(avg, bool): avg = float(avg)
-        else: raise TypeError(f"state['avg'] must be a real float or a floating tensor, got {_short(avg)} of type {type(avg).__name__}")
-        if step == 0 and not (isinstance(avg, float) and avg == 0.0):
-            raise ValueError(f"state['avg'] must be 0.0 when state['step'] is 0, got {_short(avg)}")
-        self.beta, self.debias, self.avg, self.step = beta, debias, avg, int(step)
-
     def __repr__(self): return f"EMA(beta={self.beta}, debias={self.debias}, step={self.step})"
+
+# %% ../nbs/reference/ema.ipynb #6b293485
+@patch
+def reset(self: EMA) -> None:
+    "Forget everything: back to step 0 (`avg` becomes the float 0.0, on no device); returns None, raises nothing."
+    self.avg, self.step = 0.0, 0  # avg: the zero-started m_t (a float, or a tensor once given one)
+
+# %% ../nbs/reference/ema.ipynb #8b62013d
+@patch
+def update(self: EMA, x, # a real number, or a real tensor of the same shape and device at every call
+          ) -> None:
+    """Fold in one value: a real number or a real tensor (kept on its device; NaN and inf propagate); returns None.
+
+    The first tensor fixes the average's shape, device and dtype: float32 for float16, bfloat16 and integer
+    tensors (half precision would lose digits in ``beta * avg``), the tensor's own dtype for float32 and
+    float64. A number after a tensor is added to the tensor average. The tensor is detached: the average never
+    holds an autograd graph.
+
+    Raises TypeError for complex, bool or non-numeric `x`, ValueError for a tensor on the meta device or one
+    whose shape or device differs from the running average's, and for an integer too large for a float.
+    """
+    if isinstance(x, torch.Tensor):
+        check_tensor('x', x)
+        if x.dtype == torch.bool: raise TypeError(f"x must be a real number or tensor, got a bool tensor {_short(x)}")
+        if x.device.type == 'meta': raise ValueError(f"x is on the meta device, which holds no values: {_short(x)}")
+        x = x.detach()
+        if not x.is_floating_point() or x.dtype in _COMPUTE: x = x.to(torch.float32)  # fp16 loses digits in 0.98 * avg
+        if isinstance(self.avg, torch.Tensor):
+            if x.device != self.avg.device or x.shape != self.avg.shape:
+                raise ValueError(f"x must match the average's shape {tuple(self.avg.shape)} and device "
+                                 f"{self.avg.device}, got shape {tuple(x.shape)} on {x.device}")
+            x = x.to(self.avg.dtype)
+            self.avg = torch.add(self.avg * self.beta, x, alpha=1 - self.beta)  # no .item(): stays on the device
+        else: self.avg = torch.add(x * (1 - self.beta), self.avg * self.beta)
+    elif isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__module__ != 'numpy' or \
+            type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) in ('f', 'i', 'u') and getattr(x, 'ndim', 1) == 0:
+        try: x = float(x)
+        except OverflowError: raise ValueError(f"x is too large for a float: {_short(x)}") from None
+        self.avg = self.avg * self.beta + x * (1 - self.beta)
+    else:
+        raise TypeError(f"x must be a real number or a real tensor, got {_short(x)} of type {type(x).__name__}")
+    self.step += 1
+
+# %% ../nbs/reference/ema.ipynb #3319f168
+@patch
+def compute(self: EMA) -> float | torch.Tensor:
+    """The current average: a float, or a new tensor once a tensor was given; NaN before the first update.
+
+    A tensor result has the average's dtype (float32 for float16, bfloat16 and integer input), which is where
+    it differs from `ema`, which returns the input's own dtype (float64 for integers). Raises nothing; reads
+    nothing back from the device.
+    """
+    if self.step == 0: return float('nan')
+    t = min(self.step, 2**62)  # beta**t is 0.0 in float64 well before 2**62 for every beta < 1: the same divisor
+    w = -math.expm1(t * math.log(self.beta)) if self.debias and self.beta > 0 else 1.0  # 1 - beta**step
+    if w == 1.0: return self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
+    return self.avg / w
+
+# %% ../nbs/reference/ema.ipynb #d7814a3f
+@patch
+def state_dict(self: EMA) -> dict:
+    "Returns everything needed to resume, a new dict: `beta`, `debias`, `avg` (a copy, float or tensor) and `step`; raises nothing."
+    avg = self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
+    return {'beta': self.beta, 'debias': self.debias, 'avg': avg, 'step': self.step}
+
+@patch
+def load_state_dict(self: EMA, state: dict, # what `state_dict` returned
+                   ) -> None:
+    """Restore what `state_dict` returned, after checking its keys, types and values; returns None.
+
+    Raises TypeError for a value of the wrong type and ValueError for a missing or unknown key, an out-of-range
+    value, or a nonzero ``avg`` at step 0; the message names the key. Nothing changes when it raises.
+    """
+    if not isinstance(state, dict): raise TypeError(f"state must be a dict, got {_short(state)} of type {type(state).__name__}")
+    keys = {'beta', 'debias', 'avg', 'step'}
+    if set(state) != keys:
+        raise ValueError(f"state must have exactly the keys {sorted(keys)}, got {sorted(map(str, state))}")
+    beta = float(check_number("state['beta']", state['beta'], 0, 1, high_open=True))
+    debias = check_bool("state['debias']", state['debias'])
+    step = check_number("state['step']", state['step'], 0, integer=True)
+    avg = state['avg']
+    if isinstance(avg, torch.Tensor):
+        check_tensor("state['avg']", avg, floating=True)
+        if avg.device.type == 'meta': raise ValueError("state['avg'] is on the meta device, which holds no values")
+        avg = avg.detach().clone()
+    elif isinstance(avg, numbers.Real) and not isinstance(avg, bool): avg = float(avg)
+    else: raise TypeError(f"state['avg'] must be a real float or a floating tensor, got {_short(avg)} of type {type(avg).__name__}")
+    if step == 0 and not (isinstance(avg, float) and avg == 0.0):
+        raise ValueError(f"state['avg'] must be 0.0 when state['step'] is 0, got {_short(avg)}")
+    self.beta, self.debias, self.avg, self.step = beta, debias, avg, int(step)
 
 # %% ../nbs/reference/ema.ipynb #9f050b22
 def ema_lag(beta: float, # decay in [0, 1)

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 from ._checks import check_bool, check_number, check_tensor, progress_bar as _progress
-from .ema import ema, zero_lag, zero_lag_beta, _check_beta, _short
+from .ema import ema, zero_lag, zero_lag_beta, _check_beta, _short, patch
 
 # %% auto #0
 __all__ = ['lr_schedule', 'steepest_lr', 'LRFinderResult', 'lr_range_test']
@@ -110,6 +110,8 @@ def _steep_index(lrs: torch.Tensor, y: torch.Tensor) -> int:
     grads = (y[1:] - y[:-1]) / (lrs[1:].log() - lrs[:-1].log())
     return int(grads.argmin())
 
+
+# %% ../nbs/reference/lr_find.ipynb #22e7fb15
 @dataclass(repr=False)
 class LRFinderResult:
     """The record of an LR range test, and suggestions read from it.
@@ -172,152 +174,160 @@ class LRFinderResult:
         span = f", lr {float(self.lrs[0]):.3g} to {float(self.lrs[-1]):.3g}" if n else ''
         return f"LRFinderResult({n} steps{span}, beta={self.beta}, skipped={self.skipped})"
 
-    def curve(self, kind: str = 'smoothed', # 'raw', 'smoothed' or 'zero_lag'
-              beta: float | None = None, # EMA beta (None: the test's); 'zero_lag' leaves as much noise as it
-             ) -> torch.Tensor:
-        """The raw, smoothed (debiased EMA) or zero-lag curve (forward-backward EMA of the log loss).
+# %% ../nbs/reference/lr_find.ipynb #8d372d1b
+@patch
+def curve(self: LRFinderResult, kind: str = 'smoothed', # 'raw', 'smoothed' or 'zero_lag'
+          beta: float | None = None, # EMA beta (None: the test's); 'zero_lag' leaves as much noise as it
+         ) -> torch.Tensor:
+    """The raw, smoothed (debiased EMA) or zero-lag curve (forward-backward EMA of the log loss).
 
-        Parameters
-        ----------
-        kind : str, default 'smoothed'
-            ``'raw'``: the recorded losses; ``'smoothed'``: their debiased EMA; ``'zero_lag'``: a forward-backward
-            EMA of the log loss, which does not lag away from the ends (at the last step it lags as much as the
-            causal EMA, and the last steps are where a range test stops).
-        beta : float or None, default None
-            Decay in [0, 1); None uses the test's ``beta``. For ``'zero_lag'`` it names the causal EMA whose
-            white-noise level is matched: the per-pass decay is ``zero_lag_beta(beta)``. That kernel is wide: it
-            smears a sharp descent or blow-up both ways (on the lesson's synthetic curve it starts falling two decades
-            early), so pass a smaller ``beta`` when the curve has sharp features, and read locations from it rather
-            than values or slopes. Ignored for ``'raw'``.
+    Parameters
+    ----------
+    kind : str, default 'smoothed'
+        ``'raw'``: the recorded losses; ``'smoothed'``: their debiased EMA; ``'zero_lag'``: a forward-backward
+        EMA of the log loss, which does not lag away from the ends (at the last step it lags as much as the
+        causal EMA, and the last steps are where a range test stops).
+    beta : float or None, default None
+        Decay in [0, 1); None uses the test's ``beta``. For ``'zero_lag'`` it names the causal EMA whose
+        white-noise level is matched: the per-pass decay is ``zero_lag_beta(beta)``. That kernel is wide: it
+        smears a sharp descent or blow-up both ways (on the lesson's synthetic curve it starts falling two decades
+        early), so pass a smaller ``beta`` when the curve has sharp features, and read locations from it rather
+        than values or slopes. Ignored for ``'raw'``.
 
-        Returns
-        -------
-        torch.Tensor
-            (n,) float64, NaN after the first non-finite loss (except for ``'raw'`` and the test's own smoothing).
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64, NaN after the first non-finite loss (except for ``'raw'`` and the test's own smoothing).
 
-        Raises
-        ------
-        ValueError
-            ``kind`` is not one of the three, or ``beta`` is outside [0, 1).
-        """
-        if kind not in ('raw', 'smoothed', 'zero_lag'):
-            raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
-        beta = self.beta if beta is None else _check_beta(beta)
-        if kind == 'zero_lag': beta = zero_lag_beta(beta)
-        if kind == 'raw': return self.losses
-        if kind == 'smoothed' and beta == self.beta: return self.smoothed
-        n = _finite_prefix(self.losses)
-        out = torch.full_like(self.losses, float('nan'))
-        if kind == 'smoothed': out[:n] = ema(self.losses[:n], beta)
-        # in log space: a diverging loss grows exponentially and its noise is roughly proportional to it
-        else: out[:n] = zero_lag(self.losses[:n].clamp_min(1e-30).log(), beta).exp()
-        return out
+    Raises
+    ------
+    ValueError
+        ``kind`` is not one of the three, or ``beta`` is outside [0, 1).
+    """
+    if kind not in ('raw', 'smoothed', 'zero_lag'):
+        raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
+    beta = self.beta if beta is None else _check_beta(beta)
+    if kind == 'zero_lag': beta = zero_lag_beta(beta)
+    if kind == 'raw': return self.losses
+    if kind == 'smoothed' and beta == self.beta: return self.smoothed
+    n = _finite_prefix(self.losses)
+    out = torch.full_like(self.losses, float('nan'))
+    if kind == 'smoothed': out[:n] = ema(self.losses[:n], beta)
+    # in log space: a diverging loss grows exponentially and its noise is roughly proportional to it
+    else: out[:n] = zero_lag(self.losses[:n].clamp_min(1e-30).log(), beta).exp()
+    return out
 
-    def _pick(self, kind, beta, skip_start, skip_end) -> tuple:
-        y = self.curve(kind, beta)
-        check_number('skip_start', skip_start, 0, integer=True)
-        check_number('skip_end', skip_end, 0, integer=True)
-        lrs, y = self.lrs[skip_start:max(0, len(y) - skip_end)], y[skip_start:max(0, len(y) - skip_end)]
-        n = _finite_prefix(y)
-        if n < 2: raise ValueError(f"need at least 2 finite points after skipping, got {n}")
-        return lrs[:n], y[:n]
+# %% ../nbs/reference/lr_find.ipynb #ada062aa
+@patch
+def _pick(self: LRFinderResult, kind, beta, skip_start, skip_end) -> tuple:
+    y = self.curve(kind, beta)
+    check_number('skip_start', skip_start, 0, integer=True)
+    check_number('skip_end', skip_end, 0, integer=True)
+    lrs, y = self.lrs[skip_start:max(0, len(y) - skip_end)], y[skip_start:max(0, len(y) - skip_end)]
+    n = _finite_prefix(y)
+    if n < 2: raise ValueError(f"need at least 2 finite points after skipping, got {n}")
+    return lrs[:n], y[:n]
 
-    def argmin_lr(self, kind: str = 'smoothed', # curve: 'raw', 'smoothed' or 'zero_lag'
-                  beta: float | None = None, # smoothing of the curve (None: the test's)
-                  skip_start: int = 0, skip_end: int = 0, # points left out at either end
-                 ) -> float:
-        """The learning rate at the curve's minimum (its finite part after skipping).
+@patch
+def argmin_lr(self: LRFinderResult, kind: str = 'smoothed', # curve: 'raw', 'smoothed' or 'zero_lag'
+              beta: float | None = None, # smoothing of the curve (None: the test's)
+              skip_start: int = 0, skip_end: int = 0, # points left out at either end
+             ) -> float:
+    """The learning rate at the curve's minimum (its finite part after skipping).
 
-        Parameters
-        ----------
-        kind, beta
-            The curve, as in `curve`.
-        skip_start, skip_end : int, default 0
-            Points left out at the start and at the end, >= 0.
+    Parameters
+    ----------
+    kind, beta
+        The curve, as in `curve`.
+    skip_start, skip_end : int, default 0
+        Points left out at the start and at the end, >= 0.
 
-        Returns
-        -------
-        float
-            The learning rate of the lowest finite point left.
+    Returns
+    -------
+    float
+        The learning rate of the lowest finite point left.
 
-        Raises
-        ------
-        ValueError
-            Fewer than 2 finite points are left after skipping, or a bad ``kind``, ``beta`` or skip.
-        """
-        lrs, y = self._pick(kind, beta, skip_start, skip_end)
-        return float(lrs[y.argmin()])
+    Raises
+    ------
+    ValueError
+        Fewer than 2 finite points are left after skipping, or a bad ``kind``, ``beta`` or skip.
+    """
+    lrs, y = self._pick(kind, beta, skip_start, skip_end)
+    return float(lrs[y.argmin()])
 
-    def suggest(self, method: str = 'valley', # 'minimum', 'steep' or 'valley', as in fastai
-                kind: str = 'smoothed', # curve: 'raw', 'smoothed' or 'zero_lag'
-                beta: float | None = None, # smoothing of the curve (None: the test's)
-                skip_start: int = 0, skip_end: int = 0, # points left out at either end (fastai: num_it//10 and 5)
-               ) -> float:
-        """A learning rate by one of fastai's rules (``fastai/callback/schedule.py``, fastai 2.x), on the chosen curve.
+@patch
+def suggest(self: LRFinderResult, method: str = 'valley', # 'minimum', 'steep' or 'valley', as in fastai
+            kind: str = 'smoothed', # curve: 'raw', 'smoothed' or 'zero_lag'
+            beta: float | None = None, # smoothing of the curve (None: the test's)
+            skip_start: int = 0, skip_end: int = 0, # points left out at either end (fastai: num_it//10 and 5)
+           ) -> float:
+    """A learning rate by one of fastai's rules (``fastai/callback/schedule.py``, fastai 2.x), on the chosen curve.
 
-        Parameters
-        ----------
-        method : str, default 'valley'
-            ``'minimum'``: a tenth of the lr at the minimum; ``'steep'``: the left end of the steepest forward
-            difference against log lr; ``'valley'``: about halfway along the longest decreasing subsequence (not
-            run) of the curve. Each follows fastai's lines, with one exception: on a curve whose only longest
-            decreasing subsequences have 2 points, the first two points being one of them (it falls once, at the
-            start, and never again), fastai's ``valley`` index is -1, the largest lr; here it is 0, the smallest.
-        kind, beta
-            The curve to read, as in `curve` (fastai reads its smoothed losses: ``'smoothed'``).
-        skip_start, skip_end : int, default 0
-            Points left out at the start and at the end, >= 0. ``fastai.Learner.lr_find`` skips
-            ``num_it // 10`` and 5.
+    Parameters
+    ----------
+    method : str, default 'valley'
+        ``'minimum'``: a tenth of the lr at the minimum; ``'steep'``: the left end of the steepest forward
+        difference against log lr; ``'valley'``: about halfway along the longest decreasing subsequence (not
+        run) of the curve. Each follows fastai's lines, with one exception: on a curve whose only longest
+        decreasing subsequences have 2 points, the first two points being one of them (it falls once, at the
+        start, and never again), fastai's ``valley`` index is -1, the largest lr; here it is 0, the smallest.
+    kind, beta
+        The curve to read, as in `curve` (fastai reads its smoothed losses: ``'smoothed'``).
+    skip_start, skip_end : int, default 0
+        Points left out at the start and at the end, >= 0. ``fastai.Learner.lr_find`` skips
+        ``num_it // 10`` and 5.
 
-        Returns
-        -------
-        float
-            The suggested learning rate.
+    Returns
+    -------
+    float
+        The suggested learning rate.
 
-        Raises
-        ------
-        ValueError
-            An unknown ``method``; fewer than 2 finite points left after skipping; a bad ``kind``, ``beta`` or skip.
+    Raises
+    ------
+    ValueError
+        An unknown ``method``; fewer than 2 finite points left after skipping; a bad ``kind``, ``beta`` or skip.
 
-        Examples
-        --------
-        >>> lrs = lr_schedule(1e-4, 1.0, 5)
-        >>> res = LRFinderResult(lrs, torch.tensor([2.0, 1.9, 1.0, 0.5, 4.0], dtype=torch.float64), torch.zeros(5))
-        >>> res.suggest('steep', kind='raw')
-        0.001
-        """
-        if method not in ('minimum', 'steep', 'valley'):
-            raise ValueError(f"method must be 'minimum', 'steep' or 'valley', got {method!r}")
-        lrs, y = self._pick(kind, beta, skip_start, skip_end)
-        if method == 'minimum': return float(lrs[y.argmin()]) / 10
-        if method == 'steep': return float(lrs[_steep_index(lrs, y)])
-        return float(lrs[_valley_index(y)])
+    Examples
+    --------
+    >>> lrs = lr_schedule(1e-4, 1.0, 5)
+    >>> res = LRFinderResult(lrs, torch.tensor([2.0, 1.9, 1.0, 0.5, 4.0], dtype=torch.float64), torch.zeros(5))
+    >>> res.suggest('steep', kind='raw')
+    0.001
+    """
+    if method not in ('minimum', 'steep', 'valley'):
+        raise ValueError(f"method must be 'minimum', 'steep' or 'valley', got {method!r}")
+    lrs, y = self._pick(kind, beta, skip_start, skip_end)
+    if method == 'minimum': return float(lrs[y.argmin()]) / 10
+    if method == 'steep': return float(lrs[_steep_index(lrs, y)])
+    return float(lrs[_valley_index(y)])
 
-    def plot(self, ax=None, # matplotlib Axes to draw on (None: a new figure)
-             methods=('valley', 'steep', 'minimum'), # suggestions marked with a vertical line each
-             **suggest_kwargs, # passed to `suggest` (kind, beta, skip_start, skip_end)
-            ):
-        """Draw the raw and smoothed losses against the learning rate (log axis) and mark the suggestions; returns `ax`.
+# %% ../nbs/reference/lr_find.ipynb #79e85361
+@patch
+def plot(self: LRFinderResult, ax=None, # matplotlib Axes to draw on (None: a new figure)
+         methods=('valley', 'steep', 'minimum'), # suggestions marked with a vertical line each
+         **suggest_kwargs, # passed to `suggest` (kind, beta, skip_start, skip_end)
+        ):
+    """Draw the raw and smoothed losses against the learning rate (log axis) and mark the suggestions; returns `ax`.
 
-        Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
-        Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
-        """
-        import matplotlib.pyplot as plt  # only here: the package itself needs torch alone
-        if isinstance(methods, str): methods = (methods,)
-        lrs = self.lrs.numpy()
-        sugg = [(m, self.suggest(m, **suggest_kwargs)) for m in methods]  # raises before anything is drawn
-        if ax is None: ax = plt.subplots(figsize=(6, 3.5))[1]
-        ax.plot(lrs, self.losses.numpy(), color='#9e9e9e', lw=1, alpha=0.8, label='raw loss')
-        ax.plot(lrs, self.smoothed.numpy(), color='#1f77b4', lw=2, label=f'debiased EMA (beta={self.beta:g})')
-        for (m, lr), ls in zip(sugg, ('--', ':', '-.', (0, (1, 3)))):
-            ax.axvline(lr, color='#000000', ls=ls, lw=1, label=f'{m}: {lr:.2g}')
-        ax.set(xscale='log', xlabel='learning rate', ylabel='loss')
-        finite = self.losses[torch.isfinite(self.losses)]
-        if len(finite) > 1:  # a blow-up at the end does not flatten the rest of the curve
-            lo, hi = float(finite.min()), float(torch.quantile(finite, 0.9))
-            if hi > lo: ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.5 * (hi - lo))
-        ax.legend(fontsize=8)
-        return ax
+    Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
+    Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
+    """
+    import matplotlib.pyplot as plt  # only here: the package itself needs torch alone
+    if isinstance(methods, str): methods = (methods,)
+    lrs = self.lrs.numpy()
+    sugg = [(m, self.suggest(m, **suggest_kwargs)) for m in methods]  # raises before anything is drawn
+    if ax is None: ax = plt.subplots(figsize=(6, 3.5))[1]
+    ax.plot(lrs, self.losses.numpy(), color='#9e9e9e', lw=1, alpha=0.8, label='raw loss')
+    ax.plot(lrs, self.smoothed.numpy(), color='#1f77b4', lw=2, label=f'debiased EMA (beta={self.beta:g})')
+    for (m, lr), ls in zip(sugg, ('--', ':', '-.', (0, (1, 3)))):
+        ax.axvline(lr, color='#000000', ls=ls, lw=1, label=f'{m}: {lr:.2g}')
+    ax.set(xscale='log', xlabel='learning rate', ylabel='loss')
+    finite = self.losses[torch.isfinite(self.losses)]
+    if len(finite) > 1:  # a blow-up at the end does not flatten the rest of the curve
+        lo, hi = float(finite.min()), float(torch.quantile(finite, 0.9))
+        if hi > lo: ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.5 * (hi - lo))
+    ax.legend(fontsize=8)
+    return ax
 
 # %% ../nbs/reference/lr_find.ipynb #495127ef
 def _cuda_devices(model: torch.nn.Module) -> list:
