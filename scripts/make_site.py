@@ -61,16 +61,18 @@ def _explore_call(source: str):
 
 
 def explorer_cell(cells: list[dict]):
-    "(index, figsize) of the code cell that shows the notebook's main explorer: it calls `explore(` on `explorer_parts()`."
-    if not any('explorer_parts()' in _source(c) for c in cells if c['cell_type'] == 'code'): return None
+    """(index, figsize) of the code cell that shows the notebook's main explorer: the first `explore(` call in or after
+    the first cell that calls `explorer_parts()`; None when the notebook shows none."""
+    first = next((i for i, c in enumerate(cells) if c['cell_type'] == 'code' and 'explorer_parts()' in _source(c)), None)
+    if first is None: return None
     from lossnotes.lessons.plotting import explore
     import inspect
-    for i, c in enumerate(cells):
+    for i, c in enumerate(cells[first:], first):
         call = _explore_call(_source(c)) if c['cell_type'] == 'code' else None
         if call is None: continue
         figsize = inspect.signature(explore).parameters['figsize'].default
         for kw in call.keywords:
-            if kw.arg == 'figsize': figsize = tuple(ast.literal_eval(kw.value))
+            if kw.arg == 'figsize': figsize = tuple(ast.literal_eval(kw.value))  # a literal, as the lessons write it
         return i, figsize
     return None
 
