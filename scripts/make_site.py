@@ -17,8 +17,6 @@ Nothing here knows a lesson: the explorer comes from `explorer_parts()` and the 
 from __future__ import annotations
 
 import ast
-import base64
-import copy
 import hashlib
 import html
 import importlib

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import browser_driver as bd
-from conftest import PY, ROOT
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / 'scripts'))
 import make_site as ms  # noqa: E402
