@@ -664,6 +664,52 @@ def _check_batch(loss_fn, pred, target, value) -> Check:
                                                  f'({v2 / value if value else math.inf:.3g}x): neither a mean (1x) nor a '
                                                  f'sum (2x), so the loss depends on the batch size in an unusual way.')
 
+# %% ../nbs/reference/losscheck.ipynb #cbfbdcc3
+def _check_options(loss_fn, task, batch_consistency, n_probes, extreme, generator, name, ignore_index) -> tuple:
+    "Raise naming the argument unless check_loss's options are valid; return (batch_consistency, extreme, generator)."
+    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {_describe(loss_fn)}")
+    if task is not None and not isinstance(task, str):
+        raise TypeError(f"task must be one of {TASKS} or None, got {_describe(task)}")
+    batch_consistency = check_bool('batch_consistency', batch_consistency)
+    check_number('n_probes', n_probes, 1, integer=True)
+    if not isinstance(extreme, (tuple, list)): raise TypeError(f"extreme must be a tuple of numbers, got {_describe(extreme)}")
+    extreme = tuple(check_number(f'extreme[{i}]', e, 0, low_open=True) for i, e in enumerate(extreme))
+    if generator is None: generator = torch.Generator().manual_seed(0)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
+    elif generator.device.type != 'cpu':
+        raise ValueError(f"generator must be a CPU generator (the probes are drawn on the CPU), got one on {generator.device}")
+    if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {_describe(name)}")
+    if ignore_index is not None: check_number('ignore_index', ignore_index, integer=True)
+    return batch_consistency, extreme, generator
+
+
+# %% ../nbs/reference/losscheck.ipynb #01b54b0c
+def _infer_task(loss_fn, pred, target, task, value, generator) -> tuple:
+    "(task, the 'minimum at target' Check when the task needed it, a failed binary reading) for a validated example."
+    soft = None
+    if task in (None, 'soft classification') and _looks_like_probabilities(pred, target):
+        soft = _check_minimum_soft(loss_fn, pred, target, value, generator)
+        if task is None and soft.passed:  # a floating target that works as class probabilities: say so
+            soft.reason += (" The target was read as class probabilities (rows >= 0 summing to 1); pass "
+                            "task='regression' to judge it as a regression instead.")
+    if task is None and soft is not None and soft.passed: task = 'soft classification'
+    binary = binary_tried = None
+    if task == 'binary classification': binary = _check_minimum_binary(loss_fn, pred, target)[0]
+    elif task is None and _looks_binary(target):  # labels in [0, 1]: logits for them, or a regression onto them?
+        check, lowest = _check_minimum_binary(loss_fn, pred, target)
+        at_target, _ = _evaluate(loss_fn, target.detach().to(pred.dtype).expand_as(pred), target, 'prediction = target')
+        if check.passed and lowest < at_target - 1e-6 * max(abs(at_target), 1.0):
+            binary, task = check, 'binary classification'
+            binary.reason += (f" The target was read as binary labels for logits (values in [0, 1], and the loss is "
+                              f"lower on the labels' side than the {_fmt(at_target)} at pred = target); pass "
+                              f"task='regression' to judge it as a regression instead.")
+        elif not check.passed: binary_tried = check
+    if task is None: task = 'regression'
+    minimum = soft if task == 'soft classification' else binary if task == 'binary classification' else None
+    return task, minimum, binary_tried
+
+
 # %% ../nbs/reference/losscheck.ipynb #fa41cbad
 def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tensor
                pred: torch.Tensor, # an example batch of predictions: logits (N, C, ...) or regression outputs
@@ -758,43 +804,13 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     >>> check_loss(F.binary_cross_entropy_with_logits, torch.randn(16), labels).task
     'binary classification'
     """
-    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {_describe(loss_fn)}")
-    if task is not None and not isinstance(task, str):
-        raise TypeError(f"task must be one of {TASKS} or None, got {_describe(task)}")
-    batch_consistency = check_bool('batch_consistency', batch_consistency)
-    check_number('n_probes', n_probes, 1, integer=True)
-    if not isinstance(extreme, (tuple, list)): raise TypeError(f"extreme must be a tuple of numbers, got {_describe(extreme)}")
-    extreme = tuple(check_number(f'extreme[{i}]', e, 0, low_open=True) for i, e in enumerate(extreme))
-    if generator is None: generator = torch.Generator().manual_seed(0)
-    elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
-    elif generator.device.type != 'cpu':
-        raise ValueError(f"generator must be a CPU generator (the probes are drawn on the CPU), got one on {generator.device}")
-    if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {_describe(name)}")
-    if ignore_index is not None: check_number('ignore_index', ignore_index, integer=True)
+    batch_consistency, extreme, generator = _check_options(loss_fn, task, batch_consistency, n_probes, extreme,
+                                                           generator, name, ignore_index)
     task = _check_example(pred, target, task, ignore_index)
     if task == 'classification': target = target.long()
     name = name or getattr(loss_fn, '__name__', type(loss_fn).__name__)
     value, grad = _evaluate(loss_fn, pred, target)
-    soft = None
-    if task in (None, 'soft classification') and _looks_like_probabilities(pred, target):
-        soft = _check_minimum_soft(loss_fn, pred, target, value, generator)
-        if task is None and soft.passed:  # a floating target that works as class probabilities: say so
-            soft.reason += (" The target was read as class probabilities (rows >= 0 summing to 1); pass "
-                            "task='regression' to judge it as a regression instead.")
-    if task is None and soft is not None and soft.passed: task = 'soft classification'
-    binary = binary_tried = None
-    if task == 'binary classification': binary = _check_minimum_binary(loss_fn, pred, target)[0]
-    elif task is None and _looks_binary(target):  # labels in [0, 1]: logits for them, or a regression onto them?
-        check, lowest = _check_minimum_binary(loss_fn, pred, target)
-        at_target, _ = _evaluate(loss_fn, target.detach().to(pred.dtype).expand_as(pred), target, 'prediction = target')
-        if check.passed and lowest < at_target - 1e-6 * max(abs(at_target), 1.0):
-            binary, task = check, 'binary classification'
-            binary.reason += (f" The target was read as binary labels for logits (values in [0, 1], and the loss is "
-                              f"lower on the labels' side than the {_fmt(at_target)} at pred = target); pass "
-                              f"task='regression' to judge it as a regression instead.")
-        elif not check.passed: binary_tried = check
-    if task is None: task = 'regression'
+    task, minimum, binary_tried = _infer_task(loss_fn, pred, target, task, value, generator)
     classification = task != 'regression'
     near, far, s = _probes(pred, target, classification, int(n_probes), extreme, generator)
     res_near = [('example', value, grad)] + [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in near]
@@ -802,11 +818,9 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     if task == 'soft classification':
         z_best = target.detach().to(pred.dtype).clamp_min(torch.finfo(pred.dtype).tiny).log()
         best = ('logits = log(target)', *_evaluate(loss_fn, z_best, target, 'logits = log(target)'))
-        minimum = soft
     elif task == 'binary classification':
         path, _, _ = _binary_path(pred, target, 30.0)
         best = ("logits on the labels' side", *_evaluate(loss_fn, path(1.0), target, "logits on the labels' side"))
-        minimum = binary
     elif classification:
         path, _, _ = _target_path(pred, target, 30.0, ignore_index=ignore_index)
         best = ('logits where the target class wins by a margin of 30', *_evaluate(loss_fn, path(1.0), target))

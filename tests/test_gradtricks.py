@@ -495,3 +495,19 @@ def test_tools_work_under_torch_func_grad_and_vmap():
     loop = torch.stack([grad_wrt(lambda q, t: irls_loss(q, t, p=1.5), r, 0.0) for r in batch])
     torch.testing.assert_close(per_row, loop, rtol=1e-14, atol=0)
     torch.testing.assert_close(vmap(lambda r: irls_loss(r, 0.0, p=3.0))(batch), (batch.abs() ** 3).mean(1) / 3, rtol=1e-14, atol=0)
+
+
+def test_an_undetached_target_keeps_its_graph_either_way():
+    "autograd.grad(loss, p) runs only the nodes that lead to p: a target made by a network, used undetached or via"
+    " grad_wrt, can still be backpropagated afterwards, and the network's gradient is the one backward() gives alone."
+    torch.manual_seed(0)
+    net, x = torch.nn.Linear(3, 3), torch.randn(4, 3)
+    p = torch.randn(4, 3, dtype=torch.float32)
+    made = net(x).exp()
+    g_undetached, = torch.autograd.grad(((p.requires_grad_() - made) ** 2).mean(), p)  # graph not retained
+    g_tool = grad_wrt(lambda q, t: ((q - t) ** 2).mean(), p.detach(), made)
+    torch.testing.assert_close(g_tool, g_undetached, rtol=0, atol=0)
+    made.sum().backward()  # the network's graph is intact
+    w = net.weight.grad.clone()
+    net.zero_grad(); net(x).exp().sum().backward()  # the oracle: the same backward on a fresh graph
+    torch.testing.assert_close(w, net.weight.grad, rtol=0, atol=0)
