@@ -583,3 +583,85 @@ def test_05a_exercises_accept_the_solution_and_explain_wrong_answers():
     (a.mean() / 2).backward(); (b.mean() / 2).backward()
     assert check('accumulation_ddp/naive-accumulated-loss', w.grad.item()).correct  # d/dw of w * loss is the loss
     assert 'per-token mean' in check('accumulation_ddp/naive-accumulated-loss', 2.5).hint
+
+
+# --- a real loop's manners: inference mode, a forgotten reset, merging, broadcast weights ----------------------
+
+def test_first_update_under_inference_mode_then_training_continues():
+    "A meter first fed in a validation loop under inference_mode keeps working outside it (update, compute, reset)."
+    x = torch.rand(10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    m = LossMeter()
+    with torch.inference_mode():
+        m.update(x[:4]); m.update(x[4:6].mean(), n=2)
+    m.update(x[6:]); m.update(x[6:8].mean(), n=2, weight=torch.tensor(2.0, dtype=torch.float64))
+    expected = (x.sum() + x[6:8].sum()) / 12
+    assert m.compute().item() == pytest.approx(expected.item(), rel=1e-15)
+    m.reset(); m.update(x[:3])
+    assert m.compute().item() == pytest.approx(x[:3].mean().item(), rel=1e-15)
+    fresh = LossMeter(device='cpu')
+    with torch.inference_mode(): fresh.load_state_dict(dict(loss_sum=6.0, count=3, num_skipped=0))
+    fresh.update(torch.tensor([2.0])); assert fresh.compute().item() == 2.0
+
+
+def test_max_items_warns_once_when_a_second_epoch_comes_without_reset():
+    m = LossMeter(max_items=5)
+    epoch = torch.arange(5.0)
+    for b in epoch.split(2): m.update(b)
+    with pytest.warns(RuntimeWarning, match=r'max_items=5\) has counted its 5 items.*call reset\(\)') as rec:
+        for b in epoch.split(2): m.update(b)   # the second epoch, reset forgotten
+        for b in epoch.split(2): m.update(b)   # and a third: still one warning
+    assert len([w for w in rec if 'max_items' in str(w.message)]) == 1
+    assert m.compute().item() == 2.0  # the first epoch's mean, unchanged
+    m.reset()
+    for b in (epoch + 1).split(2): m.update(b)
+    assert m.compute().item() == 3.0
+
+
+def test_max_items_does_not_warn_for_distributed_sampler_padding():
+    "DistributedSampler pads a rank's shard by at most one item: that one is ignored without a warning."
+    import warnings
+    for n, w in ((9, 2), (10, 4), (7, 3)):
+        for r in range(w):
+            s = DistributedSampler(range(n), num_replicas=w, rank=r, shuffle=False)
+            idx = torch.tensor(list(s), dtype=torch.float64)
+            from lossnotes.accumulate import real_items
+            m = LossMeter(max_items=real_items(s))
+            with warnings.catch_warnings():
+                warnings.simplefilter('error')
+                for b in idx.split(1): m.update(b)  # batch size 1: the padding item comes as a batch of its own
+            assert m.count == real_items(s)
+
+
+def test_merge_with_itself_is_refused():
+    m = LossMeter(); m.update(torch.tensor([1.0, 3.0]))
+    with pytest.raises(ValueError, match='other is this meter itself'): m.merge(m)
+    assert (m.count, m.compute().item()) == (2, 2.0)  # unchanged
+    import copy
+    assert m.merge(copy.deepcopy(m)).compute().item() == 2.0 and m.count == 4
+
+
+@pytest.mark.parametrize('wshape', [(6, 1), (1, 5), (5,), ()])
+def test_weight_broadcasts_by_torch_rules(wshape):
+    "Per-sequence weights (B, 1) on token losses (B, T), as MeanMetric broadcasts them; numpy.average is the oracle."
+    g = torch.Generator().manual_seed(4)
+    tok = torch.rand(6, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(wshape, generator=g, dtype=torch.float64) + 0.1
+    m = LossMeter(); m.update(tok[:4], weight=w[:4] if w.dim() == 2 and w.shape[0] == 6 else w)
+    m.update(tok[4:], weight=w[4:] if w.dim() == 2 and w.shape[0] == 6 else w)
+    full = torch.broadcast_to(w, tok.shape).numpy()
+    assert m.compute().item() == pytest.approx(np.average(tok.numpy(), weights=full), rel=1e-14)
+    cut = LossMeter(max_items=4); cut.update(tok, weight=w)  # sliced at the limit: the broadcast weight too
+    assert cut.compute().item() == pytest.approx(np.average(tok[:4].numpy(), weights=full[:4]), rel=1e-14)
+
+
+def test_weight_that_does_not_broadcast_names_the_shapes():
+    with pytest.raises(ValueError, match=r"weight must be broadcastable to loss's shape \(6, 5\).*got shape \(6,\)"):
+        LossMeter().update(torch.ones(6, 5), weight=torch.ones(6))
+    with pytest.raises(ValueError, match=r"weight must be broadcastable"):
+        LossMeter().update(torch.ones(6, 5), weight=torch.ones(2, 6, 5))  # would grow the loss
+
+
+def test_method_docstrings_say_what_they_return_and_raise():
+    for name in ('reset', 'merge', 'state_dict', 'load_state_dict', 'update', 'compute'):
+        doc = getattr(LossMeter, name).__doc__
+        assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name
