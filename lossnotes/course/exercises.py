@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import hashlib
 import html
 import importlib
+import io
 import json
 import math
 import numbers
 import os
 import secrets
+import textwrap
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -372,9 +376,16 @@ def grade(exercise: str, # 'LESSON/NAME'
           answer, # the learner's answer, as passed to `check`
          ) -> Feedback:
     "Judge `answer` to `exercise` afresh: return the feedback if correct, else raise AssertionError with it (never the answer)."
-    fb = _evaluate(exercise, answer, reveal=False)
+    # nbgrader scores a cell that writes to stderr 0: a warning or a progress bar while checking must not cost the points
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter('always')
+        fb = _evaluate(exercise, answer, reveal=False)
+    if caught:
+        said = '; '.join(dict.fromkeys(f'{w.category.__name__}: {w.message}' for w in caught))
+        fb.message += f" (While checking, a warning: {said[:300]})"
     if not fb.correct:
-        raise AssertionError(f"{exercise}: not yet. {fb.message}" + (f" Hint: {fb.hint}" if fb.hint else ''))
+        said = f"{exercise}: not yet. {fb.message}" + (f" Hint: {fb.hint}" if fb.hint else '')
+        raise AssertionError('\n'.join(textwrap.wrap(said, 100)))  # short lines: a feedback page clips a long one
     return fb
 
 # %% ../../nbs/course/exercises.ipynb #6192c396

@@ -6,15 +6,18 @@
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
 from pathlib import Path
 
-from .build import BEGIN, _source, _write_nb, has_exercises, learner_cells, lesson_notebooks, uses_check_api
+from .build import (BEGIN, _source, _write_nb, has_exercises, learner_cells, lesson_notebooks,
+                                    title_and_subtitle, uses_check_api)
 from .exercises import exercise_spec
 
 # %% auto #0
-__all__ = ['NBGRADER_CONFIG', 'exercise_checks', 'nbgrader_notebook', 'write_nbgrader_course']
+__all__ = ['GRADED', 'NBGRADER_CONFIG', 'exercise_checks', 'nbgrader_notebook', 'adopt_learner_copy', 'figure_alt_text',
+           'write_nbgrader_course']
 
 # %% ../../nbs/course/grading.ipynb #42bfe9ea
 def exercise_checks(source: str, # a code cell's source
@@ -34,10 +37,15 @@ def _nbgrader(grade_id: str, solution: bool = False, grade: bool = False, locked
     if grade: m['points'] = points
     return m
 
+GRADED = ("# A graded copy: work in this notebook, the one your instructor released. The checkers give hints, never values.\n"
+          "from lossnotes.course.exercises import graded_release\ngraded_release()")
+
 def nbgrader_notebook(nb: dict, # an instructor's lesson notebook (nbformat 4 JSON)
                      ) -> dict:
     "nbgrader's source version of the lesson `nb`: solution cells marked, autograder cells added, the rest locked."
     cells, out = learner_cells(nb['cells'], solutions=True), []
+    title = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _source(c).startswith('# ')), -1)
+    cells.insert(title + 1, {'cell_type': 'code', 'execution_count': None, 'metadata': {}, 'outputs': [], 'source': GRADED})
     for i, cell in enumerate(cells):
         src, meta = _source(cell), cell.setdefault('metadata', {})
         checks = exercise_checks(src) if cell['cell_type'] == 'code' else []
@@ -53,12 +61,52 @@ def nbgrader_notebook(nb: dict, # an instructor's lesson notebook (nbformat 4 JS
             out.append({'cell_type': 'code', 'execution_count': None, 'id': gid, 'outputs': [],
                         'metadata': {'nbgrader': _nbgrader(gid, grade=True, locked=True, points=points)},
                         'source': f"# Autograder ({points} point{'' if points == 1 else 's'}): judges your answer above afresh.\n"
-                                  f"from lossnotes.course.exercises import grade\ngrade({ex!r}, {answer})"})
+                                  f"from lossnotes.course.exercises import grade\ndisplay(grade({ex!r}, {answer}))"})
     ids = [c['metadata']['nbgrader']['grade_id'] for c in out]
     if len(ids) != len(set(ids)): raise ValueError(f"two cells would share an nbgrader grade_id: {sorted({i for i in ids if ids.count(i) > 1})}")
     meta = {k: v for k, v in nb.get('metadata', {}).items() if k in ('kernelspec', 'language_info')}
     meta.setdefault('kernelspec', {'display_name': 'Python 3', 'language': 'python', 'name': 'python3'})
     return {'cells': out, 'metadata': meta, 'nbformat': 4, 'nbformat_minor': max(nb.get('nbformat_minor', 5), 5)}
+
+# %% ../../nbs/course/grading.ipynb #a1d0b7c3
+def _checked(cells: list[dict]) -> dict[str, int]:
+    "Exercise id -> index of the cell that checks it."
+    return {ex: i for i, c in reversed(list(enumerate(cells))) if c['cell_type'] == 'code' for ex, _ in exercise_checks(_source(c))}
+
+def adopt_learner_copy(submitted: dict, # a learner's notebook without nbgrader metadata (from `lossnotes course`)
+                       release: dict, # the released notebook of the same lesson (nbgrader metadata, stubs)
+                      ) -> tuple[dict, list[str]]:
+    "The release with each solution cell replaced by the learner's cell for the same exercise; and the exercises not found."
+    theirs, nb, missing = submitted['cells'], copy.deepcopy(release), []
+    mine, ours = _checked(theirs), _checked(nb['cells'])
+    for i, cell in enumerate(nb['cells']):
+        if not cell.get('metadata', {}).get('nbgrader', {}).get('solution'): continue
+        # the exercise this cell answers: its own check, or the check of the next cell (the answer cell comes just before)
+        ex = next((e for e, j in sorted(ours.items(), key=lambda kv: kv[1]) if j >= i), None)
+        if ex not in mine: missing.append(ex or cell['metadata']['nbgrader']['grade_id']); continue
+        j = mine[ex] - (ours[ex] - i)  # the same offset from the check in the learner's copy
+        if 0 <= j < len(theirs) and theirs[j]['cell_type'] == 'code': cell['source'] = _source(theirs[j])
+        else: missing.append(ex)
+    return nb, missing
+
+# %% ../../nbs/course/grading.ipynb #c3f2d9e5
+def figure_alt_text(nb: dict, # a notebook with outputs (nbformat 4 JSON), changed in place
+                   ) -> int:
+    "Give every image output without alt text one: what drew it and the prose above its cell. Returns how many."
+    n, lesson, prose = 0, title_and_subtitle(nb)[0], ''
+    for cell in nb['cells']:
+        if cell['cell_type'] == 'markdown':
+            text = ' '.join(_source(cell).replace('#', '').split())
+            prose = text if len(text) <= 160 else text[:157] + '...'
+            continue
+        for out in cell.get('outputs', []):
+            for mime in ('image/png', 'image/jpeg'):
+                meta = out.setdefault('metadata', {})
+                if mime not in out.get('data', {}) or meta.get(mime, {}).get('alt') or meta.get('alt'): continue
+                plain = str(out['data'].get('text/plain', 'A figure')).strip('<>').replace('Figure size', 'A figure of')
+                meta.setdefault(mime, {})['alt'] = f"{plain} ({lesson or 'lesson'}), drawn by the cell after: {prose}"
+                n += 1
+    return n
 
 # %% ../../nbs/course/grading.ipynb #29459c66
 NBGRADER_CONFIG = '''"""nbgrader configuration for the lossnotes course, written by `lossnotes nbgrader`.
@@ -69,11 +117,23 @@ In this folder, for each lesson (here 01_ema):
     nbgrader autograde 01_ema             # runs every submission; each autograder cell that passes earns its points
     nbgrader generate_feedback 01_ema     # feedback/<student>/01_ema/01_ema.html
 """
-from nbgrader.converters import GenerateAssignment
-from nbgrader.preprocessors import ClearSolutions
+import json
+import sys
+from pathlib import Path
 
-from lossnotes.course.build import BEGIN, strip_solutions
+import nbformat
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
+from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 
+try:
+    from lossnotes.course.build import BEGIN, strip_solutions
+    from lossnotes.course.grading import adopt_learner_copy, figure_alt_text
+except ModuleNotFoundError as e:  # stop here: nbgrader would log it, use its own stubs and write a release anyway
+    raise SystemExit(f"nbgrader_config.py: {e}. The lossnotes course needs lossnotes (and PyTorch) in the Python "
+                     f"environment nbgrader runs in ({sys.executable}): install it there with "
+                     f"pip install 'lossnotes[course]' (or pip install -e PATH/TO/CLONE), then run nbgrader again.")
+
+HERE = Path(__file__).resolve().parent  # noqa: F821 (traitlets provides __file__)
 c = get_config()  # noqa: F821 (nbgrader provides it)
 c.CourseDirectory.course_id = 'lossnotes'
 
@@ -90,6 +150,36 @@ class LearnerStubs(ClearSolutions):
 c.GenerateAssignment.preprocessors = [LearnerStubs if p is ClearSolutions else p
                                       for p in GenerateAssignment.class_traits()['preprocessors'].default()]
 c.Execute.timeout = 300  # seconds per cell: some lessons train a small model
+
+
+class AdoptLearnerCopies(NbGraderPreprocessor):
+    "Grade a notebook from `lossnotes course` (no nbgrader metadata) on the released cells, or refuse it loudly."
+    def preprocess(self, nb, resources):
+        if any('nbgrader' in cell.metadata for cell in nb.cells): return nb, resources
+        info = resources['nbgrader']
+        who = f"{info['student']}'s {info['notebook']}.ipynb ({info['assignment']})"
+        release = HERE / 'release' / info['assignment'] / f"{info['notebook']}.ipynb"
+        if not release.exists(): raise ValueError(f"{who} has no nbgrader metadata and there is no {release} to match it to")
+        adopted, missing = adopt_learner_copy(json.loads(json.dumps(nb)), json.loads(release.read_text(encoding='utf-8')))
+        solutions = [cell for cell in adopted['cells'] if cell['metadata'].get('nbgrader', {}).get('solution')]
+        if len(missing) == len(solutions):
+            raise ValueError(f"{who} has no nbgrader metadata and none of the assignment's exercises: refusing to grade "
+                             f"it (it would score 0 without a word). Ask for the released notebook, release/{info['assignment']}/")
+        self.log.warning("%s has no nbgrader metadata (a copy from `lossnotes course`, not the released notebook): "
+                         "its answers were matched to the release by exercise id%s", who,
+                         f"; not found: {', '.join(missing)}" if missing else '')
+        return nbformat.reads(json.dumps(adopted), as_version=4), resources  # sources as strings
+
+
+class FigureAltText(NbGraderPreprocessor):
+    "Alt text for every figure in the feedback pages."
+    def preprocess(self, nb, resources):
+        figure_alt_text(nb)
+        return nb, resources
+
+
+c.Autograde.sanitize_preprocessors = [AdoptLearnerCopies] + list(Autograde.class_traits()['sanitize_preprocessors'].default())
+c.GenerateFeedback.preprocessors = list(GenerateFeedback.class_traits()['preprocessors'].default()) + [FigureAltText]
 '''
 
 def _clone_nbs() -> Path:
