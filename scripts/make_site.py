@@ -457,8 +457,8 @@ def index_page(pages: list[dict], dest: Path) -> Path:
         return f'<li><a href="{href}">{html.escape(p["title"] or p["notebook"].stem)}</a>{sub}{live}</li>'
     body = ('<h1>lossnotes</h1><p>Questions real learners asked about the loss numbers they saw while training in '
             'PyTorch, each answered by an experiment, a little math and a tool you can keep. These pages need no '
-            'Python: each lesson\'s live figure moves in the page. To run the code and do the exercises, install the '
-            'course: <code>pip install lossnotes</code>, then <code>lossnotes course FOLDER</code>.</p>'
+            'Python: each lesson\'s live figure moves in the page. To run the code and do the exercises, get the '
+            'course: <code>pip install "lossnotes[course]"</code>, then <code>lossnotes course my-course --open</code>.</p>'
             '<h2>Lessons</h2><ul>' + ''.join(row(p) for p in pages if p['kind'] == 'lesson') + '</ul>'
             '<h2>Reference</h2><ul>' + ''.join(row(p) for p in pages if p['kind'] == 'reference') + '</ul>')
     out = dest / 'index.html'
