@@ -616,7 +616,8 @@ def _slope_mismatch(loss_fn, points: list, # [(label, pred)]: where to compare
             ratio = f' ({a / slope:.3g}x)' if slope else ''
             return (f'Autograd\'s gradient is not the slope of the loss value: at the {label}, along a random direction, '
                     f'the loss changes by {_fmt(slope)} per unit step (finite differences) but the gradient gives '
-                    f'{_fmt(a)}{ratio}, and so in all {len(seen)} directions tried. A detach() or a custom backward '
+                    f'{_fmt(a)}{ratio}, and it misses the slope in every random direction where the difference '
+                    f'quotients were stable ({len(seen)} of {n_dirs}). A detach() or a custom backward '
                     f'changes the gradient without changing the value (e.g. (p - t) * (p - t).detach() has half the '
                     f'gradient of (p - t) ** 2): the optimiser follows a gradient of some other function than the '
                     f'loss it reports.')
