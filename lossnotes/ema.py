@@ -16,15 +16,6 @@ from ._checks import check_bool, check_number, check_tensor
 # %% auto #0
 __all__ = ['ema', 'ema_seeded', 'EMA', 'ema_lag', 'zero_lag', 'zero_lag_beta']
 
-# %% ../nbs/reference/ema.ipynb #b52b0861
-def patch(f):
-    "Add `f` to the class its `self` parameter is annotated with, under its own name; returns `f`."
-    cls = f.__annotations__['self']
-    if isinstance(cls, str): cls = f.__globals__[cls]  # `from __future__ import annotations` keeps it a string
-    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
-    setattr(cls, f.__name__, f)
-    return f
-
 # %% ../nbs/reference/ema.ipynb #7d64fd77
 def _short(v) -> str:
     "repr of `v`, cut to 60 characters for error messages."
@@ -233,6 +224,15 @@ def ema_seeded(values, # 1-D sequence: list, ndarray or tensor
     x, beta = _as_1d(values), _check_beta(beta)
     out = x.dtype
     return _smooth(x.to(_COMPUTE.get(out, out)), beta, 'seeded').to(out)
+
+# %% ../nbs/reference/ema.ipynb #b52b0861
+def patch(f):
+    "Add `f` to the class its `self` parameter is annotated with, under its own name; returns `f`."
+    cls = f.__annotations__['self']
+    if isinstance(cls, str): cls = f.__globals__[cls]  # `from __future__ import annotations` keeps it a string
+    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+    setattr(cls, f.__name__, f)
+    return f
 
 # %% ../nbs/reference/ema.ipynb #9a1b4b24
 class EMA:

@@ -332,3 +332,11 @@ def test_ema_method_docstrings_say_what_they_return_and_raise():
     for name in ('reset', 'update', 'compute', 'state_dict', 'load_state_dict'):
         doc = getattr(EMA, name).__doc__
         assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name
+
+
+def test_lerp_would_turn_an_inf_state_into_nan_and_update_does_not():
+    "The page's reason for beta * avg + (1 - beta) * x: torch.lerp's start + w * (end - start) gives inf - inf = NaN."
+    inf = torch.tensor(float('inf'))
+    assert torch.lerp(inf, torch.tensor(1.0), 0.02).isnan()
+    e = EMA(0.98); e.update(inf); e.update(torch.tensor(1.0))
+    assert e.compute().isinf()
