@@ -729,8 +729,8 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     run on it and on random probes around it: 'finite' (loss and gradient finite near the example, at
     extreme predictions and at the target), 'minimum at target' (regression: lowest at pred = target;
     classification: the loss falls as the target class wins, to a finite minimum by design for label
-    smoothing or soft targets, and levels off (a loss still falling linearly at margins 300 and 3000, such
-    as `F.nll_loss` on raw logits, is unbounded below and fails); binary classification: the loss falls as
+    smoothing or soft targets, and levels off (a loss whose fall from margin 300 to 3000 is at least 0.9
+    times its fall from 30 to 300, such as `F.nll_loss` on raw logits, is unbounded below and fails); binary classification: the loss falls as
     each logit moves to its label's side; a loss that does not change with pred fails), 'informative
     gradient' (non-zero wherever the loss is above its minimum, and equal to the slope of the loss value
     measured by finite differences: a `detach()` that changes the gradient but not the value fails; a
