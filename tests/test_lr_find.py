@@ -451,30 +451,47 @@ def test_doctests_pass():
 
 
 def test_lesson_exercises_check_right_and_wrong_answers():
-    "Each exercise of the EMA lesson accepts its solution, answers a wrong one with a hint aimed at it, and holds no plain answer."
+    "Each exercise of lessons 01 and 01a accepts its solution, answers a wrong one with a hint aimed at it, and holds no plain answer or factor leading to one."
     import inspect
     import lossnotes.lessons.ema as lesson
+    import lossnotes.lessons.lr_find as companion
     from lossnotes.course.exercises import check
-    assert 3 <= len(lesson.EXERCISES) <= 5
-    flat = torch.ones(300, dtype=torch.float64)
-    def stop_07(smoothed):  # fastai 0.7's LR_Finder.on_batch_end, re-typed as in the lesson
-        best = 1e9
-        for iteration, s in enumerate(smoothed):
-            if s > best * 4: return iteration + 1
-            if s < best and iteration > 10: best = s
-    batch = stop_07(ema(flat, 0.99, debias=False).tolist())
-    assert batch == 61 and check('ema/stop-07', batch).correct
-    assert not check('ema/stop-07', 98).correct and 'avg_mom 0.98' in check('ema/stop-07', 98).hint
-    shifts = [minimum_shift(l, ema(r, 0.98), nf) for l, nf, r in
-              (synthetic_lr_curve(num_it=200, seed=s, schedule='fastai 0.7') for s in range(20))]
-    assert check('ema/shift-for-N', sum(shifts) / len(shifts)).correct
-    assert check('ema/shift-for-N', 49 * 6 / 200).hint.startswith('That is the long-run lag')
-    assert check('ema/slow-rise', 'larger on B').correct
-    for wrong in ('smaller on B', 'zero on B: a slow rise cannot move the minimum'):
-        fb = check('ema/slow-rise', wrong)
+    assert 3 <= len(lesson.EXERCISES) <= 5 and 3 <= len(companion.EXERCISES) <= 5
+    def stop_v2(smoothed):  # fastai 2.x's LRFinder.after_batch, re-typed as in the lesson
+        best = float('inf')
+        for batch, s in enumerate(smoothed, start=1):
+            best = min(best, s)
+            if s > 4 * best: return batch
+        return 0
+    low_start = torch.tensor([0.5] + [3.0] * 299, dtype=torch.float64)
+    batch = stop_v2(ema(low_start, 0.98).tolist())
+    assert batch == 3 and check('ema/low-start', batch).correct
+    assert stop_v2(ema(torch.ones(300, dtype=torch.float64), 0.98).tolist()) == 0  # debiased and flat: no stop
+    assert not check('ema/low-start', 0).correct and 'Debiasing does not protect' in check('ema/low-start', 0).hint
+    lag = ema_lag(0.99, 80) * 6 / 119
+    assert check('ema/lag-elsewhere', lag).correct and not check('ema/lag-elsewhere', 99 * 6 / 119).correct
+    assert 'long-run lag' in check('ema/lag-elsewhere', 99 * 6 / 119).hint
+    assert check('ema/shallow-descent', 'smaller on C').correct
+    for wrong in ('larger on C', 'zero on C: without a deep descent the EMA has nothing to lag behind'):
+        fb = check('ema/shallow-descent', wrong)
         assert not fb.correct and len(fb.message) > 40
-    src = inspect.getsource(lesson)
-    assert "'larger on B'" not in src and 'answer=61' not in src  # sealed, not plain
+    avg, best, stopped = 0.0, None, 0  # Lightning 2.x's _LRCallback on a loss that triples at batch 51
+    for step, loss in enumerate([1.0] * 50 + [3.0] * 250, start=1):
+        avg = 0.98 * avg + 0.02 * loss
+        s = avg / (1 - 0.98 ** (step + 1))
+        if step > 1 and s > 4 * best: stopped = step; break
+        if step == 1 or s < best: best = s
+    assert stopped == 76 and check('lr_find/lightning-stop', stopped).correct and not check('lr_find/lightning-stop', 0).correct
+    lrs, _, raw = synthetic_lr_curve(seed=44)
+    res = LRFinderResult(lrs, raw, ema(raw, 0.98))
+    assert res.suggest('steep', skip_start=10, skip_end=5) < 1e-5 and check('lr_find/steep-plateau', 'steep').correct
+    assert not check('lr_find/steep-plateau', 'valley').correct
+    assert check('lr_find/tlf-stop', 98).correct and not check('lr_find/tlf-stop', 99).correct
+    for module in (lesson, companion):
+        src = inspect.getsource(module)
+        assert 'factors=' not in src and "answer='smaller on C'" not in src and "answer='steep'" not in src
+        assert not any(callable(s.get('answer')) for s in module.EXERCISES.values())  # sealed values, no recomputing callable
+        assert all(not s.get('factors') for s in module.EXERCISES.values())
 
 
 def test_lesson_suggestions_skip_like_fastai_when_the_test_stopped_early():

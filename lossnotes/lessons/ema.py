@@ -220,7 +220,7 @@ def digits_batches(seed: int, batch_size: int = 64) -> list:
     return list(zip(xt[perm].split(batch_size), yt[perm].split(batch_size)))
 
 def digits_range_test(seed: int, num_it: int = 100) -> LRFinderResult:
-    "fastai's default range test (Adam, 100 steps, 1e-7 to 10) on the digits network initialised from `seed`."
+    "lossnotes' range test (torch Adam, 100 steps, 1e-7 to 10: fastai 2.x's default length and range) on the digits network initialised from `seed`."
     with one_thread():
         return lr_range_test(digits_model(seed), torch.nn.functional.cross_entropy, digits_batches(seed),
                              num_it=num_it, progress=False)
@@ -265,25 +265,18 @@ def outcome_experiment(seeds=range(5), # seeds of the network's init and the bat
     return rows
 
 # %% ../../nbs/01_ema.ipynb #4faf33ba
-def _fastai07_mean_shift(N: int, # batches in fastai 0.7's one-epoch range test
-                         seeds=range(20), # noise draws of the synthetic curve
-                        ) -> float:
-    "Mean shift (decades) of the debiased 0.98 EMA's minimum from the noise-free one, on fastai 0.7's schedule."
-    shifts = []
-    for seed in seeds:
-        lrs, noise_free, raw = synthetic_lr_curve(num_it=N, seed=seed, schedule='fastai 0.7')
-        shifts.append(minimum_shift(lrs, ema(raw, 0.98), noise_free))
-    return sum(shifts) / len(shifts)
-
-EXERCISES = {  # the sealed format of lossnotes.course.exercises: no answer in plain text
-    'stop-07': dict(kind='prediction', salt='e193379f', answer='sealed:eX9OcP7Wsa0=', rtol=0.0, atol=0.5, hint="Run the lesson's stop_07 on a flat loss smoothed with avg_mom 0.99 and debias off.", factors=((1.6065573770491803, 'That is the batch for avg_mom 0.98. With 0.99 both sides move: the average rises more slowly, but the best value it sets at batch 12 is smaller too, so four times that comes sooner.'), (0.08196721311475409, "That is fastai 2.x's rule, which updates best from the first batch. fastai 0.7 sets it only once iteration > 10.")), high='Too late: at batch 12 the 0.99 average is only 1 - 0.99**12 of the loss; find the first batch where it passes four times that.', low='Too early: fastai 0.7 compares against 1e9 until its best is first set, at the 12th batch.'),
-    'shift-for-N': dict(kind='number', answer=lambda: _fastai07_mean_shift(200), rtol=0.02, atol=0.005,
-        hint="Run the lesson's loop over 20 noise draws with num_it=200 and schedule='fastai 0.7', and average the shifts.",
-        factors=((1.78, "That is the lag at the minimum (mean age times 6/N decades). The shift is where the EMA's minimum "
-                        "lands, and the rise past the minimum keeps it smaller than the lag."),
-                 (2.15, "That is the long-run lag, 49 steps of 6/200 decades. Measure where the smoothed minimum lands instead.")),
-        low="Is that fastai 2.x's schedule (0.08 decades a step) or a shift against each draw's raw minimum? The question "
-            "uses fastai 0.7's schedule and the noise-free minimum.",
-        high="Measure against the noise-free minimum and average over seeds 0 to 19."),
-    'slow-rise': dict(kind='choice', salt='fafef1f7', options=('dd95b1baff02693c', '5f0612b757b50159', '04905f1b49737e6a', '47b96e298133e3b5'), answer='b4a0e14a2e01a860', feedback=('sealed:T5SFfn5trm56MjGxtPauhXAmDCeqRmVfKhKZJyVLg0ReHZ2lqdODYbnrEtGbw1H8jcoRkfxlFjW3yYfXgodL7nQDvwYEonhGpfzFh3aEiidjhunetmOD9egwX8XcfCDSiqqKWCScba1JL7N5g5EZi4ik5DbCoMmh0LRlFCVB18w807JGtAw3IqWmG94achGFkObwbjCmgO_oBUo=', 'sealed:3rkvekC17JsfDQmC33theGTy4_zB2akVQ80B2EAoVkDo9LD28BOjn1L8Ok-3_BDgU6-EqiiOV7r5WqR_2P25rzTP-WW1OOpME_4LAjMQ73C7MbOMrVX-JSDQ7QwKu2tjWqtCEPN51yDBpWNgQVrctADn5rd_Q0xJA2KIrRkE8wBftna94TEBT_Zo1NoKGYqZj04iKXZeMmkUw-5P', 'sealed:lUUl7BaqiDhyaCUYmv9ZTGD6gqoOg8e4-0DIyT5dQd5AhzmvJ2hieIxdCCNAFvwrc04ddwtI1DuDvz6IyB0t7qL5ISFp0REuqbQOpvuRuBCRCR1kIP8DThlx8V1xSjbcy5_OlLLPNN39EVlbKDW-0LvBwDILEuBqENDFYjcYgJ_tTpnr6N3AqEObgnahcxxrHJEdwX75Y5ZF9_F9bGvLuTonxgNFp4yPneKxFKEn2-bBszYo2VQpox3N', 'sealed:a0v3idPnZ5NfJKTErs0-l-ljJjKNzGoUNXMoFcXnkhy3XO6LNJygP9viROEaYNZ8WE60E9UtCxqPU8sj2FvztyqTtTduJdMOZUc_cx4-Uio_aVwCyctGtz29VfhTTWNbDlkw57SXQLtX_X84qJiUdOZ2o4OlzEqMVANNRYB4b2sp36_h7vA='), hint="Where does the debiased EMA stop falling? Compare how soon each curve's rise climbs through the average."),
+EXERCISES = {  # the sealed format of lossnotes.course.exercises: no answer in plain text, no factor that leads to one
+    'low-start': dict(kind='prediction', salt='a8eac463', answer='sealed:b845NPrNxA==', rtol=0.0, atol=0.5,
+        hint="Smooth the losses with the debiased EMA and run fastai 2.x's rule on them, batch by batch.",
+        low="Debiasing does not protect this test: the first loss counts fully, so it sets the best. Find the first "
+            "batch whose smoothed loss passes four times that best.",
+        high="Too late: right after the first batch the debiased average gives the newest losses large weights, so it "
+             "moves towards 3.0 within a few batches."),
+    'lag-elsewhere': dict(kind='number', salt='ab1851dc', answer='sealed:uzrk_Pf3R8PCutEQr32foXMjQMIbpg==', rtol=0.02,
+        hint="The lag in steps at step t, times the decades per step of this schedule.",
+        high="Too high: is that the long-run lag beta / (1 - beta), which a test only 80 steps in has not reached, or a "
+             "lag in steps rather than decades?",
+        low="Too low: check the decades per step (6 decades in 119 steps, the first rate is step 1) and that beta is "
+            "0.99, not 0.98."),
+    'shallow-descent': dict(kind='choice', salt='bdca1b8c', options=('545da07890a057f3', 'c7d74f46bd254804', 'e2eab4b88de94fc2', '7523e979d15fcda9'), answer='e014a0813ecd9cf6', feedback=('sealed:2LJfZ8gQMqmFkLdWHT96wviGBeoblS7iU2-75iw8ZF2HZSxZm9uAtGlKAMyoWsH-YqjXlRHGTuzbDcGUztMtzIkQzpm5PYj-D6wMHk6l66zGEGxHmoh5CFf2nlL5-X5hhSDAKSHSaM9mL0FZ3Ik7ric2ZXYvgZX8kZJmEZesN25ZfbdU2irBClQUkvAoGDouaUeZ5PucKf1alemJpL4ZLy-vAt2MrbXpj0W_nce1DbX7D16QaTUmw7nTjyAJvqqKVvF5NbqhaWvULDjWSuF9eLoDMg==', 'sealed:1d1-CFTnpNRZsZU5l2esz9ZAtAziYTb7Bc66TgvAN3rwXRPlQpvMzOKFxCmI8bBYJA1bn19PCOw9Etgq3JsIr95l4wT7QX_4QLTdx_kRBSaK6n-HRI7mzM8kuYpEnvKDJoPdqS8orBPAVl-zQGnJY1MKKcTwNVOJ29MaHRZyqwNH8FiGI62QA9OPx2NtteRX3DUftlcLqmi3WLU9iocQ2RuYB-aA87pMdr5Yncieme3PFPGKO-MMiczEQPJHnCeK23ZblDc=', 'sealed:bcSzkoKBAxZbfljdUtQ7lI6Pn8aptw-2ona3ShtHq-lsMQppbca0wzWaEQHOs8BtLWlZ5j8BdmYokxHDL8Y2qRlr-f4k82UTj48lOQP7GfKPwZc6VM1_RCkpSEz9U4HHnGcqVqCpogz1KiXBRM6mLxtuM2Z0Y_hV8m1zT6kII3jpvxUwU9W-RG6vDqR2JaTym6vAd5zV6xOK__MrYtA6z-marUgJgQaRMzo2aIJWOzpKoeth1ulyv7gLD01I4gNyyBzPFn5taExWVWV0BgHHxA==', 'sealed:tbF7foWISEYJ4fr0BlePO6WPVmfI2dIKfSx2VhLOCm15R9PVBsr68DivZtYiPhrOyuogtUYaOYp6WL_7IPCG1f_9hb4OBUMDIaAmhvunk98HpJ3E1zOF9IbRZgxFLmF2FX90j3t9WaFpCqQFAOTYEMHbahfZ9FqiiaVYvPC-JoJn4vvUWF9XhGX-lNaw9mu73PRbBpnWM81uldYuucpE4FrdhQ=='), hint='The EMA falls as long as the new loss is below it. How far above the curve is the EMA at the minimum on each?'),
 }

@@ -15,7 +15,7 @@ from .ema import draw_smoothing, explorer_parts, minimum_shift, smooth, syntheti
 from .plotting import get_ax, mark_point, style
 
 # %% auto #0
-__all__ = ['plot_lr_curves']
+__all__ = ['EXERCISES', 'plot_lr_curves']
 
 # %% ../../nbs/01a_lr_find.ipynb #d7092cb5
 def plot_lr_curves(lrs, # (n,) learning rates
@@ -46,3 +46,22 @@ def plot_lr_curves(lrs, # (n,) learning rates
     if top is not None: ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     return ax
+
+# %% ../../nbs/01a_lr_find.ipynb #20c98fe9
+EXERCISES = {  # the sealed format of lossnotes.course.exercises: no answer in plain text, no factor that leads to one
+    'lightning-stop': dict(kind='prediction', salt='51cd7b20', answer='sealed:ILNWBLK18HI=', rtol=0.0, atol=0.5,
+        hint="Re-type Lightning's smoothing from the cell on the three libraries' smoothing, then its rule as quoted; "
+             "current_step starts at 1.",
+        low="Lightning's rule does stop this test. Its best is set at current_step 1 from a smoothed value divided by "
+            "one power too many: how does that best compare with the loss of 1.0?",
+        high="Too late: the rule fires at the first step whose smoothed loss passes four times the best; check the "
+             "divisor 1 - beta ** (current_step + 1) and that the rule is checked before best is updated."),
+    'steep-plateau': dict(kind='choice', salt='bdb84310', options=('3038b49b7b95dd38', '9172f92fb9acf6fb', 'aa3d856aff05e675'), answer='9ea87c2f5b995ea2', feedback=('sealed:0rW9ir-Qb9xq8rdNhLlfQZslOQ5VDwmLvRxt5uTGGMyNxGWumvYXVBpzkMP-Wrq7Dc1Q2ejDCdgiLKSRZlwoUaavgngF06g_AJKkjsArdiXrTygiTKAwTcAJ56ulvl-WRo5PAip062VfnZ1USwWt6Hibb_PBV_WxvXwHnl-9i78z-eZ0rlN1ISFrQ0IVBZ540FiPWx-S8lB2Tq59tPu8Foj9S1ys', 'sealed:6i_RF-E8eIn-ladORDsCcLGMH4If9A4__0oAEkVuQA4p0ChC2zSH57xBboHrtPk551JPqZ2_jffXweqy-EulqvSPtfKGgFp_QkqxrW6AS5ITSXNLF6U9plMOa-HpYM5W5wwkq6tLbWn2fWzTcGLT55JdwXm39UvulatsApNRLk8Z1lSVhOpEsaVNs69wh2cFmFvjDELpqdutrqNfu32Won71p7yCWZVm', 'sealed:_2m2AvrYGm31uPGkgYHlTJ3IrjetDqGsIXEP3a5NUX2TzZ-CU-4hBP2nnsiquheh0-Hk1SUDClotD2QALcRT0XRfAH3nKFfXlhQswIF9tKS1sOSMkezyDDgCaiq3A4KIYcZ3M5UgRWemcBiEfEEuh2QCAzjHUqf1E5ntzdtG2cVhYzqN1wV_mJFmwp2UvFrZpFf1ktgEm32WAQGKEDA9uz19eCzf34AQxQ=='), hint="Compute all three with fastai's skips on the smoothed losses and compare them on a log scale."),
+    'tlf-stop': dict(kind='prediction', salt='72480b3b', answer='sealed:es7zLJin8RM=', rtol=0.0, atol=0.5,
+        hint="Re-type torch-lr-finder's loop as quoted: best_loss is the first loss, then any smoothed loss below it; "
+             "the check comes after the smoothed loss is recorded.",
+        low="It does stop, but only once its smoothed loss passes five times the lowest smoothed value, which happens "
+            "in the blow-up, not near the minimum.",
+        high="Too late: a weight of 0.05 on each new loss follows the blow-up faster than fastai's 0.02; count the "
+             "steps from 1."),
+}
