@@ -726,3 +726,45 @@ def test_compiled_fullgraph_gradients_and_buffers_match_eager():
         for a, b in zip(gc, ge): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     for k, v in eager.state_dict().items(): torch.testing.assert_close(twin.state_dict()[k], v, rtol=1e-5, atol=1e-6)
     torch._dynamo.reset()
+
+
+def _plain_step(x, state, w, b, mom=0.1, eps=1e-5):
+    "One training step in plain differentiable operations (autograd the oracle); returns y and the next state."
+    mean0, var0, count0, seen0 = state
+    bv, bm = torch.var_mean(x, (0, *range(2, x.ndim)), correction=0)
+    n, bs = x.numel() // x.shape[1], x.shape[0]
+    m1 = effective_momentum(mom, bs)
+    count = count0 * (1 - m1) + m1 * n
+    f = m1 * n / count
+    d = bm - mean0
+    mean, var = mean0 + f * d, (1 - f) * var0 + f * bv + f * (1 - f) * d * d
+    used = var.clamp_min(0.01) if seen0 + bs < 20 else var
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mean.view(shape)) * (w * torch.rsqrt(used + eps)).view(shape) + b.view(shape)
+    return y, (mean.detach(), var.detach(), count, seen0 + bs)
+
+
+def test_a_layer_called_twice_before_backward_has_autograds_gradient():
+    "The second call reads the buffers the first wrote in place; the first call's backward still uses its own values."
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 2, 4, dtype=torch.float64, generator=g) * 2 + 1).requires_grad_()
+    layer = RunningBatchNorm(2).double()
+    with torch.no_grad(): layer.weight.copy_(torch.tensor([0.5, 2.0])); layer.bias.copy_(torch.tensor([0.1, -0.3]))
+    for _ in range(8): layer(torch.randn(3, 2, 4, dtype=torch.float64, generator=g))  # past the clamp
+    state = (layer.running_mean.clone(), layer.running_var.clone(), layer.count.item(), int(layer.num_samples_tracked))
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    y1, state = _plain_step(x, state, w, b)
+    y2, state = _plain_step(x * 3 + 1, state, w, b)
+    want = torch.autograd.grad((y1.square() + y2).sum(), [x, w, b])
+    got = torch.autograd.grad((layer(x).square() + layer(x * 3 + 1)).sum(), [x, layer.weight, layer.bias])
+    for a, r in zip(got, want): torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(layer.running_var, state[1], rtol=1e-12, atol=0)
+
+
+def test_training_step_under_inference_mode_leaves_ordinary_buffers():
+    m = RunningBatchNorm(3)
+    with torch.inference_mode(): m(torch.randn(2, 3, 4))
+    assert not any(b.is_inference() for b in m.buffers())
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    m(x).sum().backward()  # buffers written in place after inference mode: no "inference tensor" error
+    assert int(m.num_batches_tracked) == 2 and x.grad is not None
