@@ -665,3 +665,17 @@ def test_method_docstrings_say_what_they_return_and_raise():
     for name in ('reset', 'merge', 'state_dict', 'load_state_dict', 'update', 'compute'):
         doc = getattr(LossMeter, name).__doc__
         assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name
+
+
+def test_explorer_sorted_order_shows_the_mean_of_averages_failing():
+    "In loader order the mean of averages stays within 1%; sorted (hardest last) it misses at batch size 1000 (numpy the oracle)."
+    assert EXPLORER_ORDERS == ['loader', 'sorted']
+    x = np.sort(digits_item_losses().numpy())
+    truth, two_means = x.mean(), (x[:1000].mean() + x[1000:].mean()) / 2  # a full batch and the short one of 438
+    s = epoch_summaries(explorer_losses(1438, 'sorted'), 1000)
+    assert s['mean_of_averages'] == pytest.approx(two_means, rel=1e-12) and s['per_item_mean'] == pytest.approx(truth, rel=1e-12)
+    assert s['mean_of_averages'] / truth - 1 > 0.15
+    loader = epoch_summaries(explorer_losses(1438, 'loader'), 1000)
+    assert abs(loader['mean_of_averages'] / loader['per_item_mean'] - 1) < 0.01
+    with pytest.raises(ValueError, match=r"order must be one of \['loader', 'sorted'\], got 'shuffled'"):
+        explorer_losses(1438, 'shuffled')
