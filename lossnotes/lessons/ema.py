@@ -236,7 +236,7 @@ def suggestions(res: LRFinderResult, # one range test
             'valley': res.suggest('valley', **kw), 'zero-lag minimum': res.argmin_lr('zero_lag', **kw)}
 
 def train_one_epoch(lr: float, seed: int) -> tuple:
-    "Train the digits network (init and shuffle from `seed`) for one epoch of Adam at `lr`: (valid loss, valid accuracy)."
+    "Train the digits network (init and shuffle from `seed`) for one epoch of Adam at a constant `lr`: (valid loss, valid accuracy)."
     _, _, xv, yv = _digits()  # read only
     model = digits_model(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
