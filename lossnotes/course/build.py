@@ -21,10 +21,10 @@ import textwrap
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BEGIN', 'END', 'HOME', 'ISSUES', 'RESET', 'strip_solutions', 'directives', 'learner_cells', 'learner_notebook',
-           'lesson_notebooks', 'course_notebooks', 'has_exercises', 'uses_check_api', 'title_and_subtitle',
-           'home_notebook', 'build_course', 'copy_course', 'reset_lesson', 'lab_command', 'open_lab', 'running_lab',
-           'lab_url', 'main']
+__all__ = ['BEGIN', 'END', 'HOME', 'ISSUES', 'RESET', 'NO_NEWS', 'strip_solutions', 'directives', 'learner_cells',
+           'learner_notebook', 'lesson_notebooks', 'course_notebooks', 'has_exercises', 'uses_check_api',
+           'title_and_subtitle', 'home_notebook', 'build_course', 'copy_course', 'reset_lesson', 'lab_command',
+           'lab_config_dir', 'open_lab', 'running_lab', 'lab_url', 'main']
 
 # %% ../../nbs/course/build.ipynb #065bb236
 BEGIN, END = '### BEGIN SOLUTION', '### END SOLUTION'
@@ -273,19 +273,35 @@ def lab_command(folder: Path | str, # the folder to serve
     if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')
     return cmd + list(extra)
 
+NO_NEWS = {'disabledExtensions': {'@jupyterlab/apputils-extension:announcements': True}}  # JupyterLab's news and update checks
+
+def lab_config_dir() -> Path:
+    "The course's Jupyter config folder (in the user's Jupyter data folder): its page config turns JupyterLab's news off."
+    from jupyter_core.paths import jupyter_data_dir
+    folder = Path(jupyter_data_dir()) / 'lossnotes' / 'config'
+    page = folder / 'labconfig' / 'page_config.json'
+    if not page.exists() or json.loads(page.read_text(encoding='utf-8') or '{}') != NO_NEWS:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(json.dumps(NO_NEWS), encoding='utf-8')
+    return folder
+
 def open_lab(folder: Path | str, # the folder to serve
              home: str = HOME, # the notebook to land on
              extra: list[str] = (), # more arguments for `jupyter lab`
             ) -> int:
     "Serve `folder` with JupyterLab until it stops (Ctrl-C); returns its exit status."
     if not (Path(folder) / home).exists(): raise FileNotFoundError(f"no {home} in {folder}")
-    if importlib.util.find_spec('jupyterlab') is None:
-        raise ImportError(f'JupyterLab is not installed for {sys.executable}: pip install "lossnotes[course]"')
+    try: missing = importlib.util.find_spec('jupyterlab') is None
+    except ImportError: missing = True
+    if missing: raise ImportError(f'JupyterLab is not installed for {sys.executable}: pip install "lossnotes[course]"')
     print(f"lossnotes: serving {folder} on 127.0.0.1 with JupyterLab; open the URL it prints below "
           f"(it ends in /lab/tree/{home}?token=...). Stop it with Ctrl-C.", flush=True)
     cmd = lab_command(folder, home, extra)
-    if os.name == 'posix': os.execv(cmd[0], cmd)  # JupyterLab takes this process's place: signals reach it directly
-    return subprocess.call(cmd)
+    # the course's config folder after the user's own: it only turns the news question off
+    paths = [str(lab_config_dir())] + [p for p in os.environ.get('JUPYTER_CONFIG_PATH', '').split(os.pathsep) if p]
+    env = {**os.environ, 'JUPYTER_CONFIG_PATH': os.pathsep.join(paths)}
+    if os.name == 'posix': os.execve(cmd[0], cmd, env)  # JupyterLab takes this process's place: signals reach it directly
+    return subprocess.call(cmd, env=env)
 
 def running_lab(folder: Path | str, # the course folder
                ) -> dict | None:
