@@ -283,18 +283,97 @@ def test_cli_copies_what_is_missing_and_resets_one_lesson(tmp_path, course):
     assert r.returncode == 1 and "lesson must be one of" in r.stderr
 
 
-@pytest.mark.slow
-def test_course_open_and_reset_from_the_wheel_alone(tmp_path):
-    "The wheel's files alone (no repository on the path): `lossnotes course DEST --open` serves DEST, `--reset` restores."
-    src = tmp_path / 'src'
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    "The wheel built from this working tree's files, with the learner notebooks built from nbs/ (what make_course.py writes)."
+    tmp = tmp_path_factory.mktemp('wheel')
+    src = tmp / 'src'
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split('\n')
     for f in filter(None, files):
         if (ROOT / f).is_file(): (src / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, src / f)
     build_course(ROOT / 'nbs', src / 'lossnotes' / 'notebooks')  # what the merge's make_course.py writes
-    r = subprocess.run([PY, '-m', 'build', '--wheel', '--no-isolation', '-o', str(tmp_path / 'dist'), str(src)], capture_output=True, text=True)
+    r = subprocess.run([PY, '-m', 'build', '--wheel', '--no-isolation', '-o', str(tmp / 'dist'), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    return next((tmp / 'dist').glob('lossnotes-*.whl'))
+
+
+def _solution_strings(nb, exercise: str) -> list[str]:
+    "The string constants of three words or more that the instructor's solution gives for `exercise`."
+    code = _code(_nb(nb))
+    i = next(k for k, src in enumerate(code) for c in _calls(ast.parse(src), {'check'}) if c.args[0].value == exercise)
+    out = []
+    for src in code[max(i - 1, 0):i + 1]:
+        lines = src.split('\n')
+        for a, b in [(j, lines.index(END, j)) for j, l in enumerate(lines) if l.strip() == BEGIN] if BEGIN in lines else []:
+            region = '\n'.join(lines[a + 1:b])
+            out += [n.value for n in ast.walk(ast.parse(region)) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    and len(n.value.split()) >= 3]  # an option's text: a letter, or a word like 'steep', cannot be grepped
+    return out
+
+
+def _secrets() -> dict[str, tuple[list[str], list[str]]]:
+    "Per exercise id: (strings no code may hold: the right option's text, the value's digits; strings nothing may hold: feedback)."
+    from lossnotes.course.exercises import _expected_value, _unseal
+    out = {}
+    for nb in BY_ID:
+        for ex in [c.args[0].value for s in _code(_nb(nb)) for c in _calls(ast.parse(s), {'check'})]:
+            spec, code, anywhere = exercise_spec(ex), [], []
+            if spec['kind'] == 'choice' and isinstance(spec['options'], dict):  # the plain format of earlier lessons
+                code.append(spec['answer']); anywhere += [f for f in spec['options'].values() if len(f) > 20]
+            elif spec['kind'] == 'choice':
+                code += _solution_strings(nb, ex)
+                anywhere += [_unseal(f, f"{spec['salt']}:{d}") for f, d in zip(spec['feedback'], spec['options'])]
+            elif spec['kind'] in ('number', 'prediction'):
+                v = _expected_value(spec)
+                forms = {repr(v), f'{v:.6g}', f'{v:.5g}', f'{v:.4g}'}
+                code += [f for f in forms if len(re.sub(r'\D', '', f.split('e')[0]).strip('0')) >= 4]  # 4 significant digits or more
+                code += [rf'answer\s*=\s*{re.escape(f)}\b' for f in forms]  # a short value, as a spec would hold it
+            elif 'reference' in spec and spec['reference'].__name__.startswith('_reference'):
+                code.append(f"def {spec['reference'].__name__}")  # the answer, implemented in the lesson's module
+            else: continue  # a function checked against PyTorch, the library, or sealed outputs: nothing in plain text
+            out[ex] = (code, anywhere)
+    return out
+
+
+def _texts(files: dict[str, str]) -> tuple[str, str]:
+    "(the code of these files: .py whole, notebooks' code cells; all their text) from {name: text}."
+    code, everything = [], []
+    for name, text in files.items():
+        everything.append(text)
+        if name.endswith('.ipynb'): code += [_src(c) for c in json.loads(text)['cells'] if c['cell_type'] == 'code']
+        else: code.append(text)
+    return '\n'.join(code), '\n'.join(everything)
+
+
+def _leaks(code: str, everything: str) -> list[str]:
+    found = []
+    for ex, (in_code, anywhere) in _secrets().items():
+        found += [f'{ex}: {s!r} in code' for s in in_code if (re.search(s, code) if s.startswith('answer') else s in code)]
+        found += [f'{ex}: feedback {s[:40]!r}...' for s in anywhere if ' '.join(s.split()) in ' '.join(everything.split())]
+    return found
+
+
+@pytest.mark.slow
+def test_no_answer_in_the_wheel_or_the_course_folder(wheel, course):
+    """Every right option, every value (4 digits or more; a short one as `answer=`), every option's feedback and every
+    reference implementation: not in the wheel's files nor in the learner's course folder."""
+    with zipfile.ZipFile(wheel) as z:
+        files = {n: z.read(n).decode('utf-8', 'replace') for n in z.namelist() if not n.endswith(('.pyc', '.png'))}
+    assert any(n.endswith('lessons/ema.py') for n in files) and any(n.endswith('.ipynb') for n in files)
+    assert _secrets() and all(code or anywhere for code, anywhere in _secrets().values())
+    leaks = _leaks(*_texts(files))
+    assert not leaks, leaks
+    leaks = _leaks(*_texts({p.name: p.read_text() for p in course.glob('*.ipynb')}))
+    assert not leaks, leaks
+    # the test finds an answer where one is: the instructor's notebooks hold them
+    assert _leaks(*_texts({p.name: p.read_text() for p in BY_ID[1:]}))
+
+
+@pytest.mark.slow
+def test_course_open_and_reset_from_the_wheel_alone(tmp_path, wheel):
+    "The wheel's files alone (no repository on the path): `lossnotes course DEST --open` serves DEST, `--reset` restores."
     site = tmp_path / 'site'
-    zipfile.ZipFile(next((tmp_path / 'dist').glob('lossnotes-*.whl'))).extractall(site)
+    zipfile.ZipFile(wheel).extractall(site)
     assert (site / 'lossnotes' / 'notebooks' / HOME).exists()
     entry = f"import sys; sys.path.insert(0, {str(site)!r}); from lossnotes.course.build import main; sys.exit(main())"
     run = lambda *a: subprocess.run([PY, '-I', '-c', entry, *map(str, a)], cwd=tmp_path, capture_output=True, text=True)
@@ -314,3 +393,21 @@ def test_course_open_and_reset_from_the_wheel_alone(tmp_path):
         assert HOME in names and lesson.name in names and 'backups' in names
     log = next(tmp_path.glob('server-*.log')).read_text()
     assert f'http://127.0.0.1:{port}/lab/tree/{HOME}?token=' in log, log[-2000:]
+
+
+NO_JUPYTERLAB = """import sys
+class _NoJupyterLab:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'jupyterlab' or name.startswith('jupyterlab.'): raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NoJupyterLab())
+"""
+
+
+def test_open_without_jupyterlab_says_what_to_install(tmp_path):
+    "`lossnotes course DEST --open` with `[viz]` only (no JupyterLab): the pip command, not a traceback."
+    (tmp_path / 'site').mkdir()
+    (tmp_path / 'site' / 'sitecustomize.py').write_text(NO_JUPYTERLAB)
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path / 'site'), str(ROOT)])}
+    r = subprocess.run([PY, '-m', 'lossnotes.course.build', 'course', str(tmp_path / 'c'), '--open'], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert r.returncode == 1 and 'pip install "lossnotes[course]"' in r.stderr and 'Traceback' not in r.stderr, r.stderr
