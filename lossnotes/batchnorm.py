@@ -14,7 +14,7 @@ from torch import nn
 from ._checks import check_bool, check_number, check_tensor
 
 # %% auto #0
-__all__ = ['effective_momentum', 'merge_stats', 'RunningBatchNorm', 'convert', 'load_state_dict']
+__all__ = ['effective_momentum', 'merge_stats', 'RunningBatchNorm']
 
 # %% ../nbs/reference/batchnorm.ipynb #180bf863
 def effective_momentum(momentum: float, # BatchNorm-convention momentum (the weight of the new batch at batch size 2), in (0, 1]
@@ -155,6 +155,15 @@ class _RunningNorm(torch.autograd.Function):
 # functorch tensors): about 15 us less per training step, used in eager mode when no functorch transform is active
 _apply_unwrapped = super(torch.autograd.Function, _RunningNorm).apply
 
+# %% ../nbs/reference/batchnorm.ipynb #cf280d92
+def patch_to(cls, as_classmethod: bool = False):
+    "Add the decorated function to `cls` under its own name (fastcore's `@patch_to`, without the dependency)."
+    def add(f):
+        f.__qualname__ = f'{cls.__name__}.{f.__name__}'
+        setattr(cls, f.__name__, classmethod(f) if as_classmethod else f)
+        return f
+    return add
+
 # %% ../nbs/reference/batchnorm.ipynb #816827e8
 _BUFFERS = ('running_mean', 'running_var', 'count', 'num_samples_tracked', 'num_batches_tracked')
 
@@ -283,82 +292,81 @@ class RunningBatchNorm(nn.Module):
         "`momentum`, by the course's name."
         return self.momentum
 
-    def reset_running_stats(self) -> None:
-        "Forget every batch seen: mean 0, variance 1, counters 0, as in a new layer (parameters untouched)."
-        for name in _BUFFERS: getattr(self, name).zero_()
-        self.running_var.fill_(1)
+# %% ../nbs/reference/batchnorm.ipynb #97b0e7c6
+@patch_to(RunningBatchNorm)
+def reset_running_stats(self) -> None:
+    "Forget every batch seen: mean 0, variance 1, counters 0, as in a new layer (parameters untouched)."
+    for name in _BUFFERS: getattr(self, name).zero_()
+    self.running_var.fill_(1)
 
-    def reset_parameters(self) -> None:
-        "`reset_running_stats`, then weight 1 and bias 0."
-        self.reset_running_stats()
-        if self.affine: nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
+@patch_to(RunningBatchNorm)
+def reset_parameters(self) -> None:
+    "`reset_running_stats`, then weight 1 and bias 0."
+    self.reset_running_stats()
+    if self.affine: nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
 
-    def extra_repr(self) -> str: return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}'
+@patch_to(RunningBatchNorm)
+def extra_repr(self) -> str: return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}'
 
-    def _check_input(self, x):
-        check_tensor('x', x, floating=True)
-        if x.ndim < 2:
-            raise ValueError(f"x must have shape (N, C, ...) with C = {self.num_features}, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"x must have {self.num_features} channels in dim 1, got shape {tuple(x.shape)}")
-        buf = self.running_mean
-        if x.device != buf.device:
-            raise ValueError(f"x is on device {x.device} but the layer is on {buf.device}: move one of them")
-        if torch.promote_types(x.dtype, buf.dtype) != buf.dtype:  # float16/bfloat16 into float32 is fine (autocast)
-            raise TypeError(f"x has dtype {x.dtype} but the layer's statistics are {buf.dtype}: convert x "
-                            f"(x.to({buf.dtype})) or the layer (.to({x.dtype})); "
-                            f"training would silently turn the running statistics into {x.dtype}")
+# %% ../nbs/reference/batchnorm.ipynb #ca764e1f
+@patch_to(RunningBatchNorm)
+def _check_input(self, x):
+    check_tensor('x', x, floating=True)
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (N, C, ...) with C = {self.num_features}, got shape {tuple(x.shape)}")
+    if x.shape[1] != self.num_features:
+        raise ValueError(f"x must have {self.num_features} channels in dim 1, got shape {tuple(x.shape)}")
+    buf = self.running_mean
+    if x.device != buf.device:
+        raise ValueError(f"x is on device {x.device} but the layer is on {buf.device}: move one of them")
+    if torch.promote_types(x.dtype, buf.dtype) != buf.dtype:  # float16/bfloat16 into float32 is fine (autocast)
+        raise TypeError(f"x has dtype {x.dtype} but the layer's statistics are {buf.dtype}: convert x "
+                        f"(x.to({buf.dtype})) or the layer (.to({x.dtype})); "
+                        f"training would silently turn the running statistics into {x.dtype}")
 
-    def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
-               ) -> torch.Tensor:
-        "Normalise `x` with the running statistics; in training mode, merge `x` into them first (in place)."
-        self._check_input(x)
-        buf, par = self._buffers, self._parameters  # dict look-ups: nn.Module's __getattr__ costs about 1 us each
-        weight, bias, rm, rv, count, samples = (par['weight'], par['bias'], buf['running_mean'], buf['running_var'],
-                                                buf['count'], buf['num_samples_tracked'])
-        if not self.training:  # copies of the (C,) buffers: autograd may save them, a training step then writes the buffers
-            var = rv.clamp_min(torch.where(samples < 20, 0.01, 0.0))
-            return torch.batch_norm(x, weight, bias, rm.clone(), var, False, 0.0, self.eps, False)
-        if x.numel() == 0:
-            raise ValueError(f"x must hold at least one value per channel in training mode, got shape {tuple(x.shape)}")
-        bs, n = x.shape[0], x.numel() // x.shape[1]  # Python (or symbolic) numbers: no check, no host sync
-        if n > 65504 and n > torch.finfo(count.dtype).max:  # float16's 65504: the count would be inf, the statistics stop
-            raise ValueError(f"x has {n} items per channel (shape {tuple(x.shape)}), more than the layer's "
-                             f"{count.dtype} count can hold ({torch.finfo(count.dtype).max:g}): keep the "
-                             f"layer in float32 (under autocast it still takes float16 inputs)")
-        numbers = x.device.type == 'cpu' and not _is_compiling()  # reading a CPU number costs no device sync
-        m = None if self.momentum is None else _mom1(self.momentum, bs)  # None: every item alike
-        if numbers:
-            c = count.item()
-            new_count = c + n if m is None else c * (1 - m) + m * n
-            share, lo = (n if m is None else m * n) / new_count, 0.01 if samples.item() + bs < 20 else 0.0
-            count.fill_(new_count); samples.add_(bs)
-        else:
-            new_count = count + n if m is None else count * (1 - m) + m * n
-            seen = samples + bs
-            share, lo = (n if m is None else m * n) / new_count, torch.where(seen < 20, 0.01, 0.0)
-        plain = numbers and not torch._C._are_functorch_transforms_active()
-        y, mean, var = (_apply_unwrapped if plain else _RunningNorm.apply)(x, weight, bias, rm, rv, share, lo, self.eps)
-        rm.copy_(mean); rv.copy_(var)  # in place: DDP broadcasts into these tensors
-        if _is_compiling():  # compiled, a backward may recompute share and the clamp from these two buffers as
-            self.count, self.num_samples_tracked = new_count, seen  # they are by then: new tensors keep the old ones
-        elif not numbers:
-            count.copy_(new_count); samples.copy_(seen)
-        buf['num_batches_tracked'].add_(1)
-        return y
+@patch_to(RunningBatchNorm)
+def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
+           ) -> torch.Tensor:
+    "Normalise `x` with the running statistics; in training mode, merge `x` into them first (in place)."
+    self._check_input(x)
+    buf, par = self._buffers, self._parameters  # dict look-ups: nn.Module's __getattr__ costs about 1 us each
+    weight, bias, rm, rv, count, samples = (par['weight'], par['bias'], buf['running_mean'], buf['running_var'],
+                                            buf['count'], buf['num_samples_tracked'])
+    if not self.training:  # copies of the (C,) buffers: autograd may save them, a training step then writes the buffers
+        var = rv.clamp_min(torch.where(samples < 20, 0.01, 0.0))
+        return torch.batch_norm(x, weight, bias, rm.clone(), var, False, 0.0, self.eps, False)
+    if x.numel() == 0:
+        raise ValueError(f"x must hold at least one value per channel in training mode, got shape {tuple(x.shape)}")
+    bs, n = x.shape[0], x.numel() // x.shape[1]  # Python (or symbolic) numbers: no check, no host sync
+    if n > 65504 and n > torch.finfo(count.dtype).max:  # float16's 65504: the count would be inf, the statistics stop
+        raise ValueError(f"x has {n} items per channel (shape {tuple(x.shape)}), more than the layer's "
+                         f"{count.dtype} count can hold ({torch.finfo(count.dtype).max:g}): keep the "
+                         f"layer in float32 (under autocast it still takes float16 inputs)")
+    numbers = x.device.type == 'cpu' and not _is_compiling()  # reading a CPU number costs no device sync
+    m = None if self.momentum is None else _mom1(self.momentum, bs)  # None: every item alike
+    if numbers:
+        c = count.item()
+        new_count = c + n if m is None else c * (1 - m) + m * n
+        share, lo = (n if m is None else m * n) / new_count, 0.01 if samples.item() + bs < 20 else 0.0
+        count.fill_(new_count); samples.add_(bs)
+    else:
+        new_count = count + n if m is None else count * (1 - m) + m * n
+        seen = samples + bs
+        share, lo = (n if m is None else m * n) / new_count, torch.where(seen < 20, 0.01, 0.0)
+    plain = numbers and not torch._C._are_functorch_transforms_active()
+    y, mean, var = (_apply_unwrapped if plain else _RunningNorm.apply)(x, weight, bias, rm, rv, share, lo, self.eps)
+    rm.copy_(mean); rv.copy_(var)  # in place: DDP broadcasts into these tensors
+    if _is_compiling():  # compiled, a backward may recompute share and the clamp from these two buffers as
+        self.count, self.num_samples_tracked = new_count, seen  # they are by then: new tensors keep the old ones
+    elif not numbers:
+        count.copy_(new_count); samples.copy_(seen)
+    buf['num_batches_tracked'].add_(1)
+    return y
 
 # %% ../nbs/reference/batchnorm.ipynb #baa1dcf6
-def _patch_to(cls, as_classmethod: bool = False):
-    "Add the decorated function to `cls` under its own name (fastcore's `@patch_to`, without the dependency)."
-    def add(f):
-        f.__qualname__ = f'{cls.__name__}.{f.__name__}'
-        setattr(cls, f.__name__, classmethod(f) if as_classmethod else f)
-        return f
-    return add
-
 _TORCH_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
-@_patch_to(RunningBatchNorm, as_classmethod=True)
+@patch_to(RunningBatchNorm, as_classmethod=True)
 def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
            ) -> nn.Module:
     """Replace every `nn.BatchNorm1d/2d/3d` in `module` by a `RunningBatchNorm` with its arguments, parameters and statistics.
@@ -402,7 +410,7 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
     return module
 
 # %% ../nbs/reference/batchnorm.ipynb #f0682724
-@_patch_to(RunningBatchNorm)
+@patch_to(RunningBatchNorm)
 def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when affine) and the five buffers
                     strict: bool = True, # require exactly these keys
                     assign: bool = False, # as in `nn.Module.load_state_dict`
@@ -417,7 +425,7 @@ def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when 
         if extra: raise ValueError(f"state_dict has unexpected keys {extra} (expected {list(names)})")
     return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
 
-@_patch_to(RunningBatchNorm)
+@patch_to(RunningBatchNorm)
 def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                           error_msgs):
     "Validate the state before loading it: tensors of the right shape, real, finite, >= 0 where they must be."
