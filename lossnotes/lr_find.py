@@ -312,7 +312,8 @@ def plot(self: LRFinderResult, ax=None, # matplotlib Axes to draw on (None: a ne
     Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
     Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
     """
-    import matplotlib.pyplot as plt  # only here: the package itself needs torch alone
+    from lossnotes._checks import optional_import
+    plt = optional_import('matplotlib.pyplot', 'viz')  # only here: the package itself needs torch alone
     if isinstance(methods, str): methods = (methods,)
     lrs = self.lrs.numpy()
     sugg = [(m, self.suggest(m, **suggest_kwargs)) for m in methods]  # raises before anything is drawn
