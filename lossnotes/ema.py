@@ -115,24 +115,36 @@ def _pow2(e: int) -> tuple:
     "Two normal floats whose product is 2**e (2**e alone may be subnormal or overflow)."
     return 2.0 ** (e // 2), 2.0 ** (e - e // 2)
 
-def _range_exponent(x: torch.Tensor) -> int:
-    "0 if `x`'s largest finite |value| is in the safe range of its dtype, else the exponent e that brings it near 1."
-    if x.numel() == 0: return 0
+def _range_exponent(x: torch.Tensor) -> tuple:
+    "(e, finite): e is 0 if `x`'s largest finite |value| is in the safe range of its dtype, else the exponent that brings it near 1."
+    if x.numel() == 0: return 0, True
     lo, hi = torch.aminmax(x)  # one pass and no temporary (x.abs() would allocate a copy); the vectorised path may sync
-    m = max(-float(lo), float(hi))
-    if not math.isfinite(m):  # NaN or inf somewhere: the scale comes from the finite values (rare, so a copy is fine)
-        finite = x[torch.isfinite(x)]
-        m = float(finite.abs().amax()) if finite.numel() else 0.0
+    m = float(torch.maximum(-lo, hi))  # the one host read; NaN or inf if there is one
+    finite = math.isfinite(m)
+    if not finite:  # NaN or inf somewhere: the scale comes from the finite values (rare, so a copy is fine)
+        m = float(x.nan_to_num(0.0, 0.0, 0.0).abs_().amax())  # non-finite values count as 0
     fi = torch.finfo(x.dtype)
-    if m == 0 or math.sqrt(fi.tiny) <= m <= math.sqrt(fi.max): return 0
-    return math.frexp(m)[1]  # m = f * 2**e with f in [0.5, 1)
+    if m == 0 or math.sqrt(fi.tiny) <= m <= math.sqrt(fi.max): return 0, finite
+    return math.frexp(m)[1], finite  # m = f * 2**e with f in [0.5, 1)
+
+def _carry_nonfinite(x: torch.Tensor, # (n,) the values
+                     y: torch.Tensor, # (n,) their EMA (beta > 0), computed by the block scan
+                    ) -> torch.Tensor:
+    "`y` from `x`'s first non-finite value on replaced by the loop's value: NaN after a NaN or both infs, else the inf's sign."
+    j = int((~torch.isfinite(x)).byte().argmax())  # the first non-finite value (a host read on the rare path)
+    seen = lambda mask: mask.byte().cummax(0)[0].bool()  # (n - j,) True from the first True on
+    t = x[j:]
+    nan, pos, neg = seen(t.isnan()), seen(t == math.inf), seen(t == -math.inf)
+    y = y.clone()
+    y[j:] = torch.where(nan | (pos & neg), math.nan, torch.where(pos, math.inf, -math.inf))
+    return y
 
 def _smooth(x: torch.Tensor, # (n,) float values in a compute dtype (not half)
             beta: float, # decay in [0, 1)
             mode: str = 'debiased', # 'debiased', 'zero' (no debias) or 'seeded'
            ) -> torch.Tensor:
     "The EMA of `x` started as `mode` says, free of intermediate overflow and underflow; a new tensor."
-    e = _range_exponent(x)
+    e, finite = _range_exponent(x)
     if e:
         lo, hi = _pow2(-e)
         x = x * lo * hi
@@ -151,6 +163,8 @@ def _smooth(x: torch.Tensor, # (n,) float values in a compute dtype (not half)
     if e:
         lo, hi = _pow2(e)
         y = y * lo * hi
+    # the block scan forgets a NaN or inf once beta**(B*k) underflows; the loop never does
+    if not finite and beta > 0: y = _carry_nonfinite(x, y)
     return y
 
 # %% ../nbs/reference/ema.ipynb #39d0aaf7
@@ -165,9 +179,10 @@ def ema(values, # 1-D sequence: list, ndarray or tensor (tensors keep their dtyp
     values : list, numpy.ndarray or torch.Tensor
         The 1-D series, e.g. one loss per step. Tensors keep their device and float dtype (float16 and bfloat16
         are computed in float32 and returned in their own dtype; integer tensors become float64); anything else
-        becomes float64. Complex, bool, ``meta`` and non-1-D input raise. NaN and inf propagate, as in the loop.
+        becomes float64. Complex, bool, ``meta`` and non-1-D input raise. NaN and inf propagate as in the loop:
+        from the first non-finite value on, every value is NaN (after a NaN, or after both signs of inf) or inf.
     beta : float, default 0.98
-        Decay per step, in [0, 1). ``beta=0`` returns a copy of the values.
+        Decay per step, in [0, 1). ``beta=0`` returns a copy of the values (nothing is carried, not even a NaN).
     debias : bool, default True
         Divide by ``1 - beta**t`` (the sum of the weights), which makes each value a weighted mean of the samples
         seen so far (pandas ``ewm(alpha=1-beta, adjust=True)``). ``False`` gives the raw zero-started EMA, which
@@ -286,6 +301,11 @@ def reset(self: EMA) -> None:
     self.avg, self.step = 0.0, 0  # avg: the zero-started m_t (a float, or a tensor once given one)
 
 # %% ../nbs/reference/ema.ipynb #8b62013d
+def _carried(avg, beta: float):
+    "beta * avg, the part of the average a step keeps: nothing at beta=0, not even a NaN (as `ema` with beta=0)."
+    if beta: return avg * beta
+    return torch.zeros_like(avg) if isinstance(avg, torch.Tensor) else 0.0
+
 @patch
 def update(self: EMA, x, # a real number, or a real tensor of the same shape and device at every call
           ) -> None:
@@ -310,13 +330,13 @@ def update(self: EMA, x, # a real number, or a real tensor of the same shape and
                 raise ValueError(f"x must match the average's shape {tuple(self.avg.shape)} and device "
                                  f"{self.avg.device}, got shape {tuple(x.shape)} on {x.device}")
             x = x.to(self.avg.dtype)
-            self.avg = torch.add(self.avg * self.beta, x, alpha=1 - self.beta)  # no .item(): stays on the device
-        else: self.avg = torch.add(x * (1 - self.beta), self.avg * self.beta)
+            self.avg = torch.add(_carried(self.avg, self.beta), x, alpha=1 - self.beta)  # no .item(): stays on the device
+        else: self.avg = torch.add(x * (1 - self.beta), _carried(self.avg, self.beta))
     elif isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__module__ != 'numpy' or \
             type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) in ('f', 'i', 'u') and getattr(x, 'ndim', 1) == 0:
         try: x = float(x)
         except OverflowError: raise ValueError(f"x is too large for a float: {_short(x)}") from None
-        self.avg = self.avg * self.beta + x * (1 - self.beta)
+        self.avg = _carried(self.avg, self.beta) + x * (1 - self.beta)
     else:
         raise TypeError(f"x must be a real number or a real tensor, got {_short(x)} of type {type(x).__name__}")
     self.step += 1

@@ -324,7 +324,7 @@ def test_compute_and_ema_dtypes_are_as_documented(dtype, streamed, vectorised):
 def test_float16_is_computed_in_float32_without_rescaling():
     "The page's claim: float16 never reaches the rescaling path; its largest value is inside float32's safe range."
     from lossnotes.ema import _range_exponent
-    assert _range_exponent(torch.tensor([65504.0], dtype=torch.float32)) == 0
+    assert _range_exponent(torch.tensor([65504.0], dtype=torch.float32)) == (0, True)
     assert ema(torch.full((300,), 30000., dtype=torch.float16), 0.98).tolist() == [30000.0] * 300
 
 
@@ -340,3 +340,43 @@ def test_lerp_would_turn_an_inf_state_into_nan_and_update_does_not():
     assert torch.lerp(inf, torch.tensor(1.0), 0.02).isnan()
     e = EMA(0.98); e.update(inf); e.update(torch.tensor(1.0))
     assert e.compute().isinf()
+
+
+@pytest.mark.parametrize('beta', [1e-5, 0.01, 0.3, 0.5, 0.9, 0.98])
+def test_nonfinite_values_are_never_forgotten_on_a_long_series(beta):
+    "The loop (and the streaming EMA) stays NaN or inf for ever after a NaN or an inf; so must the block scan."
+    n = 50_000  # far past the ~1,000-50,000 steps after which the carried state used to underflow
+    rng = np.random.default_rng(1)
+    cases = {'nan first': {0: math.nan}, 'inf late': {30_000: math.inf}, '-inf then nan': {5: -math.inf, 40_000: math.nan},
+             'inf then -inf': {7: math.inf, 20_000: -math.inf}, 'inf then nan': {3: math.inf, 900: math.nan}}
+    for name, spots in cases.items():
+        x = rng.uniform(1, 2, n)
+        for i, v in spots.items(): x[i] = v
+        with np.errstate(invalid='ignore'):
+            for debias, seeded in ((True, False), (False, False), (False, True)):
+                want = loop_ema(x, beta, debias, seeded)
+                got = (ema_seeded(x, beta) if seeded else ema(x, beta, debias)).numpy()
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f'{name} {debias} {seeded}')
+                np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=f'{name} {debias} {seeded}')
+                np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f'{name} {debias} {seeded}')
+                ok = np.isfinite(want)
+                np.testing.assert_allclose(got[ok], want[ok], rtol=1e-11)
+        streamed = np.array(stream(EMA(beta), x[:3000].tolist()))  # the streaming EMA is the same oracle
+        np.testing.assert_array_equal(np.isnan(ema(x[:3000], beta).numpy()), np.isnan(streamed))
+        np.testing.assert_array_equal(np.isinf(ema(x[:3000], beta).numpy()), np.isinf(streamed))
+
+
+def test_nonfinite_values_in_float32_and_zero_lag():
+    x = torch.ones(20_000, dtype=torch.float32); x[3] = math.nan
+    assert bool(ema(x, 0.9).isnan()[3:].all()) and bool(ema(x, 0.9)[:3].isfinite().all())
+    assert bool(ema(x.to(torch.float16), 0.5).isnan()[3:].all())
+    assert bool(zero_lag(x, 0.9).isnan().all())  # forward then backward: the NaN reaches both ends, as in the loops
+
+
+def test_beta_zero_carries_nothing_streamed_or_vectorised():
+    "beta=0: each value is its own average; a NaN or inf stays at its own step in ema() and in EMA alike."
+    x = [1.0, math.nan, 2.0, math.inf, 3.0]
+    np.testing.assert_array_equal(ema(x, 0.0).numpy(), np.array(x))
+    np.testing.assert_array_equal(np.array(stream(EMA(0.0), x)), np.array(x))
+    got = stream(EMA(0.0), [torch.tensor(v) for v in x])
+    np.testing.assert_array_equal(torch.stack(got).numpy(), np.array(x, dtype=np.float32))
