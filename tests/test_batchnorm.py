@@ -434,7 +434,7 @@ def test_instrumented_layer_stores_post_equal_pre_plus_eps():
 
 def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
     from lossnotes.course.exercises import check
-    assert set(EXERCISES) == {'ratio-of-emas', 'predict-no-cancel', 'running-var-start', 'stored-gap', 'debias-running-mean'}
+    assert set(EXERCISES) == {'ratio-of-emas', 'predict-no-cancel', 'running-var-start', 'clamp-stored', 'debias-running-var'}
     assert check('batchnorm/ratio-of-emas', 'b') and not check('batchnorm/ratio-of-emas', 'a')
     assert 'ten times too large' in check('batchnorm/ratio-of-emas', 'a').message
     g = torch.Generator().manual_seed(0)  # the right option, by experiment: two zero-started EMAs, their ratio exact
@@ -442,30 +442,53 @@ def test_exercises_accept_the_right_answers_and_refuse_wrong_ones():
     r = running_sums(loss_sums, tokens, 0.1)
     w = torch.tensor([0.1 * 0.9 ** (29 - i) for i in range(30)], dtype=torch.float64)
     assert (r['sums'][-1] / r['count'][-1]).item() == pytest.approx(((w * loss_sums).sum() / (w * tokens).sum()).item(), rel=1e-12)
-    factor = 1 / (1 - 0.9 ** 3)
+    # 2: only sums divided by dbias, 3 steps at batch size 2: measured on the course's buffers
+    d = debias_stream(0.1, 2, steps=3)
+    factor = ((d['sums'] / d['dbias'] / d['count']) / (d['sums'] / d['count']))[-1].item()
+    assert factor == pytest.approx(1 / (1 - 0.9 ** 3), rel=1e-12)
     assert check('batchnorm/predict-no-cancel', factor) and not check('batchnorm/predict-no-cancel', 1.0)
-    assert 'dbias itself' in check('batchnorm/predict-no-cancel', 1 - 0.9 ** 3).hint
-    var5 = 0.9 ** 5 + (1 - 0.9 ** 5) * 0.09  # the closed form; the checker's value comes from nn.BatchNorm2d itself
+    assert 'dbias' in check('batchnorm/predict-no-cancel', 1 - 0.9 ** 3).hint
+    assert str(round(factor, 2)) not in check('batchnorm/predict-no-cancel', 1.0).message
+    # 3: nn.BatchNorm2d itself as the oracle
+    bn = nn.BatchNorm2d(1, momentum=0.1).double()
+    a = math.sqrt(0.09 / 2)  # two items +-a: unbiased variance 0.09
+    for _ in range(5): bn(torch.tensor([a, -a], dtype=torch.float64).view(2, 1, 1, 1))
+    var5 = bn.running_var.item()
+    assert var5 == pytest.approx(0.9 ** 5 + (1 - 0.9 ** 5) * 0.09, rel=1e-12)
     assert check('batchnorm/running-var-start', var5) and not check('batchnorm/running-var-start', 0.09)
-    assert 'started at 0' in check('batchnorm/running-var-start', (1 - 0.9 ** 5) * 0.09).hint
-    assert check('batchnorm/stored-gap', 1e-3) and not check('batchnorm/stored-gap', 1e-7)
-    def from_torch(batch_means, momentum):  # nn.BatchNorm2d itself, divided by 1 - (1 - momentum)**t
-        bn, out = nn.BatchNorm2d(1, momentum=momentum).double(), []
-        for t, m in enumerate(batch_means, 1):
-            bn(m + torch.tensor([-1.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1))  # a batch whose mean is m
-            out.append(bn.running_mean[0] / (1 - (1 - momentum) ** t))
-        return torch.stack(out)
-    assert check('batchnorm/debias-running-mean', from_torch)
-    assert not check('batchnorm/debias-running-mean', lambda b, mom: running_sums(b, torch.ones_like(b), mom)['sums'])
+    assert 'starts at 1' in check('batchnorm/running-var-start', (1 - 0.9 ** 5) * 0.09).hint
+    # 4: the learner's layer, run: the clamp and eps both reach the stored post tensor
+    layer = InstrumentedRunningBatchNorm(1)
+    layer(torch.tensor([0.95, 1.05]).view(2, 1, 1, 1))
+    gap = (layer.post_vars[0] - layer.pre_vars[0]).item()
+    assert gap == pytest.approx(0.01 + 1e-5 - 0.0025, rel=1e-4)
+    assert check('batchnorm/clamp-stored', gap) and not check('batchnorm/clamp-stored', 1e-5)
+    assert 'eps the only thing' in check('batchnorm/clamp-stored', 1e-5).hint
+    # 5: a correct solution is accepted, and on readings of a real nn.BatchNorm2d it gives numpy's weighted average
+    def solution(readings, momentum):
+        t = torch.arange(1, len(readings) + 1, dtype=readings.dtype)
+        keep = (1 - momentum) ** t
+        return (readings - keep) / (1 - keep)
+    batch_vars = [0.3, 1.2, 0.7, 2.0, 0.5, 0.9]
+    bn, readings = nn.BatchNorm2d(1, momentum=0.2).double(), []
+    for v in batch_vars:
+        a = math.sqrt(v / 2); bn(torch.tensor([a, -a], dtype=torch.float64).view(2, 1, 1, 1)); readings.append(bn.running_var.item())
+    wts = [0.2 * 0.8 ** (len(batch_vars) - 1 - i) for i in range(len(batch_vars))]
+    assert solution(torch.tensor(readings, dtype=torch.float64), 0.2)[-1].item() == pytest.approx(np.average(batch_vars, weights=wts), rel=1e-12)
+    assert check('batchnorm/debias-running-var', solution)
+    assert not check('batchnorm/debias-running-var', lambda r, m: r / (1 - (1 - m) ** torch.arange(1, len(r) + 1)))  # the start ignored
     assert not check('batchnorm/ratio-of-emas', ...)  # the learner's stub
-
 
 def test_exercise_specs_hold_no_plain_answer():
     "Nothing in the lesson's EXERCISES reads as an answer: the choice and the function outputs are sealed."
     spec = EXERCISES['ratio-of-emas']
     assert 'cancels' not in repr(spec) and all(f.startswith('sealed:') for f in spec['feedback'])
-    assert EXERCISES['debias-running-mean']['expected'].startswith('sealed:')
-    assert 'reference' not in EXERCISES['debias-running-mean']
+    assert EXERCISES['debias-running-var']['expected'].startswith('sealed:')
+    assert 'reference' not in EXERCISES['debias-running-var']
+    for name in ('predict-no-cancel', 'running-var-start', 'clamp-stored'):  # sealed values, no recomputing callable
+        assert EXERCISES[name]['answer'].startswith('sealed:') and 'factors' not in EXERCISES[name]
+    import lossnotes.lessons.batchnorm as lesson
+    assert not {'_no_cancel_factor', '_running_var_after', '_stored_gap'} & set(dir(lesson))
 
 
 # ---------------------------------------------------------------- the live figure
