@@ -148,6 +148,10 @@ _N_REQUIRED = ("n is required for a batch mean (a 0-d loss or a number, got {!r}
                "item makes the epoch loss a mean of batch means. Pass n=len(batch), or pass the per-item losses "
                "(reduction='none') without n")
 
+_ONE_ITEM = ("loss has shape (1,) and no n, and is a view of a 0-d loss (loss.view(1), loss.unsqueeze(0)): it is "
+             "counted as one item. If it is a batch mean, pass the 0-d mean with n=len(batch); if the batch held one "
+             "item, pass n=1 to say so")
+
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
 # %% ../nbs/reference/accumulate.ipynb #eedc29f4
@@ -176,8 +180,9 @@ class LossMeter:
         ``compute`` warns naming the cause). True: items whose loss is not finite are left out of the sum and
         the weight and counted in `num_skipped`.
     device : str, torch.device or None, default None
-        Where the state lives. None: the first loss tensor's device (CPU if only numbers are given). A loss on
-        another device raises ValueError naming it.
+        Where the state lives. None: the first loss tensor's device (CPU if only numbers are given, or if the
+        state is read before any tensor arrived: under NCCL pass the rank's CUDA device, so that a rank without
+        batches all-reduces a CUDA tensor). A loss on another device raises ValueError naming it.
     fold_every : int, default 64
         Batch means (0-d losses) wait in a list and are folded into the float64 sum by one ``stack`` and ``sum``
         every ``fold_every`` updates (and whenever the state is read), so that an update launches no kernel. The
@@ -319,7 +324,11 @@ def update(self: LossMeter,
     loss : tensor or real number
         Either per-item losses, a floating-point tensor with the items along dim 0 (``reduction='none'``;
         a ``(batch, tokens)`` tensor of token losses holds ``batch`` items), or a batch mean: a 0-d tensor or
-        a Python/NumPy real number standing for ``n`` items. Detached; its autograd graph is not kept.
+        a Python/NumPy real number standing for ``n`` items. Detached; its autograd graph is not kept. A
+        ``(1,)`` view of a 0-d loss (``loss.view(1)``, ``loss.unsqueeze(0)``) without ``n`` counts as one item
+        and warns (RuntimeWarning), since it is probably a batch mean; ``n=1`` says it is one item. Under
+        ``torch.inference_mode()`` views are not tracked and it counts silently. ``nn.DataParallel``'s gathered
+        ``(n_gpu,)`` means cannot be told from per-item losses: reduce them with ``.mean()`` and pass ``n``.
     n : int, optional
         The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n``
         items counted as one item turns the epoch loss into a mean of batch means. Optional for per-item
@@ -375,6 +384,9 @@ def update(self: LossMeter,
             if self._num_pending >= self.fold_every: self._fold()
             return
         k = loss.shape[0]
+        base = loss._base  # a view's base: metadata only, no sync (not kept under inference_mode)
+        if n is None and loss.shape == (1,) and base is not None and base.dim() == 0:
+            warnings.warn(_ONE_ITEM, RuntimeWarning, stacklevel=2)
         if n is not None and _check_n(n, 0) != k:
             raise ValueError(f"n must equal the number of per-item losses ({k}, dim 0 of a loss of shape "
                              f"{tuple(loss.shape)}), got {n}")
@@ -549,7 +561,8 @@ def merge(self: LossMeter, other: LossMeter, # another meter, e.g. one rank's or
          ) -> LossMeter:
     """Add another meter's totals to this one (exact: totals are additive); returns self, for chaining.
 
-    ``other`` is left unchanged; its state is copied to this meter's device if it lives elsewhere.
+    ``other`` is left unchanged; its state is copied to this meter's device if it lives elsewhere. A meter
+    that has seen no tensor and was given no ``device`` adopts ``other``'s device.
     Raises TypeError if ``other`` is not a LossMeter, ValueError if it is this meter itself (that would
     double every total) or if its state cannot be moved to this meter's device.
     """
@@ -558,7 +571,9 @@ def merge(self: LossMeter, other: LossMeter, # another meter, e.g. one rank's or
     if other is self:
         raise ValueError("other is this meter itself: merging a meter with itself doubles its totals; to combine "
                          "two copies, merge a copy (copy.deepcopy(meter))")
-    self._flush(); other._flush()
+    other._flush()
+    if self._dev is None: self._init_state(other._dev)  # nothing seen yet: take the other's device, not the CPU
+    self._flush()
     try: theirs = [t.to(self._dev) for t in (other._sum, other._wsum, other._skipped)]  # another device: a copy
     except (RuntimeError, NotImplementedError) as e:
         raise ValueError(f"other's state is on {other._dev} and cannot be moved to this meter's device "

@@ -1,6 +1,7 @@
 """lossnotes.accumulate: epoch summaries, LossMeter (exactness, no host sync, state), DistributedSampler padding,
 the two-process gloo run, the explorer and plots."""
 import math
+import warnings
 import re
 
 import matplotlib.colors
@@ -551,38 +552,61 @@ def test_fixed_gradient_accumulation_equals_the_full_batch(seed):
 
 def test_exercises_accept_the_solution_and_explain_wrong_answers():
     from lossnotes.course.exercises import check
+    import lossnotes.lessons.accumulate as lesson
     from lossnotes.lessons.accumulate import EXERCISES
-    assert set(EXERCISES) == {'predict-mean-of-averages', 'exact-epoch-loss', 'dropped-by-drop-last'}
-    assert check('accumulate/predict-mean-of-averages', 2.8).correct
-    wrong = check('accumulate/predict-mean-of-averages', 3.0)  # the per-item mean is not the answer
-    assert not wrong.correct and 'per-item mean' in wrong.hint
-    assert check('accumulate/exact-epoch-loss', lambda m, n: float(np.average(m.double().numpy(), weights=n.numpy()))).correct
-    assert not check('accumulate/exact-epoch-loss', lambda m, n: float(m.double().mean())).correct  # a mean of means
-    assert EXERCISES['exact-epoch-loss']['expected'].startswith('sealed:') and 'reference' not in EXERCISES['exact-epoch-loss']
-    kept = len(list(torch.utils.data.DataLoader(range(10_000), batch_size=3000, drop_last=True))) * 3000  # the real loader
-    assert check('accumulate/dropped-by-drop-last', 10_000 - kept).correct
-    assert 'yield' in check('accumulate/dropped-by-drop-last', kept).hint
+    assert set(EXERCISES) == {'shuffle-between-epochs', 'sorted-validation', 'drop-last-shuffled'}
+    assert 'EXERCISES' not in lesson.__all__ and not [n for n in dir(lesson) if n in ('_left_out', '_exact_cases', '_POST')]
+    assert all(not callable(s.get('answer')) for s in EXERCISES.values())  # sealed: nothing recomputes an answer
+    # 1: two shuffles of the digits losses move the three wrong summaries, never the per-item mean (the oracle: numpy)
+    x = digits_item_losses()
+    s1, s2 = (epoch_summaries(x[torch.randperm(len(x), generator=torch.Generator().manual_seed(k))], 256) for k in (3, 4))
+    assert s1['per_item_mean'] == pytest.approx(float(np.mean(x.numpy())), rel=1e-13)
+    assert s1['mean_of_averages'] != pytest.approx(s2['mean_of_averages'], rel=1e-9)
+    assert check('accumulate/shuffle-between-epochs', 'c').correct and not check('accumulate/shuffle-between-epochs', 'd').correct
+    # 2: the sorted validation set against numpy's weighted average
+    means, sizes = np.array([0.5, 0.5, 0.5, 2.5]), np.array([300, 300, 300, 100])
+    pct = 100 * (means.mean() / np.average(means, weights=sizes) - 1)
+    assert check('accumulate/sorted-validation', pct).correct
+    assert not check('accumulate/sorted-validation', -pct).correct and check('accumulate/sorted-validation', -pct).hint
+    assert '42.8' not in check('accumulate/sorted-validation', 30.0).message  # a hint, not the value
+    # 3: the real DataLoader with shuffle=True and drop_last=True drops a different 158 each epoch
+    g = torch.Generator().manual_seed(1)
+    kept = [set(torch.cat(list(torch.utils.data.DataLoader(range(1438), batch_size=256, shuffle=True, drop_last=True,
+                                                          generator=g))).tolist()) for _ in range(2)]
+    assert [1438 - len(k) for k in kept] == [158, 158] and kept[0] != kept[1]
+    assert check('accumulate/drop-last-shuffled', 'b').correct and not check('accumulate/drop-last-shuffled', 'a').correct
 
 
 def test_05a_exercises_accept_the_solution_and_explain_wrong_answers():
     from lossnotes.course.exercises import check
+    import lossnotes.lessons.accumulation_ddp as lesson
     from lossnotes.lessons.accumulation_ddp import EXERCISES
-    assert set(EXERCISES) == {'accumulation-divisor', 'ddp-padded-loss', 'naive-accumulated-loss'}
-    assert check('accumulation_ddp/accumulation-divisor', 'c').correct
-    wrong = check('accumulation_ddp/accumulation-divisor', 'a')
-    assert not wrong.correct and 'mean of the micro-batch means' in wrong.message
-    assert 'real tokens' not in repr(EXERCISES['accumulation-divisor']['feedback'])  # sealed
-    # the reported padded loss, against the real sampler: item 0 (loss 19) twice among ten
-    idx = [i for r in range(2) for i in DistributedSampler(range(9), num_replicas=2, rank=r, shuffle=False)]
-    assert sorted(idx) == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
-    assert check('accumulation_ddp/ddp-padded-loss', (2 * 19 + 8) / 10).correct
-    assert 'nine real items' in check('accumulation_ddp/ddp-padded-loss', 27 / 9).hint
-    # the naive recipe's loss, by autograd: its gradient is the gradient of (mean_A + mean_B) / 2
+    assert set(EXERCISES) == {'ddp-token-divisor', 'ddp-drop-last-loss', 'validation-under-accumulation'}
+    assert 'EXERCISES' not in lesson.__all__ and not [n for n in dir(lesson) if n in ('_padded_demo_loss', '_naive_window_loss')]
+    assert all(not callable(s.get('answer')) for s in EXERCISES.values())
+    # 1: DDP's average of two ranks' (summed loss / D) has the gradient of the mean over all tokens only at D = 200
     w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
-    a, b = w * torch.full((30,), 2.0, dtype=torch.float64), w * torch.full((10,), 4.0, dtype=torch.float64)
-    (a.mean() / 2).backward(); (b.mean() / 2).backward()
-    assert check('accumulation_ddp/naive-accumulated-loss', w.grad.item()).correct  # d/dw of w * loss is the loss
-    assert 'per-token mean' in check('accumulation_ddp/naive-accumulated-loss', 2.5).hint
+    tok = [torch.rand(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n)) for n in (300, 100)]
+    ref = torch.cat(tok).mean().item()
+    ddp = lambda d: sum(torch.autograd.grad((w * t).sum() / d, w)[0] for t in tok).item() / 2
+    assert ddp(200) == pytest.approx(ref, rel=1e-14) and ddp(400) != pytest.approx(ref, rel=1e-3)
+    assert check('accumulation_ddp/ddp-token-divisor', 200).correct
+    assert not check('accumulation_ddp/ddp-token-divisor', 400).correct and not check('accumulation_ddp/ddp-token-divisor', 300).correct
+    # 2: the real sampler with shuffle and drop_last, all ranks' items
+    seen = [i for r in range(4) for i in DistributedSampler(range(10), num_replicas=4, rank=r, shuffle=True, seed=0, drop_last=True)]
+    assert len(seen) == 8 and check('accumulation_ddp/ddp-drop-last-loss', sum(seen) / len(seen)).correct
+    assert not check('accumulation_ddp/ddp-drop-last-loss', 4.5).correct  # the mean over all ten items
+    # 3: validation under accumulation on the lesson's weights, against a whole-batch cross-entropy
+    from lossnotes.lessons.accumulate import digits_classifier
+    from lossnotes.lessons.data import digits
+    x, y, _, _ = digits(dtype=torch.float64)
+    W0 = digits_classifier()
+    with torch.no_grad():
+        copied = sum(torch.nn.functional.cross_entropy(xb @ W0, yb) for xb, yb in zip(x[:206].split(64), y[:206].split(64))) / 4
+        per_item = torch.nn.functional.cross_entropy(x[:206] @ W0, y[:206])
+    pct = 100 * (copied / per_item - 1).item()
+    assert check('accumulation_ddp/validation-under-accumulation', pct).correct
+    assert 'sign' in check('accumulation_ddp/validation-under-accumulation', -pct).message.lower()
 
 
 # --- a real loop's manners: inference mode, a forgotten reset, merging, broadcast weights ----------------------
@@ -679,3 +703,51 @@ def test_explorer_sorted_order_shows_the_mean_of_averages_failing():
     assert abs(loader['mean_of_averages'] / loader['per_item_mean'] - 1) < 0.01
     with pytest.raises(ValueError, match=r"order must be one of \['loader', 'sorted'\], got 'shuffled'"):
         explorer_losses(1438, 'shuffled')
+
+
+def test_a_one_element_loss_without_n_warns_and_n_1_silences_it():
+    "A batch mean reshaped to (1,) would count a whole batch as one item: the meter warns; n=1 says it is one item."
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    for reshaped in (lambda l: l.unsqueeze(0), lambda l: l.view(1), lambda l: l.reshape(1)):
+        m = LossMeter()
+        with pytest.warns(RuntimeWarning, match=r'loss has shape \(1,\) and no n'):
+            m.update(reshaped(torch.nn.functional.cross_entropy(model(x), y)))
+        assert m.count == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        m = LossMeter()
+        m.update(torch.tensor([3.0]), n=1)  # a one-item batch, said so
+        m.update(torch.tensor([3.0]))  # a one-item batch of per-item losses (not a view of a 0-d mean): no warning
+        m.update(torch.nn.functional.cross_entropy(model(x[:1]), y[:1], reduction='none')[-1:])
+        m.update(torch.stack([torch.tensor(3.0)]))  # cannot be told from per-item losses: counted silently
+        m.update(torch.tensor(3.0), n=8)  # the 0-d mean with its n: the fix the warning names
+        m.update(torch.tensor([1.0, 2.0]))  # (2,): per-item losses, no warning
+        assert m.count == 14
+        ce = torch.nn.functional.cross_entropy(model(x[:1]), y[:1]).item()
+        assert m.compute().item() == pytest.approx((3.0 + 24.0 + 3.0 + 3.0 + ce + 3.0) / 14, rel=1e-12)
+    with torch.inference_mode():  # views are not tracked there: documented as counted silently
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            LossMeter().update(torch.tensor(2.0).view(1))
+
+
+def test_merge_into_a_fresh_meter_adopts_the_other_device():
+    "A meter that saw no tensor takes the other meter's device in merge, instead of moving the totals to the CPU."
+    other = LossMeter(device='meta')
+    fresh = LossMeter()
+    fresh.merge(other)
+    assert fresh.loss_sum.device.type == 'meta' and fresh.count == 0
+    cpu = LossMeter(); cpu.update(torch.tensor([1.0, 2.0]))
+    fresh2 = LossMeter(); fresh2.update(4.0, n=2)  # numbers only: the state is not created yet
+    fresh2.merge(cpu)
+    assert fresh2.compute().item() == pytest.approx(11.0 / 4, rel=1e-15)
+    with pytest.raises(ValueError, match="cannot be moved to this meter's device"):
+        LossMeter(device='cpu').merge(LossMeter(device='meta'))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_merge_into_a_fresh_meter_keeps_cuda_totals_on_cuda():
+    c = LossMeter(); c.update(torch.tensor([1.0, 3.0], device='cuda'))
+    fresh = LossMeter().merge(c)
+    assert fresh.loss_sum.device.type == 'cuda' and fresh.compute().item() == 2.0
