@@ -12,7 +12,7 @@ import run as bench_run  # noqa: E402
 
 
 def test_every_topic_with_a_benchmark_has_one():
-    assert {'course', 'sliders', 'ema', 'batchnorm', 'accumulate'} <= set(bench_run.topics())
+    assert {'course', 'sliders', 'site', 'ema', 'batchnorm', 'accumulate'} <= set(bench_run.topics())
 
 
 @pytest.mark.slow
