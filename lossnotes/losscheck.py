@@ -22,7 +22,10 @@ __all__ = ['CHECKS', 'TASKS', 'soft_accuracy', 'mse_on_probabilities', 'Check', 
 def _describe(x) -> str:
     "How a received value is shown in an error message."
     if isinstance(x, torch.Tensor): return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype} on {x.device}"
-    return f"{x!r} of type {type(x).__name__}"
+    r = repr(x)
+    if len(r) > 80 and hasattr(x, 'shape') and hasattr(x, 'dtype'):  # a NumPy array: its repr runs to kilobytes
+        return f"an array of shape {tuple(x.shape)} and dtype {x.dtype} of type {type(x).__name__}"
+    return f"{r if len(r) <= 80 else r[:77] + '...'} of type {type(x).__name__}"
 
 def _check_class_args(logits, target, logits_name: str = 'logits', target_name: str = 'target',
                       values: bool = True, # also check the class indices' range (one host sync)
@@ -249,9 +252,11 @@ def _evaluate(loss_fn, pred, target, where: str = 'example') -> tuple:
     with torch.enable_grad():
         try: out = loss_fn(p, target.detach().clone())
         except Exception as e:
-            hint = ('' if where == 'example' else '; the example itself was fine, but check_loss also probes random '
-                    'and extreme predictions, so a loss that only accepts probabilities must be given logits, e.g. '
+            wrap = ('a loss that only accepts probabilities must be given logits, e.g. '
                     '`lambda z, y: F.binary_cross_entropy(torch.sigmoid(z), y)`')
+            hint = (f'; the example itself was fine, but check_loss also probes random and extreme predictions, so {wrap}'
+                    if where != 'example' else f'; check_loss probes random and extreme predictions, so {wrap}'
+                    if 'between 0 and 1' in str(e) else '')
             raise ValueError(f"loss_fn raised {type(e).__name__} at the {where}: {e}{hint}") from e
         if not isinstance(out, torch.Tensor):
             why = (': .item() or float() turned the loss into a Python number, which carries no gradient'
@@ -318,7 +323,13 @@ def _check_example(pred, target, task,
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
     if pred.numel() == 0:
         raise ValueError(f"pred of shape {tuple(pred.shape)} is empty: check_loss needs at least one example")
-    if task == 'classification': _check_class_args(pred, target, 'pred', 'target', ignore_index=ignore_index)
+    if task == 'classification':
+        try: _check_class_args(pred, target, 'pred', 'target', ignore_index=ignore_index)
+        except ValueError as e:
+            if target.shape != pred.shape or target.is_floating_point(): raise
+            raise ValueError(f"{e}; an integer target of pred's shape looks like binary or one-hot labels: a loss on "
+                             f"labels for logits (F.binary_cross_entropy_with_logits) needs them as floats, "
+                             f"target.float(), and F.cross_entropy needs class indices, target.argmax(1)") from None
     else:
         if not target.is_floating_point():
             raise TypeError(f"target must be a floating-point tensor for task={task!r}, got {_describe(target)}")
@@ -414,9 +425,8 @@ def _check_minimum_regression(loss_fn, pred, target, value, s, gen,
                 if sign == 1: slopes.append((h, (v - v0) / h))
             rising += up
     if worst < -tol or value < v0 - tol:
-        below = min(worst + v0, value)
-        return Check('minimum at target', False, f'The loss is {_fmt(below)} at a prediction near the target but '
-                                                 f'{_fmt(v0)} at pred = target: the target is not its minimum.')
+        where = 'at the example' if value < worst + v0 else 'at a prediction near the target'
+        return _minimum_elsewhere(loss_fn, t, target, v0, min(worst + v0, value), where, 'regression')
     if rising == 0 and all(abs(v - v0) <= tol for v in (value, *seen) if math.isfinite(v)):  # flat everywhere probed
         return Check('minimum at target', False, f'The loss is {_fmt(v0)} at pred = target, at the example and at all '
                                                  f'{32 + len(seen)} other points probed: it does not change with pred, '
@@ -534,12 +544,96 @@ def _check_minimum_soft(loss_fn, pred, target, value, gen) -> Check:
         for h in (1e-1, -1e-1, 1e-2, -1e-2): worst = min(worst, _evaluate(loss_fn, z + h * d, target, 'logits near log(target)')[0] - v0)
     tol = 1e-6 * max(abs(v0), 1.0)
     if worst < -tol or value < v0 - tol:
-        return Check('minimum at target', False, f'The loss is {_fmt(min(worst + v0, value))} at logits near log(target) '
-                                                 f'but {_fmt(v0)} where softmax(pred) equals the target: the soft target '
-                                                 f'is not its minimum.')
+        where = 'at the example' if value < worst + v0 else 'at logits near log(target)'
+        return _minimum_elsewhere(loss_fn, z, target, v0, min(worst + v0, value), where, 'soft classification')
     return Check('minimum at target', True, f'Finite minimum by design: lowest ({_fmt(v0)}, vs {_fmt(value)} at the example) '
                                              f'at logits = log(target), where softmax(pred) equals the soft target, and '
                                              f'higher in all 16 random directions around it, as soft targets do.')
+
+# %% ../nbs/reference/losscheck.ipynb #b7e1c0de
+def _widened(loss_fn, x, target) -> tuple:
+    "(x, target, dtype) in float64 when loss_fn accepts it (finite differences need the digits), else as given."
+    t64 = target.double() if target.is_floating_point() else target
+    try:
+        _evaluate(loss_fn, x.double(), t64, 'example in float64')
+        return x.double(), t64, torch.float64
+    except (TypeError, ValueError): return x, target, x.dtype  # e.g. float32 constants inside the loss
+
+def _lbfgs(loss_fn, x0, target, iters: int = 100) -> tuple:
+    "(value, point) where L-BFGS, started at `x0`, finds the loss lowest (float64 when the loss accepts it)."
+    x, t, dt = _widened(loss_fn, x0, target)
+    if dt in (torch.float16, torch.bfloat16): x, t = x.float(), (t.float() if t.is_floating_point() else t)
+    x = x.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            out = loss_fn(x, t.clone()).sum()
+            out.backward()
+        return out
+    try: opt.step(closure)
+    except Exception: return math.nan, x.detach(), t  # a loss that refuses some values: no verdict from here
+    return _evaluate(loss_fn, x.detach(), t, 'lowest point found')[0], x.detach(), t
+
+def _minimum_elsewhere(loss_fn, x_t, target, v0: float, below: float, where: str, task: str) -> Check:
+    "The loss is below v0 (its value at the target point x_t): find its lowest point and say what it is."
+    v, x, t = _lbfgs(loss_fn, x_t, target)
+    plain = Check('minimum at target', False, f'The loss is {_fmt(below)} {where} but {_fmt(v0)} at '
+                                              f'{"pred = target" if task == "regression" else "logits = log(target)"}: '
+                                              f'the target is not its minimum.')
+    if not math.isfinite(v) or not bool(torch.isfinite(x).all()) or v > below: return plain  # e.g. a maximum at x_t
+    x_t = x_t.to(x.dtype)
+    d = x - x_t
+    far = [_evaluate(loss_fn, x_t + k * d, t, 'beyond the lowest point found')[0] for k in (10.0, 100.0)]
+    tol = 1e-6 * max(abs(v), 1.0)
+    if all(map(math.isfinite, far)) and v - far[0] > tol and far[0] - far[1] >= 0.9 * (v - far[0]):
+        return Check('minimum at target', False, f'The loss is {_fmt(v0)} at the target and keeps falling away from '
+                                                 f'it without levelling off ({_fmt(v)}, then {_fmt(far[0])} and '
+                                                 f'{_fmt(far[1])} 10x and 100x as far): it is unbounded below (a sign '
+                                                 f'error?), so training never settles.')
+    if task == 'regression':
+        tt = x_t.flatten().double(); xx = x.flatten().double()
+        c = float(xx @ tt / (tt @ tt)) if float(tt @ tt) > 0 else math.nan
+        pos = tt > 0
+        if math.isfinite(c) and float((xx - c * tt).norm()) <= 0.02 * float(xx.norm()) and 0.5 <= c <= 1.5:
+            return Check('minimum at target', True, f'Lowest ({_fmt(v)}) at pred = {c:.3g} x target, not at pred = '
+                                                    f'target ({_fmt(v0)}): a finite minimum near the target, as a penalty '
+                                                    f'on pred (e.g. + lambda * pred**2) gives. By design? If not, the '
+                                                    f'model learns {c:.3g} x the target.', warning=True)
+        if bool(pos.any()) and float((xx[pos] - tt[pos].log()).abs().max()) <= 1e-2 * max(1.0, float(tt[pos].log().abs().max())):
+            return Check('minimum at target', True, f'Lowest ({_fmt(v)}) at pred = log(target) (where the target is '
+                                                    f'> 0), not at pred = target ({_fmt(v0)}): the loss takes the log '
+                                                    f'of the prediction, as F.poisson_nll_loss with log_input=True '
+                                                    f'does; the model then predicts log(target). By design? If not, '
+                                                    f'pass log_input=False.', warning=True)
+        return Check('minimum at target', False, f'The loss is {_fmt(v0)} at pred = target but {_fmt(below)} {where}, '
+                                                 f'and lowest ({_fmt(v)}) at a finite prediction whose mean distance '
+                                                 f'from the target is {_fmt(float(d.abs().mean()))}: the target is not '
+                                                 f'its minimum.')
+    keep = target.detach().to(torch.float64) > 1e-6  # log(target) is meaningful there
+    zc = (x.double() - x.double().mean(1, keepdim=True))[keep]  # the softmax ignores a constant per row
+    qc = (x_t.double() - x_t.double().mean(1, keepdim=True))[keep] if bool(keep.all()) else None
+    if qc is not None and float(qc @ qc) > 0:
+        T = float(zc @ qc / (qc @ qc))
+        if T > 0 and float((zc - T * qc).norm()) <= 0.02 * float(zc.norm()):
+            return Check('minimum at target', True, f'Lowest ({_fmt(v)}) at logits = {T:.3g} x log(target), where '
+                                                    f'softmax(pred / {T:.3g}) equals the soft target, not at logits = '
+                                                    f'log(target) ({_fmt(v0)}): a temperature, as knowledge '
+                                                    f'distillation uses. By design? The student matches the teacher at '
+                                                    f'temperature {T:.3g}.', warning=True)
+    p, q = F.softmax(x.double(), 1), target.detach().double()
+    gap, u = float((p - q).abs().max()), torch.full_like(q, 1 / q.shape[1]) - q  # label smoothing: p = q + eps (1/C - q)
+    eps = float(((p - q) * u).sum() / (u * u).sum()) if float((u * u).sum()) > 0 else math.nan
+    if 0 < eps <= 0.5 and float((p - q - eps * u).norm()) <= 0.02 * float((p - q).norm()):
+        return Check('minimum at target', True, f'Lowest ({_fmt(v)}) where softmax(pred) = (1 - {eps:.3g}) target + '
+                                                f'{eps:.3g} / C, near, not at, the soft target (largest difference '
+                                                f'{gap:.3g}; {_fmt(v0)} at logits = log(target)): a finite minimum by '
+                                                f'design, as label smoothing {eps:.3g} on soft targets gives.',
+                     warning=True)
+    return Check('minimum at target', False, f'The loss is {_fmt(v0)} where softmax(pred) equals the target but lowest '
+                                             f'({_fmt(v)}) where softmax(pred) differs from it by up to {gap:.3g}: the '
+                                             f'soft target is not its minimum.')
+
 
 # %% ../nbs/reference/losscheck.ipynb #cea8dd15
 def _check_gradient(results: list, v_min: float,
@@ -579,14 +673,6 @@ def _check_gradient(results: list, v_min: float,
                                                 + (f' {saturated}' if saturated else ''), warning=bool(saturated))
 
 # %% ../nbs/reference/losscheck.ipynb #c1e07c03
-def _widened(loss_fn, x, target) -> tuple:
-    "(x, target, dtype) in float64 when loss_fn accepts it (finite differences need the digits), else as given."
-    t64 = target.double() if target.is_floating_point() else target
-    try:
-        _evaluate(loss_fn, x.double(), t64, 'example in float64')
-        return x.double(), t64, torch.float64
-    except (TypeError, ValueError): return x, target, x.dtype  # e.g. float32 constants inside the loss
-
 def _slope_mismatch(loss_fn, points: list, # [(label, pred)]: where to compare
                     target, gen: torch.Generator, n_dirs: int = 3) -> str:
     "'' when autograd's gradient matches the one-sided finite-difference slopes of the loss value, else the numbers."
@@ -649,8 +735,9 @@ def _check_batch(loss_fn, pred, target, value) -> Check:
         return Check('batch-size consistent', False, f'{e}; pass batch_consistency=False if loss_fn only takes one '
                                                      f'batch size.')
     if not (math.isfinite(value) and math.isfinite(v2)):
-        return Check('batch-size consistent', False, f'The loss is {_fmt(value)} on the batch and {_fmt(v2)} on the '
-                                                     f'batch repeated twice, so its reduction cannot be judged.')
+        return Check('batch-size consistent', True, f'Cannot be judged: the loss is {_fmt(value)} on the batch and '
+                                                    f'{_fmt(v2)} on the batch repeated twice (the finite check says '
+                                                    f'why), so its reduction is unknown.', warning=True)
     if math.isclose(v2, value, rel_tol=1e-5, abs_tol=1e-7):
         return Check('batch-size consistent', True, f'The batch repeated twice gives the same loss '
                                                      f'({_fmt(v2)} vs {_fmt(value)}): a mean.')
@@ -664,6 +751,19 @@ def _check_batch(loss_fn, pred, target, value) -> Check:
     return Check('batch-size consistent', False, f'The batch repeated twice gives {_fmt(v2)} instead of {_fmt(value)} '
                                                  f'({v2 / value if value else math.inf:.3g}x): neither a mean (1x) nor a '
                                                  f'sum (2x), so the loss depends on the batch size in an unusual way.')
+
+# %% ../nbs/reference/losscheck.ipynb #b7e1c0df
+def _random_report(name, task, value, again, batch_consistency) -> LossReport:
+    "The report on a loss that gives two values at one example: random, so no check can compare values."
+    why = (f'the loss gives {_fmt(value)} and then {_fmt(again)} at the same example: it is random (dropout or '
+           f'sampling inside it?), so no check here can compare its values')
+    checks = [Check('finite', True, f'Cannot be judged: {why}.', warning=True),
+              Check('minimum at target', False, f'{why[0].upper()}{why[1:]}; a random loss has no fixed minimum to train towards: make '
+                                                f'it deterministic (e.g. eval mode or a fixed mask) and check again.'),
+              Check('informative gradient', True, f'Cannot be judged: {why}.', warning=True)]
+    if batch_consistency: checks.append(Check('batch-size consistent', True, f'Cannot be judged: {why}.', warning=True))
+    return LossReport(name, task, value, checks)
+
 
 # %% ../nbs/reference/losscheck.ipynb #cbfbdcc3
 def _check_options(loss_fn, task, batch_consistency, n_probes, extreme, generator, name, ignore_index) -> tuple:
@@ -697,7 +797,8 @@ def _infer_task(loss_fn, pred, target, task, value, generator) -> tuple:
     if task is None and soft is not None and soft.passed: task = 'soft classification'
     binary = binary_tried = None
     if task == 'binary classification': binary = _check_minimum_binary(loss_fn, pred, target)[0]
-    elif task is None and _looks_binary(target):  # labels in [0, 1]: logits for them, or a regression onto them?
+    elif task is None and _looks_binary(target) and (soft is None or bool(((target == 0) | (target == 1)).all())):
+        # rows of probabilities summing to 1 are never binary labels; a one-hot 0/1 target may be (multi-label BCE)  # labels in [0, 1]: logits for them, or a regression onto them?
         check, lowest = _check_minimum_binary(loss_fn, pred, target)
         at_target, _ = _evaluate(loss_fn, target.detach().to(pred.dtype).expand_as(pred), target, 'prediction = target')
         if check.passed and lowest < at_target - 1e-6 * max(abs(at_target), 1.0):
@@ -715,7 +816,7 @@ def _infer_task(loss_fn, pred, target, task, value, generator) -> tuple:
 def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tensor
                pred: torch.Tensor, # an example batch of predictions: logits (N, C, ...) or regression outputs
                target: torch.Tensor, # class indices (an integer tensor) or regression targets (floating)
-               task: str | None = None, # 'classification', 'soft classification' or 'regression'; default: from target
+               task: str | None = None, # 'classification', 'soft classification', 'binary classification' or 'regression'; None: from target
                batch_consistency: bool = True, # check that the reduction does not grow with the batch size
                n_probes: int = 8, # random points near the example where value and gradient are checked
                extreme: tuple = (10.0, 100.0, 1000.0), # sizes of the extreme predictions probed
@@ -737,8 +838,12 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     constant fails; a loss already at its minimum all around the example warns, and so does a gradient that
     vanishes at a confident mistake, as with cross entropy applied to softmax outputs) and 'batch-size
     consistent' (the batch repeated twice gives the same loss; a sum passes with a warning,
-    since it scales the effective learning rate with the batch size). Inputs, the grad mode and the global
-    RNG are left as they were.
+    since it scales the effective learning rate with the batch size; a constant rescaling such as
+    `F.kl_div`'s reduction='mean' is invisible). A loss that gives two values at the example is reported as
+    random; a minimum off the target by design (a penalty on pred, a log-rate, a temperature, label smoothing)
+    passes with a warning that names it; a float16 or bfloat16 loss that overflows only at an extreme probe
+    where float32 is finite warns. Inputs and the grad mode are left as they were (inside
+    `torch.inference_mode()` it works with inference mode off); check_loss draws nothing from the global RNG.
 
     Parameters
     ----------
@@ -757,7 +862,8 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     task : {'classification', 'soft classification', 'binary classification', 'regression'} or None, default None
         None infers it from `target`: integer -> classification; floating -> soft classification when the
         target looks like class probabilities of `pred`'s shape and the loss is lowest at softmax(pred) =
-        target; binary classification when the target lies in [0, 1] and the loss is lower with the logits
+        target; binary classification when the target lies in [0, 1] (rows of probabilities are never read as
+        labels, a one-hot 0/1 target may be) and the loss is lower with the logits
         on the labels' side (+-30, logit(t) for a soft label t) than at pred = target; else regression. The
         report says when it read a floating target as probabilities or labels.
     batch_consistency : bool, default True
@@ -768,7 +874,7 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         Sizes of the extreme predictions probed, finite numbers > 0.
     generator : torch.Generator or None, default None
         A CPU generator for the probes. None uses a fresh generator seeded with 0, so the report is
-        reproducible; the global RNG is never used.
+        reproducible; check_loss never draws from the global RNG (a loss with dropout inside does).
     name : str or None, default None
         Name shown in the report; None uses `loss_fn.__name__`.
     ignore_index : int or None, default -100
@@ -805,17 +911,33 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
     >>> check_loss(F.binary_cross_entropy_with_logits, torch.randn(16), labels).task
     'binary classification'
     """
+    if torch.is_inference_mode_enabled():  # autograd is off there; the caller's tensors are only read (cloned)
+        with torch.inference_mode(False):
+            return check_loss(loss_fn, pred, target, task, batch_consistency, n_probes, extreme, generator, name,
+                              ignore_index)
     batch_consistency, extreme, generator = _check_options(loss_fn, task, batch_consistency, n_probes, extreme,
                                                            generator, name, ignore_index)
     task = _check_example(pred, target, task, ignore_index)
     if task == 'classification': target = target.long()
     name = name or getattr(loss_fn, '__name__', type(loss_fn).__name__)
     value, grad = _evaluate(loss_fn, pred, target)
+    again, _ = _evaluate(loss_fn, pred, target)
+    if not (value == again or math.isclose(value, again, rel_tol=1e-5, abs_tol=1e-7) or
+            not (math.isfinite(value) or math.isfinite(again))):
+        return _random_report(name, task or 'regression', value, again, batch_consistency)
     task, minimum, binary_tried = _infer_task(loss_fn, pred, target, task, value, generator)
     classification = task != 'regression'
     near, far, s = _probes(pred, target, classification, int(n_probes), extreme, generator)
     res_near = [('example', value, grad)] + [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in near]
     res_far = [(lbl, *_evaluate(loss_fn, p, target, lbl)) for lbl, p in far]
+    overflow = []  # half precision: extreme probes that overflow its range but are finite in float32
+    if pred.dtype in (torch.float16, torch.bfloat16):
+        t32 = target.float() if target.is_floating_point() else target
+        for k, ((lbl, p), (_, v, g)) in enumerate(zip(far, res_far)):
+            if not math.isfinite(v) or _bad_grad(g):
+                v32, g32 = _evaluate(loss_fn, p.float(), t32, lbl)
+                if math.isfinite(v32) and not _bad_grad(g32): overflow.append((k, lbl, v32))
+        res_far = [r for k, r in enumerate(res_far) if k not in {o[0] for o in overflow}]
     if task == 'soft classification':
         z_best = target.detach().to(pred.dtype).clamp_min(torch.finfo(pred.dtype).tiny).log()
         best = ('logits = log(target)', *_evaluate(loss_fn, z_best, target, 'logits = log(target)'))
@@ -844,7 +966,14 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         saturated = _saturation(loss_fn, target, *_target_path(pred, target, 30.0, ignore_index=ignore_index)[:2], 30.0, task)
     elif task == 'binary classification':
         saturated = _saturation(loss_fn, target, *_binary_path(pred, target, 30.0)[:2], 30.0, task)
-    checks = [_check_finite(res_near + res_far + [best], hint), minimum,
+    finite = _check_finite(res_near + [best], hint)
+    if finite.passed: finite = _check_finite(res_near + res_far + [best])  # zero targets: no excuse far away
+    if finite.passed and overflow:
+        finite.reason += (f' In {pred.dtype} the loss overflows at the {overflow[0][1]} (largest {pred.dtype} '
+                          f'{torch.finfo(pred.dtype).max:g}), where float32 gives {_fmt(overflow[0][2])}: the range of '
+                          f'{pred.dtype}, not the loss (autocast computes losses in float32).')
+        finite.warning = True
+    checks = [finite, minimum,
               _check_gradient(res_near, v_min, elsewhere, mismatch, saturated)]
     if batch_consistency: checks.append(_check_batch(loss_fn, pred, target, value))
     return LossReport(name, task, value, checks)

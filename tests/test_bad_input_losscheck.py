@@ -261,3 +261,31 @@ def test_bad_or_edge_input(name, call, expect):
     else:
         result = call()
         assert expect.test(result), f'{expect.what}: {result!r}'
+
+
+def test_numpy_pred_is_described_in_one_short_line():
+    z = torch.randn(64, 10)
+    with pytest.raises(TypeError) as e: check_loss(F.cross_entropy, z.numpy(), torch.randint(0, 10, (64,)))
+    msg = str(e.value)
+    assert msg == 'pred must be a floating-point torch.Tensor, got an array of shape (64, 10) and dtype float32 of type ndarray'
+    with pytest.raises(TypeError, match=r"got \[0, 1, 2, .*\.\.\. of type list"): check_loss(F.mse_loss, list(range(100)), z)
+
+
+@pytest.mark.parametrize('labels', ['binary', 'one-hot'])
+def test_long_labels_for_a_loss_on_labels_suggest_float(labels):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, generator=g) if labels == 'binary' else torch.randn(16, 4, generator=g)
+    y = torch.randint(0, 2, (16,), generator=g) if labels == 'binary' else F.one_hot(torch.arange(16) % 4, 4)
+    with pytest.raises(ValueError, match=r'do not fit.*needs them as floats, target\.float\(\)'):
+        check_loss(F.binary_cross_entropy_with_logits, z, y)
+    assert check_loss(F.binary_cross_entropy_with_logits, z, y.float()).task == 'binary classification'
+
+
+def test_probability_loss_given_logits_at_the_example_hints_sigmoid():
+    g = torch.Generator().manual_seed(0)
+    z, y = 2 * torch.randn(16, generator=g), (torch.rand(16, generator=g) > 0.5).float()
+    with pytest.raises(ValueError, match=r'raised RuntimeError at the example: .*between 0 and 1.*'
+                                         r'F\.binary_cross_entropy\(torch\.sigmoid\(z\), y\)'):
+        check_loss(F.binary_cross_entropy, z, y)
+    with pytest.raises(ValueError) as e: check_loss(lambda p, t: p.view(5, -1).mean(), z, y)  # another error: no hint
+    assert 'sigmoid' not in str(e.value)

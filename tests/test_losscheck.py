@@ -391,9 +391,24 @@ def test_exercises_reference_and_answers():
     assert not check('losscheck/weighted-nll', lambda z, y, w: F.cross_entropy(z, y, weight=w)).correct  # the weighted mean
     log_of_softmax = lambda z, y, w: (w[y] * -F.softmax(z, 1).log().gather(1, y[:, None]).squeeze(1)).mean()
     assert not check('losscheck/weighted-nll', log_of_softmax).correct  # inf on the large-logit case
-    assert check('losscheck/diagnose-inf', 'b').correct
-    for letter in 'acd': assert not check('losscheck/diagnose-inf', letter).correct
-    assert 'log(0)' not in repr(EXERCISES['diagnose-inf'])  # the options are sealed
+    inf = torch.log(torch.sigmoid(torch.tensor([200., -200., 0., 20.]))).isinf()  # the oracle: which logit gives inf
+    for letter, value, bad in zip('abcd', ('200', '-200', '0', '20'), inf.tolist()):
+        assert check('losscheck/diagnose-log-sigmoid', letter).correct == bad == check('losscheck/diagnose-log-sigmoid', value).correct
+    assert 'log(0)' not in repr(EXERCISES['diagnose-log-sigmoid'])  # the feedback is sealed
+    # batches of two, frequencies (0.9, 0.1), weights (1, 9): where the average gradient of F.cross_entropy(weight=) is zero
+    w2, b = torch.tensor([1., 9.], dtype=torch.float64), torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    batches = {(0, 0): 0.81, (0, 1): 0.18, (1, 1): 0.01}
+    opt = torch.optim.LBFGS([b], line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = sum(pr * F.cross_entropy(b.expand(2, 2), torch.tensor(bt), weight=w2) for bt, pr in batches.items())
+        loss.backward(); return loss
+    for _ in range(5): opt.step(closure)
+    p_rare = torch.softmax(b.detach(), 0)[1].item()
+    assert check('losscheck/batch-of-two', p_rare).correct and abs(p_rare - 0.172) < 1e-4
+    for wrong in (0.5, 0.1, 0.9): assert not check('losscheck/batch-of-two', wrong).correct  # sum / N, batch of one, the share
+    for name in ('percentage-constant', 'weighted-mean-grad', 'batch-of-two'):
+        assert str(EXERCISES[name]['answer']).startswith('sealed:'), name  # no answer-computing function in the module
 
 
 def test_plots():
@@ -767,3 +782,125 @@ def test_straight_through_loss_is_flagged_as_a_surrogate_gradient():
     c = check_loss(loss, p, y)['informative gradient']
     assert c.status == 'FAIL' and 'the loss changes by 0 per unit step' in c.reason, c.reason
     assert not _gradcheck_passes(lambda q: loss(q, y.double()), p)
+
+
+# ---------- minima off the target, random losses, inference mode, half precision ----------
+
+def _soft(n=64, c=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return 2 * torch.randn(n, c, generator=g), 3 * torch.randn(n, c, generator=g)
+
+
+def test_rebuilt_with_torch_tensor_fails_the_gradient_only():
+    z, y = _cls()
+    r = check_loss(lambda z, y: torch.tensor(F.cross_entropy(z, y).item()), z, y)
+    assert [c.status for c in r.checks] == ['pass', 'pass', 'FAIL', 'pass']
+    assert 'autograd finds no path' in r['informative gradient'].reason
+    assert [c.status for c in check_loss(lambda z, y: torch.tensor(1.0), z, y).checks] == ['pass', 'FAIL', 'FAIL', 'pass']
+
+
+@pytest.mark.parametrize('eps', [0.1, 0.3])
+def test_soft_targets_with_label_smoothing_are_never_binary(eps):
+    z, teacher = _soft()
+    q = F.softmax(teacher / 4, 1)
+    r = check_loss(lambda z, q: F.cross_entropy(z, q, label_smoothing=eps), z, q)
+    assert (r.task, r.ok, r['minimum at target'].status) == ('soft classification', True, 'warn')
+    # the optimum of cross entropy with the smoothed target (1 - eps) q + eps / C is softmax = that target
+    assert f'softmax(pred) = (1 - {eps:.3g}) target + {eps:.3g} / C' in r['minimum at target'].reason
+    best = ((1 - eps) * q + eps / 10).log()
+    lowest = float(r['minimum at target'].reason.split('Lowest (')[1].split(')')[0])
+    assert lowest == pytest.approx(F.cross_entropy(best, q, label_smoothing=eps).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize('T', [2.0, 4.0])
+def test_distillation_with_temperature_names_it(T):
+    z, teacher = _soft()
+    q = F.softmax(teacher / T, 1)
+    distill = lambda z, q: F.kl_div(F.log_softmax(z / T, 1), q, reduction='batchmean') * T ** 2
+    for task in (None, 'soft classification'):
+        r = check_loss(distill, z, q, task=task)
+        assert (r.task, r.ok, r['minimum at target'].status) == ('soft classification', True, 'warn')
+        assert f'logits = {T:.3g} x log(target)' in r['minimum at target'].reason
+    assert distill(T * q.log(), q).abs().item() < 1e-5  # the oracle: KL(q || q) = 0 at T log q
+
+
+@pytest.mark.parametrize('lam', [0.1, 0.25])
+def test_regularised_regression_names_the_shrunk_optimum(lam):
+    p, t = _reg()
+    r = check_loss(lambda p, t: F.mse_loss(p, t) + lam * (p ** 2).mean(), p, t)
+    assert (r.task, r.ok, r['minimum at target'].status) == ('regression', True, 'warn')
+    assert f'pred = {1 / (1 + lam):.3g} x target' in r['minimum at target'].reason  # 2(p - t) + 2 lam p = 0
+
+
+def test_poisson_log_input_names_log_space_and_no_zero_hint_far_away():
+    g = torch.Generator().manual_seed(1)
+    p, t = torch.randn(64, generator=g), torch.poisson(torch.full((64,), 3.0), generator=g)
+    assert int((t == 0).sum()) > 0
+    r = check_loss(F.poisson_nll_loss, p, t)
+    assert r['minimum at target'].status == 'warn' and 'pred = log(target)' in r['minimum at target'].reason
+    assert 'zero' not in r['finite'].reason  # its overflow at a log-rate of hundreds is not the zeros' fault
+    assert check_loss(lambda p, t: F.poisson_nll_loss(p, t, log_input=False), p.exp(), t)['minimum at target'].passed
+
+
+def test_sign_error_fails_and_quotes_the_value_where_it_was_seen():
+    p, t = _reg()
+    r = check_loss(lambda p, t: -F.mse_loss(p, t), p, t)
+    assert r['minimum at target'].status == 'FAIL'
+    want = f'{-F.mse_loss(p, t).item():.4g}'
+    assert r['minimum at target'].reason.startswith(f'The loss is {want} at the example but 0 at pred = target')
+
+
+def test_random_loss_is_reported_as_random():
+    z, y = _cls()
+    torch.manual_seed(0)
+    r = check_loss(lambda z, y: F.cross_entropy(F.dropout(z, 0.5), y), z, y)
+    assert [c.status for c in r.checks] == ['warn', 'FAIL', 'warn', 'warn'] and not r.ok
+    assert 'it is random' in r['minimum at target'].reason
+    assert all(c.reason.startswith('Cannot be judged') for c in r.checks if c.status == 'warn')
+
+
+def test_check_loss_inside_inference_mode():
+    z, y = _cls()
+    want = [c.status for c in check_loss(F.cross_entropy, z, y).checks]
+    with torch.inference_mode():
+        r = check_loss(F.cross_entropy, z, y)
+        zi = z * 1.0  # an inference tensor
+        r2 = check_loss(F.cross_entropy, zi, y)
+        assert torch.is_inference_mode_enabled()
+    assert [c.status for c in r.checks] == want == ['pass'] * 4 and r2.ok
+    assert r.value == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
+
+
+def test_half_precision_overflow_at_extreme_probes_warns():
+    g = torch.Generator().manual_seed(2)
+    p, t = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    r = check_loss(F.mse_loss, p.half(), t.half())
+    assert r.ok and r['finite'].status == 'warn' and 'the range of torch.float16' in r['finite'].reason
+    assert F.mse_loss(torch.full((4,), 300.0).half(), torch.zeros(4).half()).isinf()  # the oracle: 90000 > 65504
+    z, y = _cls(64, 10, 1)
+    assert check_loss(F.cross_entropy, z.half(), y).ok
+    # a loss that is not finite in float32 either still fails
+    assert check_loss(lambda z, y: -F.softmax(z, 1).log().gather(1, y[:, None]).mean(), z.half(), y)['finite'].status == 'FAIL'
+
+
+def test_batch_check_that_cannot_be_judged_warns():
+    p, t = torch.randn(8, generator=torch.Generator().manual_seed(0)), torch.arange(8.0)  # one zero target
+    r = check_loss(lambda p, t: ((p - t).abs() / t.abs()).mean(), p, t)
+    c = r['batch-size consistent']
+    assert c.status == 'warn' and c.reason.startswith('Cannot be judged') and r['finite'].status == 'FAIL'
+
+
+def test_blind_spots_documented():
+    "What the page says check_loss cannot see: a constant rescaling, and a detached term within the 5% tolerance."
+    z, teacher = _soft()
+    q = F.softmax(teacher, 1)
+    kl_mean = lambda z, q: F.kl_div(F.log_softmax(z, 1), q, reduction='mean')
+    kl_batch = lambda z, q: F.kl_div(F.log_softmax(z, 1), q, reduction='batchmean')
+    assert kl_mean(z, q).item() == pytest.approx(kl_batch(z, q).item() / 10, rel=1e-5)  # divides by N x C
+    assert check_loss(kl_mean, z, q)['batch-size consistent'].status == 'pass'
+    ce_over_c = lambda z, q: -(q * F.log_softmax(z, 1)).mean()
+    assert ce_over_c(z, q).item() == pytest.approx(F.cross_entropy(z, q).item() / 10, rel=1e-5)
+    assert check_loss(ce_over_c, z, q).ok
+    p, t = _reg()
+    r = check_loss(lambda p, t: F.mse_loss(p, t) + 0.01 * (p.detach() ** 2).mean(), p, t)
+    assert r['informative gradient'].status == 'pass'  # the slope is off by about 1%: inside the 5% tolerance
