@@ -384,8 +384,15 @@ def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     from lossnotes.course.exercises import check
     from lossnotes.lessons.gradtricks import EXERCISES
     assert 3 <= len(EXERCISES) <= 5
-    assert check('gradtricks/predict-sign', 3.0) and not check('gradtricks/predict-sign', -3.0)
-    assert check('gradtricks/cubic-doubling', 4.0)
+    e = torch.tensor([-3.0], requires_grad=True)
+    g, = torch.autograd.grad((e * e.detach() ** 2).sum(), e)  # the oracle: autograd on the exercise's loss
+    assert check('gradtricks/predict-sign', g.item()) and g.item() == 9.0
+    for wrong in (-9.0, -3.0, 27.0, 3.0): assert not check('gradtricks/predict-sign', wrong)  # sign, e*sg(e), e**3 whole, |e|
+    assert 'cannot be negative' in check('gradtricks/predict-sign', -3.0).hint  # the sign feedback fits every negative answer
+    assert str(EXERCISES['predict-sign']['answer']).startswith('sealed:')  # sealed, not recomputed by a function of the module
+    cubic = lambda q, t: irls_loss(q, t, p=3.0)
+    assert check('gradtricks/cubic-doubling', (grad_wrt(cubic, torch.tensor([6.0]), 0.0) / grad_wrt(cubic, torch.tensor([3.0]), 0.0)).item())
+    assert not callable(EXERCISES['cubic-doubling']['answer'])  # sealed, not recomputed by a function of the module
     for wrong in (2.0, 8.0, 16.0): assert not check('gradtricks/cubic-doubling', wrong)  # linear, the value's 2**3, the value's growth squared
     from lossnotes.lessons.data import digits
     x, y, _, _ = digits(); y = y.float()

@@ -246,24 +246,18 @@ def value_and_grad(fn: Callable, # fn(pred, target) -> a single-element loss
         return out.detach(), (torch.zeros_like(q) if g is None else g)
     return both
 
-def _cubic_growth() -> float:
-    "How much the gradient of |e|**3 / 3 grows when a single error goes from 3 to 6 (autograd)."
-    cubic = lambda q, t: irls_loss(q, t, p=3.0)
-    return (grad_wrt(cubic, torch.tensor([6.0]), 0.0) / grad_wrt(cubic, torch.tensor([3.0]), 0.0)).item()
-
 EXERCISES = {
-    'predict-sign': dict(kind='prediction', rtol=0.01, atol=0.0,
-        answer=lambda: grad_wrt(composition_loss('e*sg(|e|)', reduction='sum'), torch.tensor([-3.0]), torch.zeros(1)).item(),
-        sign='That is the gradient of e * e.detach(). Here the frozen factor is |e|, which has no sign; the factor '
-             'autograd differentiates, e, has derivative 1.',
-        factors=((2.0, 'That counts the product rule\'s two terms, as for e * e. The detached factor is a constant: '
-                       'only one term survives.'),),
-        hint='Only the factor that is not detached is differentiated; the detached one is a fixed number, here |e|.'),
-    'cubic-doubling': dict(kind='number', answer=_cubic_growth, rtol=1e-6, atol=0.0,
+    'predict-sign': dict(kind='prediction', salt='2113d458', answer='sealed:VOjFsdgBoA==', rtol=0.01, atol=0.0,
+        sign='The sign is wrong. The factor autograd differentiates, e, has derivative +1; the detached factor is '
+             'e.detach() ** 2, a positive number whatever the sign of e. Their product cannot be negative.',
+        factors=((3.0, 'That differentiates e**3 as a whole (the product rule\'s terms all counted). The detached '
+                       'factor is a constant: only one term survives.'),
+                 (1 / 3, 'That is the size of e. Here the frozen factor is e.detach() ** 2, not e.')),
+        hint='Only the factor that is not detached is differentiated.'),
+    'cubic-doubling': dict(kind='number', salt='8ac5ad9a', answer='sealed:b1ukiU6JIw==', rtol=1e-06, atol=0.0,
         factors=((2.0, 'That is the value\'s growth, 2**3. The gradient is the derivative, with one power of |e| fewer.'),
                  (0.5, 'That is the squared error\'s factor: the gradient of |e|**3 / 3 is e|e|, not linear in e.')),
-        hint='The value grows by 2**3, but the gradient is its derivative, with one power of |e| fewer. Measure it with '
-             'grad_wrt at e = 3 and e = 6.'),
-    'decay-for-quarter': dict(kind='prediction', salt='e99ff31d', answer='sealed:Q3tWz7N-g4ac', rtol=1e-06, atol=0.0, factors=((2.0, "That is the decay for e * e.detach() at twice the learning rate. This loss's gradient is a quarter of MSE's and its learning rate four times larger: the decay term must shrink by that same factor."), (4.0, "That is MSE's own decay: at four times the learning rate it would decay four times harder."), (16.0, 'The decay is multiplied by the learning rate, so it must shrink, not grow: which factor was the learning rate raised by?')), high='Too much decay: SGD adds weight_decay * param to the gradient and multiplies the sum by lr. What must the product lr * weight_decay equal?', low='Too little decay: SGD multiplies weight_decay * param by lr, like the gradient. What must lr * weight_decay equal?', hint="SGD steps by lr * (grad + weight_decay * param). Match each of the two terms with MSE's run."),
+        hint='Compare gradients, not values: differentiate first, then double the error.'),
+    'decay-for-quarter': dict(kind='prediction', salt='e99ff31d', answer='sealed:Q3tWz7N-g4ac', rtol=1e-06, atol=0.0, factors=((2.0, "That is the decay for e * e.detach() at twice the learning rate. This loss's gradient is a quarter of MSE's and its learning rate four times larger: the decay term must shrink by that same factor."), (4.0, "That is MSE's own decay: at four times the learning rate it would decay four times harder."), (16.0, 'The decay is multiplied by the learning rate, so it must shrink, not grow: which factor was the learning rate raised by?')), high='Too much decay: SGD adds weight_decay * param to the gradient and multiplies the sum by lr. What must the product lr * weight_decay equal?', low='Too little decay: SGD multiplies weight_decay * param by lr, like the gradient. What must lr * weight_decay equal?', hint="Write one SGD step with weight decay for each run and compare them term by term."),
     'diagnose-curve': dict(kind='choice', salt='89187511', options=('dd7c1bd3cf752722', 'f99b7f33d5c9bfd1', '073b3e0d81e43786', '306940b8db69ab85'), answer='312df548a81faef6', feedback=('sealed:fic1glV3vWraVx6z1zD10VODuG-FhvJrYgLvMw1X6PFIdIgRLdWLyN14-wvzpXynqPlKjqwafTMrWswBtjQIYFCTQ8P9Tp6Dq1eXMtgLcTHzsQErQYpyQKKinI0hMS3abu4aiHs7qE1fyRid1alD910WrhRV2_LLvOgdR5J-tec-R2lW85bOOIQ=', 'sealed:MYtYm_Wx_xweDz9IMruA0RKweyFXMLKsHPzBQz0HE8679htEiewh9qI_6z_fuX9Vzhsvq_xHWd823OLduuRsnU_lm5L_Uc9Wpsshr5fisSDNNTBtWlOA4OqQYTirCvt_5xdCAfd5I2TT8JRPrXxOO-fs84inlzy-HtjeJrRIj-w9NO5bW5vopdwegx7Vz16WSCOoJy9NuND1kqGBrQLCIfSEMyyiiLjhZLcaOqAMfe8HXtYoHz-K-7Ndu8cSVDouvs9VWJ6dfudcBHgApLg0pJodQ4OwV7xviiPo', 'sealed:rThQ6ogmWZaT1RviVDdssCFGUriHOZkdVnNW2GilcVYvh_fcY9fscnF8Q5B7i7fLZ0dBJtUO9wSt43MKGP9lrTzFUomO6XXGNfRVXFHu5zM=', 'sealed:Q07-EfXO452NpN1P2DJtf-45dgbSyyLjIazBP-E9C5T0v27DZFL9JtAPC6k2vnzjIMuj-DHQId8Qt_qq-IDsbiCKzm8EfRprTSo='), hint='Which of these can print a negative number at all? Then: which way does its gradient move a prediction that is below its target?'),
 }

@@ -369,34 +369,32 @@ def _weighted_cases() -> list:
     w = torch.linspace(0.5, 2.0, 10)
     return [(z, y, w), (50 * z, y, w), (z[:7], y[:7], torch.ones(10)), (z[y == y[0]], y[y == y[0]], w)]
 
-def _percentage_constant(targets=(1.0, 2.0, 4.0)) -> float:
-    "The constant c minimising mean |1 - c/y| over `targets`, on a grid of step 1e-4."
-    y, c = torch.tensor(targets, dtype=torch.float64), torch.arange(0, 50001, dtype=torch.float64) * 1e-4
-    return c[(1 - c[:, None] / y).abs().mean(1).argmin()].item()
-
-def _weighted_mean_grad() -> float:
-    "d F.cross_entropy(weight=[1, 1, 3]) / d z[0, 0] at zero logits, targets [0, 2, 2, 2]."
-    z = torch.zeros(4, 3, requires_grad=True)
-    loss = F.cross_entropy(z, torch.tensor([0, 2, 2, 2]), weight=torch.tensor([1., 1., 3.]))
-    return torch.autograd.grad(loss, z)[0][0, 0].item()
-
 EXERCISES = {
-    'percentage-constant': dict(kind='prediction', answer=_percentage_constant, rtol=0.02, atol=0.0,
+    'percentage-constant': dict(kind='prediction', salt='cc6815fe', answer='sealed:OttQu2GKxA==', rtol=0.02, atol=0.0,
         factors=((2.0, 'That is the median, L1\'s choice. This loss weights each example\'s pull by 1/y: the target 1 '
                        'pulls with slope 1, the targets 2 and 4 with 1/2 and 1/4 together.'),
                  (7 / 3, 'That is the mean, MSE\'s choice. This loss pulls each example with a constant slope 1/y, '
                          'whatever the size of the error.')),
         high='Above the smallest target, which pulls harder: the slope from the target 1 or the two from 2 and 4?',
         low='Below every target, all three slopes push c up.',
-        hint='Each example pulls on c with slope +-1/y: c stops where the pulls from above and below balance.'),
-    'weighted-mean-grad': dict(kind='number', answer=_weighted_mean_grad, rtol=1e-4, atol=0.0,
+        hint='How hard does each target pull on c, and does that depend on the size of the error?'),
+    'weighted-mean-grad': dict(kind='number', salt='0d370e40', answer='sealed:wCHDCm9vzmUvaKsDCoAj_F7NZH61-ihN', rtol=0.0001, atol=0.0,
         factors=((2.5, 'That divides by N = 4, the sum / N convention. PyTorch\'s mean divides by the batch\'s total '
                        'weight.'),
                  (1.5, 'At zero logits the target\'s probability is 1/3, not 0: cross entropy\'s gradient on the '
                        'target logit is -(1 - p).'),
                  (2.0, 'The divisor is the total weight of the examples in the batch, not the sum of the class weights.')),
         sign='Raising the target\'s logit lowers the loss: the derivative is negative.',
-        hint='Example 0 contributes weight 1 times -(1 - p); the mean divides by the weights of all four examples.'),
-    'weighted-nll': dict(kind='function', salt='d2290bbe', cases=_weighted_cases, expected='sealed:uywQJvIqZRSLnRiaUa1IT9C1KCHiunLoJ_-dB674OhQwABqqcQs3Lfq3VuZpaNAbVoyhS0qSM8llBS8vepXCX73vHYk4E9sQCe65GP1O-gQkxQmfWeJ1CsCdUvfPK9-Gzd6ODfz_Hux1tRsbBTYUQGQ4KNKdyo92LBmiiJN0H-fnhprFKfflV19I04dJUn9SixdN3VS8GdrhtP1av3X2-PqjbLLYLQHcZv8umxb5RMMaGcRWEF0DOwtD351juue-DMKwqgZNHwLtfw0N_sFdXmU=', rtol=1e-05, atol=1e-06, hint="Gather each row's log-probability of its class with F.log_softmax, weight it by weight[target], then divide the sum by the number of rows, not by the sum of the weights."),
-    'diagnose-inf': dict(kind='choice', salt='b7c20637', options=('7124802e8eeedd84', 'd2f4668cd17e19bf', '370932a1915fbcb1', '6d9af9f3eb2d6f52'), answer='94566e4404c40cea', feedback=('sealed:hPQ43rVgEIlnGurGCONFwol4mj9jzsbBQU_-pn0r-UBgZzO4Xe0rd9hpSlcOlazxFN0G7t3n0kQzYXsnqrWgCladWVrp9A8KD0RX0c_IfFB4fJ3Ydk8HwK9ECa8HUdPCDTzcuZoooYajVRPLjQ6HTOZNK6PNsj68hIqocUElTewRqlLomi6WieX6CrgChdjYBwZXvJUTcNeomk5KYluq2PdX6bjlZbOTUoKg5magTUMCo5zuhxCwYsqe884ToA==', 'sealed:JxyikXy77kmozdu2EruQGO4SYC5LzpYzI42ecK7sRMzyCpO-EeLBDbpB-HF_COKGpwiFtbqi4L6kWtJg8grjqEBj4g-M6geV9ARLpQiW9dyuKagdO2H8FPEtEsqurOncz3nyb4XhGDOpxTGOqWHCszNM1rxzAYARKVpFvKv6R7HHxg71R00_PJopcxqiFFkCNYOGq2zQ-qWNJTuFu1Ca8eoZRb5H', 'sealed:0cbli9xcCSHlANOz4WdEKbcJ4NqQjDSQOyj86mERt6hJWlqH5Wu_2FBT-WACGJZx52nSKU0nCI9CnbL7w_rMDVuP2z4rXHOev0tkHOvANe_NE9P3HBmIclk9QT3bmhCmZ_zI1PFvQVxMxeQ5SR2f-pt59Camk7TF2cGP9bHJvw==', 'sealed:uwqDislW5jyOrF7YfEKFXqTJw9cxmZTtJ3aXAdzahTJFy3Thmk8lPadTyCahvEv7tVJE3sbDhWpCKbLIpVI4DZIvbjVSvZ7lrKfrHfGCYevUkV_-h6G53jmTds0VnRAKcx-BWZo6smMDNHrWUaRl7F7joTF98lvUOpTjEGVFK4n5jwpyZVg6FftM5KnOc1LPjWD9fJxe'), hint="Compute F.softmax on the logits [200., 0.] in float32 and look at the loser's probability."),
+        hint='Write the weighted mean of this batch out as one fraction before you differentiate.'),
+    'weighted-nll': dict(kind='function', salt='d2290bbe', cases=_weighted_cases, expected='sealed:uywQJvIqZRSLnRiaUa1IT9C1KCHiunLoJ_-dB674OhQwABqqcQs3Lfq3VuZpaNAbVoyhS0qSM8llBS8vepXCX73vHYk4E9sQCe65GP1O-gQkxQmfWeJ1CsCdUvfPK9-Gzd6ODfz_Hux1tRsbBTYUQGQ4KNKdyo92LBmiiJN0H-fnhprFKfflV19I04dJUn9SixdN3VS8GdrhtP1av3X2-PqjbLLYLQHcZv8umxb5RMMaGcRWEF0DOwtD351juue-DMKwqgZNHwLtfw0N_sFdXmU=', rtol=1e-05, atol=1e-06, hint="Start from each row's own cross entropy; what matters is the weight each row gets and what the sum is divided by."),
+    'diagnose-log-sigmoid': dict(kind='choice', salt='dde18b52', options=('010ea67fbb42d2d4', '310c68a19ba19324', '36195e1aa86b40f8', 'a50ad367b4be409d'), answer='dc540f412ed4b510', feedback=('sealed:AvTOg8V8P4C87-whOC14i0fCHlHtwIf7oDGI1kzF34-BvdY1Iug3KG4iHLTgwuwKHBnhjTyVOlf2-w3NiNYqxf1wr22-IRPjU8Ne5B30vncWlqDSABbV12EIAAvZXzJHlKbmB0WQwvoeBFZEXCpxE7LFbL09enQw6YMiNeVP6RoTTkWneCfRwdcDuIWTocY=', 'sealed:BB2JFyE70nZ7hl07OZYpa48Lam93hUpMo8ZGoEuTKy9B46wjgF0KCz2mOSkxShhKcP5xb8uvMxLHJbYRlFRk3TS16X5XvO2V5wG00i6GYVeGFNZ66odlyvsLpDnyyDven45zLGiU8nRGmfnJvKYWPHIOmmeRCwVKwHTP2I9sZJ8Pzq2YRctG_YDbjXyE5v6LjCTG0JGK9jRWOXrHJKjehiwX8SjxkhuGaSZXCtxtUEEf7GQG2gYx-2t7Hvqxqfikg2WttHg_k9Kad7Zg0fIKCUp5FhZJzVjh6arccELdzKrG-lNvPV8-zl-cPIY=', 'sealed:LzZ8m14D30atWgwGGuA7WboP1uQM2E8QlR4Ti-MFfzcFmWg7-BACIEruVbA7O42crUIHq4CqKRgiKBt6bdSVd28=', 'sealed:w29nGZOCz9HoNNXgV4AQioaNJTE0q4-TFTwyRfYlWb5PYl-6i5DQ7wWA6ygfkS6mC56hC5fEL1RXO2qjZPJZkRw_4mFJJcar1sRGqi1XHUDuPlfIDfN1DykzRCFzYEnwOxqB3g=='), hint='Work out which side of sigmoid float32 can no longer tell from 0.'),
+    'batch-of-two': dict(kind='prediction', salt='c767bba7', answer='sealed:XhjW3Q6TIGFG', rtol=0.01, atol=0.0,
+        factors=((0.5 / 0.172, 'That is the optimum of sum / N (or of the full data set). Here each batch of two is divided '
+                               'by its own total weight.'),
+                 (0.1 / 0.172, 'That is what a batch of one gives, where the weights cancel. A batch of two can hold one '
+                               'example of each class.')),
+        high='Too high: a batch holding one example of each class gives the rare class 9/10 of its weight, but how often '
+             'does such a batch come?',
+        low='Too low: the weights do not cancel in a batch that holds both classes.',
+        hint='List the kinds of batch of two and how often each comes.'),
 }
