@@ -27,6 +27,12 @@ def _check_target(target, pred: torch.Tensor) -> None:
     classes = not target.is_floating_point() and target.dtype != torch.bool and pred.ndim >= 1 and target.shape in (
         pred.shape[:1] + pred.shape[2:], pred.shape[:-1])  # class indices, classes in dim 1 or last (nanoGPT's (B, T))
     if classes: return
+    if (not target.is_floating_point() and target.dtype != torch.bool and pred.ndim >= 2 and pred.shape[1] > 1
+            and target.shape == pred.shape[:1] + (1,) + pred.shape[2:]):
+        raise ValueError(f"target of shape {tuple(target.shape)} holds integers and would broadcast over the "
+                         f"{pred.shape[1]} columns of pred of shape {tuple(pred.shape)}: as class indices it needs "
+                         f"shape {tuple(pred.shape[:1] + pred.shape[2:])} (target.squeeze(1)); as values to regress "
+                         f"on, make it floating (target.float())")
     try: shape = torch.broadcast_shapes(pred.shape, target.shape)
     except RuntimeError: shape = None
     if shape != pred.shape:
@@ -52,7 +58,8 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
         Predictions: any shape, a floating-point dtype (float16, bfloat16, float32, float64), any device.
         ``pred``, its ``.grad`` and the graph it came from are left as they were.
     target : torch.Tensor or float
-        Second argument of ``loss_fn``, passed through unchanged except that a tensor is detached: a real number, a
+        Second argument of ``loss_fn``: a tensor is detached, a real number is passed as a tensor of ``pred``'s
+        shape, dtype and device filled with it (so ``F.mse_loss(pred, 0.0)`` works); a real number, a
         real tensor on ``pred``'s device (or 0-d on the CPU) that broadcasts to ``pred``'s shape without enlarging
         it, or integer class indices of shape ``(N, d1, ...)`` for ``pred`` ``(N, C, d1, ...)`` (``F.cross_entropy``)
         or ``pred.shape[:-1]`` (classes last, flattened by ``loss_fn``).
@@ -85,7 +92,8 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     check_tensor('pred', pred, floating=True)
     _check_target(target, pred)
     p = pred.detach().clone().requires_grad_(True)  # a leaf of our own: nothing reaches the caller's graph
-    t = target.detach() if isinstance(target, torch.Tensor) else target
+    # a number becomes a tensor of pred's shape: torch's losses (F.mse_loss) need a tensor target
+    t = target.detach() if isinstance(target, torch.Tensor) else torch.full_like(p, target).detach()
     with torch.enable_grad(): loss = loss_fn(p, t)
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"loss_fn must return a tensor, got {loss!r} of type {type(loss).__name__}")
@@ -139,7 +147,9 @@ def value_with_grad_of(value: torch.Tensor, # what the forward pass shows
         What the forward pass shows, exactly (NaN and inf included). A real tensor; its own graph is ignored.
     surrogate : torch.Tensor
         A real floating-point tensor whose gradient the backward pass uses; its value is never shown, so it may
-        be infinite or NaN. Must broadcast with ``value`` and live on its device (a 0-d CPU ``value`` is moved).
+        be infinite or NaN. Must broadcast with ``value`` to the shape of one of the two (a ``(3,)`` value with a
+        ``(3, 1)`` surrogate, which would give ``(3, 3)``, is refused) and live on its device (a 0-d CPU ``value``
+        is moved).
 
     Returns
     -------
@@ -153,7 +163,8 @@ def value_with_grad_of(value: torch.Tensor, # what the forward pass shows
     TypeError
         ``value`` or ``surrogate`` is not a real tensor, or ``surrogate`` is not floating-point.
     ValueError
-        The shapes do not broadcast, or the tensors are on different devices.
+        The shapes do not broadcast, or broadcast to a shape larger than both, or the tensors are on different
+        devices.
 
     Examples
     --------
@@ -169,6 +180,10 @@ def value_with_grad_of(value: torch.Tensor, # what the forward pass shows
     check_tensor('value', value); check_tensor('surrogate', surrogate, floating=True)
     value = _same_device('value', value, 'surrogate', surrogate)
     shape = _broadcast_shape('value', value, 'surrogate', surrogate)
+    if shape not in (value.shape, surrogate.shape):  # e.g. (N,) with (N, 1): an (N, N) loss, almost always a bug
+        raise ValueError(f"value of shape {tuple(value.shape)} and surrogate of shape {tuple(surrogate.shape)} would "
+                         f"broadcast to {tuple(shape)}, larger than both: make one of them the other's shape "
+                         f"(a missing squeeze?)")
     dtype = torch.promote_types(value.dtype, surrogate.dtype)
     return _ValueWithGradOf.apply(value.detach(), surrogate, shape, dtype)
 

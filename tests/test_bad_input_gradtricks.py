@@ -86,6 +86,9 @@ RAISES = [
     ('grad_wrt target (3,1) enlarges', lambda: grad_wrt(mse, Z3, torch.zeros(3, 1)), ValueError, "target of shape (3, 1) does not fit pred of shape (3,): it must broadcast to pred's shape without enlarging it"),
     ('grad_wrt target (4,) for (4,1)', lambda: grad_wrt(mse, torch.zeros(4, 1), torch.zeros(4)), ValueError, 'target of shape (4,) does not fit pred of shape (4, 1)'),
     ('grad_wrt class indices too long', lambda: grad_wrt(torch.nn.functional.cross_entropy, torch.zeros(4, 3), torch.zeros(5, dtype=torch.long)), ValueError, 'as an integer tensor of class indices, have shape (4,) or (4,)'),
+    ('grad_wrt int (4,1) target for (4,3) logits', lambda: grad_wrt(torch.nn.functional.cross_entropy, torch.zeros(4, 3), torch.zeros(4, 1, dtype=torch.long)), ValueError, 'target of shape (4, 1) holds integers and would broadcast over the 3 columns of pred of shape (4, 3): as class indices it needs shape (4,) (target.squeeze(1))'),
+    ('vwg shapes (3,) (3,1) enlarge', lambda: value_with_grad_of(Z3, torch.zeros(3, 1)), ValueError, 'value of shape (3,) and surrogate of shape (3, 1) would broadcast to (3, 3), larger than both'),
+    ('vwg shapes (3,1) (2,) enlarge', lambda: value_with_grad_of(torch.zeros(3, 1), torch.zeros(2)), ValueError, 'value of shape (3, 1) and surrogate of shape (2,) would broadcast to (3, 2), larger than both'),
     ('grad_wrt target on meta', lambda: grad_wrt(mse, Z3, torch.zeros(3, device='meta')), ValueError, 'target is on device meta but pred is on device cpu'),
     # value_with_grad_of
     ('vwg value=float', lambda: value_with_grad_of(1.0, Z3), TypeError, 'value must be a torch.Tensor, got 1.0'),
@@ -270,7 +273,7 @@ VWG_VALUES = [  # id, value, surrogate as a function of x, x, expected gradient 
     ('int value, float surrogate', T([1, 2]), lambda x: x * 5, T([0.0, 0.0], requires_grad=True), T([5.0, 5.0])),
     ('bool value', T([True, False]), lambda x: x, T([0.5, 0.5], requires_grad=True), T([1.0, 1.0])),
     ('float64 value, float32 surrogate', T(0.1, dtype=F64), lambda x: x * 4, T(1.0, requires_grad=True), T(4.0)),
-    ('broadcast (3,1) with (2,)', T([[5.0], [6.0], [7.0]]), lambda x: 3 * x, T([1.0, 2.0], requires_grad=True), T([9.0, 9.0])),
+    ('broadcast (3,2) with (2,)', T([[5.0, 5.0], [6.0, 6.0], [7.0, 7.0]]), lambda x: 3 * x, T([1.0, 2.0], requires_grad=True), T([9.0, 9.0])),
     ('0-d surrogate, (3,) value', T([1.0, 2.0, 3.0]), lambda x: x * x, T(2.0, requires_grad=True), T(12.0)),
     ('expanded surrogate', T([1.0, 2.0, 3.0]), lambda x: x.expand(3), T([4.0], requires_grad=True), T([3.0])),
     ('non-contiguous value', torch.arange(6.0).reshape(2, 3).t(), lambda x: x, torch.zeros(3, 2, requires_grad=True), torch.ones(3, 2)),

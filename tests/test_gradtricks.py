@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
@@ -518,3 +519,25 @@ def test_an_undetached_target_keeps_its_graph_either_way():
     w = net.weight.grad.clone()
     net.zero_grad(); net(x).exp().sum().backward()  # the oracle: the same backward on a fresh graph
     torch.testing.assert_close(w, net.weight.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('number', [0.0, 0.5, 2])
+def test_grad_wrt_accepts_a_number_target_for_torch_losses(number):
+    "A number target works with F.mse_loss and F.l1_loss (they need a tensor): the gradient is autograd's at that target."
+    pred = torch.tensor([1.0, 2.0, 4.0, -3.0])
+    want = 2 * (pred - number) / pred.numel()  # d/dp mean((p - c)^2)
+    torch.testing.assert_close(grad_wrt(F.mse_loss, pred, number), want, rtol=0, atol=1e-7)
+    torch.testing.assert_close(grad_wrt(F.l1_loss, pred, number), torch.sign(pred - number) / pred.numel(), rtol=0, atol=0)
+    p = pred.clone().requires_grad_(True)
+    ((p - number) ** 2).mean().backward()  # a hand-written loss: the same gradient as before
+    torch.testing.assert_close(grad_wrt(lambda q, t: ((q - t) ** 2).mean(), pred, number), p.grad)
+
+
+def test_mse_loss_only_warns_on_a_target_that_enlarges_the_loss():
+    "F.mse_loss with a (4,) prediction and a (4, 1) target warns and averages a (4, 4) difference; grad_wrt refuses it."
+    p, t = torch.tensor([0., 1., 2., 3.]), torch.tensor([0., 1., 2., 3.])
+    with pytest.warns(UserWarning, match='Using a target size'):
+        v = F.mse_loss(p, t[:, None])
+    assert v.item() == pytest.approx(((p[None, :] - t[:, None]) ** 2).mean().item())  # 5/2 (4 x 4 pairs), not 0
+    with pytest.raises(ValueError, match=r'target of shape \(4, 1\) does not fit pred of shape \(4,\)'):
+        grad_wrt(F.mse_loss, p, t[:, None])
