@@ -17,7 +17,7 @@ from ..accumulate import LossMeter, _item_losses, batch_means, epoch_summaries
 from .plotting import MISTAKE, RAW, TRUTH, get_ax, live, style
 
 # %% auto #0
-__all__ = ['SUMMARY_COLORS', 'EXPLORER_BATCH_SIZES', 'EXPLORER_SIZES', 'EXPLORER_ORDERS', 'EXERCISES', 'digits_classifier',
+__all__ = ['SUMMARY_COLORS', 'EXPLORER_BATCH_SIZES', 'EXPLORER_SIZES', 'EXPLORER_ORDERS', 'digits_classifier',
            'digits_item_losses', 'summary_errors', 'plot_summary_errors', 'train_epoch_losses', 'explorer_losses',
            'plot_batches', 'draw_explorer', 'explorer_parts']
 
@@ -107,7 +107,7 @@ def train_epoch_losses(batch_size: int, # training batch size
                        seed: int = 0, # seed of the initial weights and the shuffling
                        progress: bool = True, # show a progress bar over epochs
                       ) -> dict:
-    "Train a 64-32-10 MLP on the digits; per epoch, the four summaries of the training batch losses and a full-pass loss."
+    "Train a 64-32-10 MLP on the digits; per epoch, the four summaries of the training batch losses, a full-pass loss and the batch losses."
     from lossnotes.lessons.data import digits
     check_number('batch_size', batch_size, 1, integer=True)
     check_number('epochs', epochs, 1, integer=True)
@@ -117,7 +117,7 @@ def train_epoch_losses(batch_size: int, # training batch size
     model = _mlp(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
-    out = {k: [] for k in ('sum_of_averages', 'normalized_sum', 'mean_of_averages', 'per_item_mean', 'full_pass')}
+    out = {k: [] for k in ('sum_of_averages', 'normalized_sum', 'mean_of_averages', 'per_item_mean', 'full_pass', 'batch_losses')}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: one thread is fastest; the caller's setting is restored below
     try:
@@ -131,7 +131,8 @@ def train_epoch_losses(batch_size: int, # training batch size
             s = float(torch.stack(means).double().sum())  # one read per epoch
             with torch.no_grad(): full = float(F.cross_entropy(model(x), y))
             for k, v in dict(sum_of_averages=s, normalized_sum=batch_size * s, mean_of_averages=s / len(means),
-                             per_item_mean=float(meter.compute()), full_pass=full).items(): out[k].append(v)
+                             per_item_mean=float(meter.compute()), full_pass=full,
+                             batch_losses=tuple(torch.stack(means).double().tolist())).items(): out[k].append(v)
     finally:
         torch.set_num_threads(threads)
     return out
@@ -247,28 +248,8 @@ def explorer_parts() -> tuple:
     return draw_explorer, controls
 
 # %% ../../nbs/05_loss_accumulation.ipynb #b0489d66
-_POST = [4., 5., 2., 4., 3., 2., 3., 1.]
-
-def _exact_cases() -> list:
-    "Per-batch means and sizes: the post's losses at batch size 3, the digits at 100, one batch, two batches."
-    return [batch_means(_POST, 3), batch_means(digits_item_losses(), 100),
-            (torch.tensor([2.5]), torch.tensor([7])), (torch.tensor([1., 3.]), torch.tensor([1, 3]))]
-
-def _left_out(num_items: int = 10_000, batch_size: int = 3000) -> int:
-    "How many items a loader with drop_last=True never yields."
-    return num_items - epoch_summaries(torch.zeros(num_items), batch_size, drop_last=True)['num_items']
-
-EXERCISES = {
-    'predict-mean-of-averages': dict(
-        kind='prediction', answer=lambda: epoch_summaries(_POST, 5)['mean_of_averages'], rtol=0.005,
-        factors=((epoch_summaries(_POST, 5)['per_item_mean'] / epoch_summaries(_POST, 5)['mean_of_averages'],
-                  'That is the per-item mean, what an exact loop prints; the question asks for the mean of the two batch means.'),),
-        hint='Cut the eight losses into a batch of five and a batch of three, take each batch mean, then average '
-             'the two means: the short batch counts as much as the full one.'),
-    'exact-epoch-loss': dict(kind='function', salt='50366036', cases=_exact_cases, expected='sealed:CvaBehBqUfFhGLOR7UPP9c_GXdrSe1HrP6RsIIvf-PCKSR_QEq7v', rtol=1e-12, atol=0.0, hint='Multiply each batch mean by its size to get back the batch sum; divide the total by the number of items, not of batches.'),
-    'dropped-by-drop-last': dict(
-        kind='number', answer=lambda: _left_out(), rtol=0.0, atol=0.5,
-        factors=((9.0, 'That is how many images the loader does yield; the question asks how many it leaves out.'),
-                 (3.0, 'A full batch is 3000 images, but the last batch is not full: how many images are left after three batches?')),
-        hint='Count the full batches of 3000 in 10,000; drop_last throws away whatever is left.'),
+EXERCISES = {  # the sealed format of lossnotes.course.exercises: no answer in plain text, kept out of __all__
+    'shuffle-between-epochs': dict(kind='choice', salt='84922a7a', options=('11e5b524e8c7775b', '3722a37c63f9d833', '8fc34b96f7e0bd9e', 'f135bdca161a8e1e'), answer='18addada657b62ac', feedback=('sealed:zVlO2kdAXs6fvtbXng13SrP6Jyl1lrInutdHEVYGCyU4KB-FB2kwIQflimDaym_pQycWLsQdJvoRZPOUtUygfqdYq4c6QATe2dI8X9EAb-2YziOfbqz4hfMYzJU43pZdm858ddBwa-g7g_7B0-UgnJTQWO0s8eE5aP5XPaoyIfj-HqGiIBG3mXO9D-Zrmtuv5gJhSqtf-jheUbXKYpp48IkC2o_HfVQvW8Ch1LDSHKcVvCShgRUB4HeEfA==', 'sealed:2V7dSZg5OlFzvZddhJP9vcrnh27ODyj1l_Sjs-QJPmgXEP0JFeXj2AHmhPPmoWzQZHj9dcYTln3nukIsFWRMdThJV4ohNCW9rfiJtFJP-lmWOukyxXuHAEF_OzQ0_c3nyCY5Gq_krUW--OqB6KIzrOBOQbJRmChKrC9hYtllRI0k2nwooGX6tRDosl4W8xph6EdhtS0fQp8Fqw==', 'sealed:XNgsd2qDv7yNB_yeohIlxlwcU3-LJQy2f3KjZKC_g7ei6k14JJwhPHLk-vouxbQkssdPbvocu8eJVuisHflBlgvmOElkyA969f6LZhvV_i6AKaDQ6RSMQ3Z5sxqH7mbil3C6MqSXEsPgEBXUWrmSyDeovQMkJcg-I_NUupi56ofpknNwTW9OEAnUaKgMNIkRYgFO5OUBAS7jcgj9W0PRtpYADhU=', 'sealed:24adfK7IireMA6xNCQVlGHVz-D0V3VihxcsXtJbXNV5suH0HX5NfmP1dAWzc68MbMY7uLFKBkfPAw9vNGJ2DkN8l20r0guosLxHjz7kB1E4FAyP56vI3qi16Bd4SCMTURqRyyHXyahLOSwEiNlLJc6lhyP8Ty_GeHgIArAKFzrgUSqAHrw=='), hint='Which summaries depend on which items land in the short last batch?'),
+'sorted-validation': dict(kind='number', salt='185911be', answer='sealed:F28JK-Y0cP0cUAsaH2eE0eKEGYPU', rtol=0.01, high='Too high: measure the gap relative to the per-item mean, and count the items: the last batch holds 100 of the 1,000 images.', low='Too low: weigh each batch mean by its number of items for the per-item mean (the mean of averages weighs all four equally), and measure the gap relative to the per-item mean.', sign='The short batch has the highest mean and gets more than its share of the weight: is the mean of averages above or below the per-item mean?', hint='Compute both numbers from the four batch means and their sizes, then (mean of averages / per-item mean - 1) x 100.'),
+    'drop-last-shuffled': dict(kind='choice', salt='df594efb', options=('eb7ee16d11a0ec68', '9ef3fa0cf275e500', 'dbed2cc77d90b17b'), answer='59f351f0f65cc921', feedback=('sealed:bUZjI8uvIdY7Om7rpM4f-VMyrvom5zpa2MaqkOYCLEVibnEWB_SNcuJYrFU_IPWHSWZX8DuYfKQbtTkcLZvUP0of3Sfp5_AHZS1D9KSaV_WF199nfFMIQpAjap4wN2U_UYvrMoRTin6VXr3wVwKirHq1dGx8UuZlXLHSLp15cDoq7_RGWiExt2TkCwCjeqV6ACPfWb01mNCj64eNSDtiHINWpxNhGYcmjQ==', 'sealed:4KZt_7Klh3ovt2KVwpH7QjkUI3o73lACN4aeVpycPTI1d1K4h1o0EuUuZHDu2_gP9mHAraTjxAKWWUPz2fVsDq_jeOiSImb0cu2ves0y3EbBQiREld_mVRoO3r08tW_R2Dr__-Kx1LsxZRfUFe-hYptk7OLFMPe_gVuHnBZF5FgGySlC0Zoz6OKkhhP5mJA47tCbm8yYtMT5LA5URWzz261d5LeDVCfrIGBS', 'sealed:T7g9lZU7-w6e-Ko7DexXh__cxn8xckQX-gunA34vSEkuVv6KGQWZlVAUHkBw9gQqfCu4lZ2FF3bbffPqTztWo3lojpqRPOTQw8MMO6KPAOZBRQSDuOybBrp1paLDuybsfM4DXOu-C3x7NWu3J-aC'), hint='drop_last removes the end of the order the sampler produced this epoch. What decides that order?'),
 }
