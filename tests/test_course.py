@@ -411,3 +411,31 @@ def test_open_without_jupyterlab_says_what_to_install(tmp_path):
     r = subprocess.run([PY, '-m', 'lossnotes.course.build', 'course', str(tmp_path / 'c'), '--open'], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 1 and 'pip install "lossnotes[course]"' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+LEARNER_RUN = """
+import json, sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}}).execute()
+out = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs if o.get('output_type') == 'error']
+print(json.dumps({'errors': [f"{o['ename']}: {o['evalue']}" for o in out],
+                  'status': [t for c in nb.cells if c.cell_type == 'code' for o in c.outputs
+                             for t in [o.get('data', {}).get('text/html', '')] if 'lossnotes-feedback' in t]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / '.venv-course' / 'bin' / 'python').exists(), reason='no .venv-course: run bash scripts/course.sh once')
+@pytest.mark.parametrize('nb', LESSONS, ids=ids)
+def test_learner_version_runs_in_the_learner_environment(nb, course, tmp_path):
+    "Each lesson's learner version runs top to bottom in .venv-course (the course extra only), every check 'not yet'."
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPLBACKEND', 'VIRTUAL_ENV')}
+    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / 'rt'), JUPYTER_CONFIG_DIR=str(tmp_path / 'cfg'), JUPYTER_DATA_DIR=str(tmp_path / 'data'))
+    r = subprocess.run([str(ROOT / '.venv-course' / 'bin' / 'python'), '-c', LEARNER_RUN, str(course / nb.name), str(course)],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not result['errors'], result['errors']
+    assert all('data-status="not yet"' in s for s in result['status']), result['status']
+    if has_exercises(nb): assert len(result['status']) >= 3, result['status']
