@@ -968,6 +968,13 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
         saturated = _saturation(loss_fn, target, *_binary_path(pred, target, 30.0)[:2], 30.0, task)
     finite = _check_finite(res_near + [best], hint)
     if finite.passed: finite = _check_finite(res_near + res_far + [best])  # zero targets: no excuse far away
+    far_labels = [lbl for lbl, _ in far]
+    if (not finite.passed and task == 'regression' and 'at pred = log(target)' in minimum.reason
+            and any(f'At the {lbl},' in finite.reason for lbl in far_labels)):  # a log-space loss probed far out
+        top = math.log(torch.finfo(pred.dtype).max)
+        finite.reason = (finite.reason[:-1] + f': the minimum is at pred = log(target), so pred is a log (a log-rate '
+                         f'for F.poisson_nll_loss) and exp(pred) overflows {pred.dtype} above {top:.4g}. If the '
+                         f'model\'s outputs stay far below that, pass smaller sizes, e.g. extreme=(1.0, 3.0, 10.0).')
     if finite.passed and overflow:
         finite.reason += (f' In {pred.dtype} the loss overflows at the {overflow[0][1]} (largest {pred.dtype} '
                           f'{torch.finfo(pred.dtype).max:g}), where float32 gives {_fmt(overflow[0][2])}: the range of '

@@ -839,6 +839,9 @@ def test_poisson_log_input_names_log_space_and_no_zero_hint_far_away():
     r = check_loss(F.poisson_nll_loss, p, t)
     assert r['minimum at target'].status == 'warn' and 'pred = log(target)' in r['minimum at target'].reason
     assert 'zero' not in r['finite'].reason  # its overflow at a log-rate of hundreds is not the zeros' fault
+    assert r['finite'].status == 'FAIL' and f'overflows torch.float32 above {math.log(torch.finfo(torch.float32).max):.4g}' in r['finite'].reason
+    assert torch.tensor(89.0).exp().isinf() and torch.tensor(88.7).exp().isfinite()  # the oracle: float32's exp
+    assert check_loss(F.poisson_nll_loss, p, t, extreme=(1.0, 3.0, 10.0))['finite'].status == 'pass'
     assert check_loss(lambda p, t: F.poisson_nll_loss(p, t, log_input=False), p.exp(), t)['minimum at target'].passed
 
 
