@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import torch
 
 from ._checks import check_bool, check_number, check_tensor, progress_bar as _progress
-from .ema import ema, zero_lag, zero_lag_beta, _check_beta, _short, patch
+from .ema import ema, zero_lag, zero_lag_beta, _as_1d, _check_beta, _short, patch
 
 # %% auto #0
 __all__ = ['lr_schedule', 'steepest_lr', 'LRFinderResult', 'lr_range_test']
@@ -71,14 +71,22 @@ def steepest_lr(lrs, # (n,) learning rates
     Parameters
     ----------
     lrs : sequence or torch.Tensor
-        The (n,) learning rates, positive.
-    curve : torch.Tensor
-        The (n,) losses; only the leading finite part is used.
+        The (n,) learning rates, finite, positive and increasing over the part used.
+    curve : sequence or torch.Tensor
+        The (n,) losses, one per learning rate; only the leading finite part is used, which must hold at
+        least 2 points.
 
     Returns
     -------
     float
         The learning rate at the most negative slope.
+
+    Raises
+    ------
+    TypeError
+        ``lrs`` or ``curve`` is not a real 1-D sequence.
+    ValueError
+        They differ in length; fewer than 2 leading finite losses; learning rates not positive and increasing.
 
     Examples
     --------
@@ -86,8 +94,14 @@ def steepest_lr(lrs, # (n,) learning rates
     >>> steepest_lr(lrs, torch.tensor([2.0, 2.0, 1.0, 0.2, 0.1], dtype=torch.float64))
     0.01
     """
-    lrs = torch.as_tensor(lrs, dtype=torch.float64)
+    lrs, curve = _as_1d(lrs, 'lrs').to('cpu', torch.float64), _as_1d(curve, 'curve').to('cpu', torch.float64)
+    if len(lrs) != len(curve):
+        raise ValueError(f"lrs and curve must have one value per step, got {len(lrs)} learning rates and {len(curve)} losses")
     n = _finite_prefix(curve)
+    if n < 2:
+        raise ValueError(f"curve must start with at least 2 finite losses (a slope needs two points), got {n} of {len(curve)}")
+    if not bool(torch.isfinite(lrs[:n]).all()) or bool((lrs[:n] <= 0).any()) or bool((lrs[1:n] <= lrs[:n - 1]).any()):
+        raise ValueError(f"lrs must be finite, > 0 and increasing, got {_short(lrs[:n].tolist())}")
     return float(lrs[torch.gradient(curve[:n], spacing=(lrs[:n].log10(),))[0].argmin()])
 
 # %% ../nbs/reference/lr_find.ipynb #e26d01cb
@@ -197,24 +211,32 @@ def curve(self: LRFinderResult, kind: str = 'smoothed', # 'raw', 'smoothed' or '
     Returns
     -------
     torch.Tensor
-        (n,) float64, NaN after the first non-finite loss (except for ``'raw'`` and the test's own smoothing).
+        A new (n,) float64 tensor (a copy: writing to it leaves the record alone), NaN after the first
+        non-finite loss (except for ``'raw'`` and the test's own smoothing).
 
     Raises
     ------
     ValueError
-        ``kind`` is not one of the three, or ``beta`` is outside [0, 1).
+        ``kind`` is not one of the three, or ``beta`` is outside [0, 1); ``'zero_lag'`` on a record with a loss
+        <= 0 before its first non-finite one (it smooths the log loss).
     """
     if kind not in ('raw', 'smoothed', 'zero_lag'):
         raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
     beta = self.beta if beta is None else _check_beta(beta)
     if kind == 'zero_lag': beta = zero_lag_beta(beta)
-    if kind == 'raw': return self.losses
-    if kind == 'smoothed' and beta == self.beta: return self.smoothed
+    if kind == 'raw': return self.losses.clone()
+    if kind == 'smoothed' and beta == self.beta: return self.smoothed.clone()
     n = _finite_prefix(self.losses)
+    if kind == 'zero_lag':
+        low = (self.losses[:n] <= 0).nonzero()
+        if len(low):
+            i = int(low[0])
+            raise ValueError(f"kind='zero_lag' smooths the log of the loss and needs losses > 0, got "
+                             f"{float(self.losses[i])!r} at step {i}: read kind='smoothed' or 'raw' instead")
     out = torch.full_like(self.losses, float('nan'))
     if kind == 'smoothed': out[:n] = ema(self.losses[:n], beta)
     # in log space: a diverging loss grows exponentially and its noise is roughly proportional to it
-    else: out[:n] = zero_lag(self.losses[:n].clamp_min(1e-30).log(), beta).exp()
+    else: out[:n] = zero_lag(self.losses[:n].log(), beta).exp()
     return out
 
 # %% ../nbs/reference/lr_find.ipynb #ada062aa
@@ -225,7 +247,11 @@ def _pick(self: LRFinderResult, kind, beta, skip_start, skip_end) -> tuple:
     check_number('skip_end', skip_end, 0, integer=True)
     lrs, y = self.lrs[skip_start:max(0, len(y) - skip_end)], y[skip_start:max(0, len(y) - skip_end)]
     n = _finite_prefix(y)
-    if n < 2: raise ValueError(f"need at least 2 finite points after skipping, got {n}")
+    if n < 2:
+        kept = max(0, len(self.lrs) - skip_start - skip_end)
+        raise ValueError(f"need at least 2 finite points after skipping, got {n}: the record has {len(self.lrs)} steps, "
+                         f"skip_start={skip_start} and skip_end={skip_end} leave {kept}" +
+                         (f", of which the first {n} are finite" if kept else ''))
     return lrs[:n], y[:n]
 
 @patch
@@ -307,7 +333,11 @@ def plot(self: LRFinderResult, ax=None, # matplotlib Axes to draw on (None: a ne
          methods=('valley', 'steep', 'minimum'), # suggestions marked with a vertical line each
          **suggest_kwargs, # passed to `suggest` (kind, beta, skip_start, skip_end)
         ):
-    """Draw the raw and smoothed losses against the learning rate (log axis) and mark the suggestions; returns `ax`.
+    """Draw the raw losses and the curve the suggestions read (log lr axis), and mark the suggestions; returns `ax`.
+
+    The curve is ``curve(kind, beta)`` with the ``kind`` and ``beta`` given to `suggest` (default: the test's
+    smoothing); ``kind='raw'`` draws the raw losses alone. The y axis spans the finite raw losses from their
+    minimum to above their 90th percentile.
 
     Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
     Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
@@ -319,7 +349,11 @@ def plot(self: LRFinderResult, ax=None, # matplotlib Axes to draw on (None: a ne
     sugg = [(m, self.suggest(m, **suggest_kwargs)) for m in methods]  # raises before anything is drawn
     if ax is None: ax = plt.subplots(figsize=(6, 3.5))[1]
     ax.plot(lrs, self.losses.numpy(), color='#9e9e9e', lw=1, alpha=0.8, label='raw loss')
-    ax.plot(lrs, self.smoothed.numpy(), color='#1f77b4', lw=2, label=f'debiased EMA (beta={self.beta:g})')
+    kind, beta = suggest_kwargs.get('kind', 'smoothed'), suggest_kwargs.get('beta')
+    if kind != 'raw':  # the curve the suggestions were read from, not always the test's own smoothing
+        b = self.beta if beta is None else beta
+        label = f'debiased EMA (beta={b:g})' if kind == 'smoothed' else f'zero-lag EMA of the log loss (beta={b:g})'
+        ax.plot(lrs, self.curve(kind, beta).numpy(), color='#1f77b4' if kind == 'smoothed' else '#2ca02c', lw=2, label=label)
     for (m, lr), ls in zip(sugg, ('--', ':', '-.', (0, (1, 3)))):
         ax.axvline(lr, color='#000000', ls=ls, lw=1, label=f'{m}: {lr:.2g}')
     ax.set(xscale='log', xlabel='learning rate', ylabel='loss')
@@ -390,6 +424,9 @@ def _check_loss(loss) -> None:
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"loss_fn must return a tensor, got {_short(loss)} of type {type(loss).__name__}")
     check_tensor('loss_fn(model(xb), yb)', loss)
+    if not loss.is_floating_point():
+        raise TypeError(f"loss_fn must return a floating-point loss, got dtype {loss.dtype}: an integer (an accuracy, "
+                        f"a count) has no gradient to train on")
     if loss.numel() != 1:
         raise ValueError(f"loss_fn must return a scalar loss (one element), got shape {tuple(loss.shape)}: reduce it, "
                          f"e.g. with reduction='mean'")
@@ -418,11 +455,12 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
         Trained in place (in train mode) during the test; its parameters, buffers, ``.grad`` and every
         submodule's training flag are restored afterwards, also when a batch raises.
     loss_fn : callable
-        ``loss_fn(model(xb), yb)`` must return a real scalar tensor that requires grad, e.g.
-        ``torch.nn.functional.cross_entropy``.
+        ``loss_fn(model(xb), yb)`` must return a floating-point scalar tensor that requires grad, e.g.
+        ``torch.nn.functional.cross_entropy``; with ``stop_div=True`` it must be > 0 (the stop rule is a ratio).
     batches : iterable
         ``(xb, yb)`` pairs, already on the model's device (the test does not move them). Started again from the
         beginning when shorter than ``num_it``, so it must be re-iterable: a DataLoader or a list, not a generator.
+        A map-style ``Dataset`` (single unbatched samples) is refused: wrap it in a DataLoader.
     opt_func : callable or torch.optim.Optimizer, default torch.optim.Adam
         ``opt_func(params) -> torch.optim.Optimizer``, e.g. ``functools.partial(torch.optim.SGD, momentum=0.9)``;
         or an optimizer built over the model's parameters (torch-lr-finder's habit), whose state and
@@ -438,7 +476,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
         Decay of the debiased EMA that the stop rule reads (fastai's ``AvgSmoothLoss``), in [0, 1).
     stop_div : bool, default True
         Stop at the first step whose smoothed loss exceeds four times the best so far. A non-finite loss stops
-        the test in any case.
+        the test in any case. The rule needs losses > 0: with ``True`` a loss <= 0 raises ValueError.
     skip_nonfinite : bool, default False
         ``False``: the first NaN or inf loss ends the test (it is the last value recorded). ``True``: a batch with
         a non-finite loss is skipped (no step, not recorded, counted in ``skipped``) and the test stops only at two
@@ -454,11 +492,11 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     Raises
     ------
     TypeError
-        A bad argument type; ``batches`` yields something that is not an ``(xb, yb)`` pair; ``loss_fn`` returns
-        something that is not a real tensor; ``opt_func`` does not return an optimizer.
+        A bad argument type; ``batches`` is a ``Dataset``; ``batches`` yields something that is not an ``(xb, yb)`` pair; ``loss_fn`` returns
+        something that is not a floating-point tensor; ``opt_func`` does not return an optimizer.
     ValueError
         A bad argument value; ``batches`` is empty or a one-shot iterator that ran out; ``loss_fn`` returns a
-        non-scalar or a loss that does not require grad; an optimizer instance over other parameters; a model
+        non-scalar or a loss that does not require grad, or (with ``stop_div=True``) a loss <= 0; an optimizer instance over other parameters; a model
         wrapped in ``DistributedDataParallel``.
     RuntimeError
         Called with gradients disabled (inside ``torch.no_grad()`` or ``torch.inference_mode()``).
@@ -474,8 +512,10 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     Distributed: run it in a single process on the unwrapped model before the distributed run starts, and give
     every rank the learning rate it suggests; on every rank each stop rule would read its own loss, ranks could
     stop at different steps and hang in the gradient all-reduce, so a DDP-wrapped model is refused.
-    For mixed precision without a GradScaler (bfloat16), pass a model whose ``forward`` runs under
-    ``torch.autocast``, e.g. a small wrapper module; the recorded losses are then rounded to the loss's dtype.
+    For mixed precision without a GradScaler (bfloat16): the test does not enter ``torch.autocast``; pass a
+    small wrapper module whose ``forward`` runs the model under ``torch.autocast`` and returns ``out.float()``,
+    so that ``loss_fn`` computes in float32 as it would inside autocast (without ``.float()`` it gets bfloat16
+    logits and computes the loss and its backward in bfloat16).
 
     Examples
     --------
@@ -500,6 +540,9 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     for name, f in (('loss_fn', loss_fn), ('opt_func', opt_func)):
         if not callable(f) and not (name == 'opt_func' and isinstance(f, torch.optim.Optimizer)):
             raise TypeError(f"{name} must be callable, got {_short(f)} of type {type(f).__name__}")
+    if isinstance(batches, torch.utils.data.Dataset) and not isinstance(batches, torch.utils.data.IterableDataset):
+        raise TypeError(f"batches is a {type(batches).__name__}, a Dataset that yields single unbatched samples: wrap "
+                        f"it in a DataLoader, e.g. DataLoader(dataset, batch_size=64, shuffle=True)")
     lrs, beta = lr_schedule(start_lr, end_lr, num_it), _check_beta(beta)
     stop_div, skip_nonfinite = check_bool('stop_div', stop_div), check_bool('skip_nonfinite', skip_nonfinite)
     progress = check_bool('progress', progress)
@@ -533,6 +576,10 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                     skipped, bad_in_a_row = skipped + 1, 1
                     continue  # no step, not recorded; the next batch gets the same learning rate
                 bad_in_a_row = 0
+                if stop_div and raw <= 0:  # s > 4 * best is a ratio: with best <= 0 it stops at once, or never
+                    raise ValueError(f"loss_fn returned {raw!r} at step {i} (lr {float(lrs[i]):.3g}), but stop_div's rule "
+                                     f"(stop once the smoothed loss exceeds 4x its best) needs losses > 0: pass "
+                                     f"stop_div=False, or shift the loss above 0")
                 loss.backward()
                 opt.step()
                 avg = beta * avg + (1 - beta) * raw

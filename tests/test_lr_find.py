@@ -89,7 +89,7 @@ def test_records_and_smoothing(data):
     assert res.beta == 0.9
     torch.testing.assert_close(res.curve('smoothed', 0.5), ema(res.losses, 0.5), rtol=1e-12, atol=0)
     torch.testing.assert_close(res.curve('zero_lag'), zero_lag(res.losses.log(), zero_lag_beta(0.9)).exp(), rtol=1e-12, atol=0)
-    assert res.curve('raw') is res.losses
+    assert res.curve('raw') is not res.losses and torch.equal(res.curve('raw'), res.losses)  # a copy
 
 
 def test_cycles_over_short_batches():
@@ -641,3 +641,135 @@ def test_import_lossnotes_does_not_import_matplotlib_for_plot():
 def test_num_it_beyond_float_range_names_it():
     with pytest.raises(ValueError, match=r'num_it must be at most 10\*\*9, got 100000\.\.\. \(401 digits\)'):
         lr_schedule(1e-3, 1.0, 10**400)
+
+
+def test_a_loss_below_zero_is_refused_by_the_stop_rule_and_recorded_without_it():
+    "s > 4 * best is a ratio: with a negative loss it stopped after one step; now the test says why, naming the value."
+    torch.manual_seed(0)
+    model, xs, ys = torch.nn.Linear(4, 2), torch.randn(32, 4), torch.randn(32, 1)
+    data = [(xs, ys)]
+    shifted = lambda o, t: F.mse_loss(o[:, :1], t) - 10
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"loss_fn returned -\d.* at step 0 \(lr 1e-07\).*needs losses > 0.*stop_div=False"):
+        lr_range_test(model, shifted, data, num_it=50, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored when it raises
+    res = lr_range_test(model, shifted, data, num_it=50, end_lr=1e-2, stop_div=False, progress=False)
+    assert len(res.losses) == 50 and bool((res.losses < 0).all())
+    # the oracle: the same run of plain Adam steps, by hand, records the same losses
+    ref, opt, got = torch.nn.Linear(4, 2), None, []
+    ref.load_state_dict(before); opt = torch.optim.Adam(ref.parameters())
+    for lr in res.lrs.tolist():
+        for g in opt.param_groups: g['lr'] = lr
+        opt.zero_grad(); loss = shifted(ref(xs), ys); got.append(loss.item()); loss.backward(); opt.step()
+    torch.testing.assert_close(res.losses, torch.tensor(got, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    assert res.argmin_lr('raw') == float(res.lrs[int(res.losses.argmin())])
+    with pytest.raises(ValueError, match=r"kind='zero_lag' smooths the log of the loss and needs losses > 0, got -"):
+        res.curve('zero_lag')
+
+
+def test_zero_lag_refuses_non_positive_losses_instead_of_clamping():
+    lrs = lr_schedule(1e-4, 1.0, 5)
+    for losses, bad in (([-1.0, -2.0, -3.0, -2.5, -1.0], '-1.0 at step 0'), ([2.0, 1.0, 0.0, 1.0, 2.0], '0.0 at step 2')):
+        res = LRFinderResult(lrs, torch.tensor(losses, dtype=torch.float64), torch.zeros(5))
+        for call in (lambda: res.curve('zero_lag'), lambda: res.argmin_lr('zero_lag'), lambda: res.suggest('valley', kind='zero_lag')):
+            with pytest.raises(ValueError, match=re.escape(bad)): call()
+    res = LRFinderResult(lrs, torch.tensor([-1.0, -2.0, -3.0, -2.5, -1.0], dtype=torch.float64), torch.zeros(5))
+    assert res.argmin_lr('raw') == pytest.approx(1e-2, rel=1e-12)  # the raw minimum, -3 at lr 1e-2
+    pos = LRFinderResult(lrs, torch.tensor([2.0, 1.0, 0.5, 1.0, float('nan')], dtype=torch.float64), torch.zeros(5))
+    torch.testing.assert_close(pos.curve('zero_lag', 0.5)[:4], zero_lag(pos.losses[:4].log(), zero_lag_beta(0.5)).exp())
+
+
+def test_curve_returns_copies():
+    lrs = lr_schedule(1e-4, 1.0, 4)
+    res = LRFinderResult(lrs, torch.tensor([2.0, 1.0, 0.5, 1.0], dtype=torch.float64), ema([2.0, 1.0, 0.5, 1.0], 0.98))
+    for kind in ('raw', 'smoothed', 'zero_lag'):
+        c = res.curve(kind); c.fill_(7.0)
+    assert res.losses.tolist() == [2.0, 1.0, 0.5, 1.0]
+    torch.testing.assert_close(res.smoothed, ema([2.0, 1.0, 0.5, 1.0], 0.98))
+
+
+def test_steepest_lr_checks_its_arguments_and_names_them():
+    lrs = lr_schedule(1e-4, 1.0, 5)
+    with pytest.raises(ValueError, match=r'lrs and curve must have one value per step, got 5 learning rates and 3 losses'):
+        steepest_lr(lrs, torch.tensor([3.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match=r'curve must start with at least 2 finite losses \(a slope needs two points\), got 1 of 5'):
+        steepest_lr(lrs, torch.tensor([3.0, math.nan, 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r'lrs must be finite, > 0 and increasing'):
+        steepest_lr([1e-3, 1e-3, 1e-2], [3.0, 2.0, 1.0])
+    with pytest.raises(TypeError, match=r'curve must be a 1-D sequence of numbers'):
+        steepest_lr(lrs, None)
+    with pytest.raises(ValueError, match=r'lrs must be 1-D'):
+        steepest_lr(torch.ones(5, 1), [1.0] * 5)
+    # lists work, and the answer is numpy.gradient's (central differences against log10 lr)
+    curve = [2.0, 2.0, 1.0, 0.2, 0.1]
+    g = np.gradient(np.array(curve), np.log10(lrs.numpy()))
+    assert steepest_lr(lrs.tolist(), curve) == pytest.approx(float(lrs[int(g.argmin())]), rel=1e-15)
+
+
+def test_suggest_short_record_error_names_the_skips_and_the_length():
+    lrs = lr_schedule(1e-4, 1.0, 12)
+    res = LRFinderResult(lrs, torch.linspace(3, 1, 12, dtype=torch.float64), torch.zeros(12))
+    with pytest.raises(ValueError, match=r'got 0: the record has 12 steps, skip_start=10 and skip_end=5 leave 0$'):
+        res.suggest('valley', skip_start=10, skip_end=5)
+    nanres = LRFinderResult(lrs, torch.tensor([3.0] + [math.nan] * 11, dtype=torch.float64), torch.zeros(12))
+    with pytest.raises(ValueError, match=r'got 1: the record has 12 steps, skip_start=0 and skip_end=2 leave 10, of which the first 1 are finite'):
+        nanres.argmin_lr('raw', skip_end=2)
+
+
+def test_integer_loss_and_dataset_are_refused_naming_the_cause():
+    model = torch.nn.Linear(4, 3)
+    xs, ys = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    accuracy = lambda o, t: (o.argmax(1) == t).sum()
+    with pytest.raises(TypeError, match=r'loss_fn must return a floating-point loss, got dtype torch.int64'):
+        lr_range_test(model, accuracy, [(xs, ys)], num_it=5, progress=False)
+    ds = torch.utils.data.TensorDataset(xs, ys)
+    with pytest.raises(TypeError, match=r'batches is a TensorDataset, a Dataset that yields single unbatched samples: wrap it in a DataLoader'):
+        lr_range_test(model, F.cross_entropy, ds, num_it=5, progress=False)
+    res = lr_range_test(model, F.cross_entropy, torch.utils.data.DataLoader(ds, batch_size=8), num_it=5, progress=False)
+    assert len(res.losses) == 5
+
+
+def test_bf16_wrapper_returning_float_computes_the_loss_as_autocast_does():
+    "The documented bf16 recipe: autocast around the forward, out.float(): the loss equals the one computed inside autocast."
+    class AutocastForward(torch.nn.Module):
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, x):
+            with torch.autocast('cpu', dtype=torch.bfloat16): return self.m(x).float()
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 20), torch.randint(0, 10, (64,))
+    net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        inside = F.cross_entropy(net(x), y)  # the oracle: loss computed inside autocast (float32 by its cast list)
+        bf16_logits = net(x)
+    assert inside.dtype == torch.float32 and bf16_logits.dtype == torch.bfloat16
+    outside = F.cross_entropy(bf16_logits, y)  # the old advice: bfloat16 logits, loss outside autocast
+    assert outside.dtype == torch.bfloat16
+    res = lr_range_test(AutocastForward(net), F.cross_entropy, [(x, y)], num_it=3, progress=False)
+    assert res.losses[0].item() == inside.item()
+    assert outside.item() != inside.item()
+
+
+def test_plot_draws_the_curve_its_suggestions_read():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    torch.manual_seed(0)
+    lrs = lr_schedule(1e-5, 1.0, 80)
+    t = torch.linspace(0, 1, 80, dtype=torch.float64)
+    losses = 2 - 1.5 * torch.sigmoid((t - 0.5) * 12) + 0.05 * torch.randn(80, dtype=torch.float64) + 3 * t**8
+    res = LRFinderResult(lrs, losses, ema(losses, 0.98))
+    for kw, label in (({}, 'debiased EMA (beta=0.98)'), (dict(kind='zero_lag'), 'zero-lag EMA of the log loss (beta=0.98)'),
+                      (dict(kind='smoothed', beta=0.5), 'debiased EMA (beta=0.5)')):
+        ax = res.plot(methods=('valley', 'minimum'), **kw)
+        lines = {l.get_label(): l for l in ax.get_lines()}
+        assert label in lines, (kw, list(lines))
+        np.testing.assert_allclose(lines[label].get_ydata(), res.curve(kw.get('kind', 'smoothed'), kw.get('beta')).numpy())
+        for m in ('valley', 'minimum'):
+            lr = res.suggest(m, **kw)
+            assert f'{m}: {lr:.2g}' in lines
+        plt.close(ax.figure)
+    ax = res.plot(methods='valley', kind='raw')
+    lo, hi = float(losses.min()), float(torch.quantile(losses, 0.9))
+    assert ax.get_ylim() == pytest.approx((lo - 0.05 * (hi - lo), hi + 0.5 * (hi - lo)), rel=1e-12)  # min to above the 90th percentile
+    assert [l.get_label() for l in ax.get_lines()][0] == 'raw loss' and not any('EMA' in l.get_label() for l in ax.get_lines())
+    plt.close(ax.figure)
