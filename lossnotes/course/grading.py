@@ -103,8 +103,9 @@ def figure_alt_text(nb: dict, # a notebook with outputs (nbformat 4 JSON), chang
             for mime in ('image/png', 'image/jpeg'):
                 meta = out.setdefault('metadata', {})
                 if mime not in out.get('data', {}) or meta.get(mime, {}).get('alt') or meta.get('alt'): continue
-                plain = str(out['data'].get('text/plain', 'A figure')).strip('<>').replace('Figure size', 'A figure of')
-                meta.setdefault(mime, {})['alt'] = f"{plain} ({lesson or 'lesson'}), drawn by the cell after: {prose}"
+                plain = str(out['data'].get('text/plain', ''))  # matplotlib's is '<Figure size 700x320 with 2 Axes>'
+                what = plain.strip('<>').replace('Figure size', 'A figure of') if plain.startswith('<Figure size') else 'A figure'
+                meta.setdefault(mime, {})['alt'] = f"{what} in the lesson {lesson or 'notebook'}, after the text: {prose}"
                 n += 1
     return n
 
