@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -122,14 +123,10 @@ class _RunningNorm(torch.autograd.Function):
         else: var = torch.lerp(var0, batch_var, share).addcmul_(delta, delta * (share * (1 - share)))
         no_clamp = isinstance(lo, float) and lo == 0.0  # the usual case: no clamp, nothing to mask in backward
         var_used = var if no_clamp else torch.clamp_min(var, lo)
-        w_k, b_k, mean_k, var_k = weight, bias, mean, var_used
-        if x.dtype != mean.dtype and not (x.dtype in (torch.float16, torch.bfloat16) and mean.dtype == torch.float32):
-            # the kernels mix dtypes only for float32 statistics (autocast); a float32 x in a float64 layer: x's dtype
-            w_k, b_k, mean_k, var_k = (None if t is None else t.to(x.dtype) for t in (weight, bias, mean, var_used))
-        y = torch.native_batch_norm(x, w_k, b_k, mean_k, var_k, False, 0.0, eps)[0]  # one pass, as in eval
+        y = torch.native_batch_norm(x, weight, bias, mean, var_used, False, 0.0, eps)[0]  # one pass, as in eval
         tensor_share = isinstance(share, torch.Tensor)
-        ctx.save_for_backward(x, w_k, mean_k, var_k, None if no_clamp else var >= lo, share if tensor_share else None)
-        ctx.share, ctx.eps = None if tensor_share else share, eps
+        ctx.save_for_backward(x, weight, mean, var_used, None if no_clamp else var >= lo, share if tensor_share else None)
+        ctx.share, ctx.eps, ctx.has_bias = None if tensor_share else share, eps, bias is not None
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -148,8 +145,7 @@ class _RunningNorm(torch.autograd.Function):
         k1 = fa * sum_gx if keep is None else (fa * keep).mul_(sum_gx)  # (x - mean') k1 / sqrt(v' + eps): the variance term
         grad_x = torch.native_batch_norm(x, k1, fa.mul_(sum_g), mean, var_used, False, 0.0, ctx.eps)[0]  # + the mean term
         grad_x.addcmul_(grad_y, a.view((1, -1) + (1,) * (x.ndim - 2)))  # in place: a new tensor costs page faults
-        grads = (sum_gx, sum_g) if weight is not None else (None, None)
-        return grad_x, *grads, None, None, None, None, None
+        return grad_x, sum_gx if weight is not None else None, sum_g if ctx.has_bias else None, None, None, None, None, None
 
 # `Function.apply` without its Python wrapper (which only binds `setup_context` arguments, unused here, and unwraps
 # functorch tensors): about 15 us less per training step, used in eager mode when no functorch transform is active
@@ -171,12 +167,17 @@ class _NotGiven:
     def __repr__(self): return 'not given'
 _NOT_GIVEN = _NotGiven()
 
+class _DefaultMomentum(float):
+    "The default momentum 0.1, told apart from a `momentum=0.1` the caller wrote (only one of `momentum`, `mom`)."
+_MOMENTUM_DEFAULT = _DefaultMomentum(0.1)
+
 class RunningBatchNorm(nn.Module):
     """Batch normalisation with running statistics in training too, for any batch size down to 1.
 
     In training mode each batch is merged into a running mean and a running centred variance per channel, and
     the batch is normalised with the merged statistics, not with its own alone; the buffers are updated in place,
-    as ``nn.BatchNorm2d`` does (so DDP's buffer broadcast reaches them). The merge weights are those of the 2019
+    as ``nn.BatchNorm2d`` does (they keep their identity and storage, and a training call under
+    ``torch.inference_mode()`` leaves them ordinary tensors). The merge weights are those of the 2019
     fast.ai course's ``RunningBatchNorm`` (``sums``, ``sqrs`` and ``count`` lerped from zero with ``mom1``); its
     ``dbias`` division is left out because it cancels between the sums and the count. Evaluation mode normalises
     with the same running statistics and changes no buffer; a fresh layer in evaluation mode is the identity.
@@ -191,23 +192,31 @@ class RunningBatchNorm(nn.Module):
         Added to the variance before the square root; finite and > 0.
     momentum : float or None, default 0.1
         Momentum in ``nn.BatchNorm2d``'s convention, in (0, 1]: the weight of the *new* batch, not the decay of the
-        old statistics (an EMA's decay is ``1 - momentum``). It is the new batch's weight at batch size 2; a batch of
-        ``bs`` samples gets ``mom1 = 1 - (1 - momentum) / sqrt(max(bs - 1, 1))`` (see `effective_momentum`): 0.55 at
-        ``bs=5``, about 0.96 at 512. ``None``: every item seen weighs the same (a cumulative average, where
-        ``nn.BatchNorm2d(momentum=None)`` gives every *batch* the same weight).
+        old statistics (an EMA's decay is ``1 - momentum``). Unlike ``nn.BatchNorm2d``'s, the weight grows with the
+        batch: it is ``momentum`` at batch size 2, and a batch of ``bs`` samples gets
+        ``mom1 = 1 - (1 - momentum) / sqrt(max(bs - 1, 1))`` (see `effective_momentum`): 0.55 at ``bs=5``, 0.887
+        at 64, about 0.96 at 512, so at large batches the statistics are mostly the last batch's. ``None``: every
+        item seen weighs the same (a cumulative average, where ``nn.BatchNorm2d(momentum=None)`` gives every
+        *batch* the same weight).
     affine : bool, default True
         Learn a per-channel ``weight`` and ``bias``; with False both are None, as in ``nn.BatchNorm2d``.
+    track_running_stats : bool, default True
+        Accepted for ``nn.BatchNorm2d``'s argument order; must be True (the layer always tracks its statistics, it
+        normalises with them). False raises a ValueError.
     device : torch.device or str, optional
-        Device of the parameters and buffers (default: torch's default device), as in ``nn.BatchNorm2d``.
+        Keyword only. Device of the parameters and buffers (default: torch's default device).
     dtype : torch.dtype, optional
-        Floating-point dtype of the parameters and the float buffers (default: torch's default dtype).
+        Keyword only. Floating-point dtype of the parameters and the float buffers (default: torch's default dtype).
+    bias : bool, default True
+        Keyword only, as in ``nn.BatchNorm2d``: with ``affine=True``, False learns the ``weight`` only.
     mom : float, optional
-        Another name for ``momentum`` (the course's), keyword only; give one of the two.
+        Keyword only. Another name for ``momentum`` (the course's); give one of the two.
 
     Attributes
     ----------
     weight, bias : nn.Parameter or None
-        Per-channel scale and shift (the course's ``mults`` and ``adds``), shape (C,); None when ``affine=False``.
+        Per-channel scale and shift (the course's ``mults`` and ``adds``), shape (C,); None when ``affine=False``
+        (``bias`` also with ``bias=False``).
     running_mean, running_var : torch.Tensor
         Buffers: the weighted mean and centred variance of every item seen, shape (C,). They start at 0 and 1, as
         in ``nn.BatchNorm2d``; the first training batch replaces them entirely.
@@ -221,27 +230,31 @@ class RunningBatchNorm(nn.Module):
     ------
     TypeError
         In the constructor: ``num_features`` not an integer, ``momentum``, ``mom`` or ``eps`` not a real number,
-        ``affine`` not a bool, ``dtype`` not a floating-point dtype. In `forward`: ``x`` not a tensor, complex or not
-        floating point, or a dtype that would change the buffers' dtype (a float64 batch into a float32 layer), as
-        ``nn.BatchNorm2d`` refuses it.
+        ``affine``, ``track_running_stats`` or ``bias`` not a bool, ``dtype`` not a floating-point dtype. In
+        `forward`: ``x`` not a tensor, complex or not floating point, or of another dtype than the layer's (a
+        float32 layer also takes float16 and bfloat16, as under autocast).
     ValueError
-        A constructor argument out of range, or both ``momentum`` and ``mom`` given; in `forward`, ``x`` with fewer
-        than 2 dimensions, a channel count other than ``num_features``, on another device than the layer, or (in
-        training) an empty batch or one with more items per channel than the count's dtype can hold (65504 for a
-        float16 layer).
+        A constructor argument out of range, ``track_running_stats=False``, or both ``momentum`` and ``mom`` given;
+        in `forward`, ``x`` with fewer than 2 dimensions, a channel count other than ``num_features``, on another
+        device than the layer, or (in training) an empty batch or one with more items per channel than the
+        count's dtype can hold (65504 for a float16 layer).
     RuntimeError
         A double backward (``create_graph=True``, as for a gradient penalty) through a training-mode call: the
-        hand-written backward is first order only, and a second derivative from it would be wrong.
+        hand-written backward is first order only, and a second derivative from it would be wrong. A training-mode
+        call run inside a backward pass, as activation checkpointing (``torch.utils.checkpoint``, either
+        ``use_reentrant``) recomputes it: the batch would be merged twice and the gradient taken against the
+        updated statistics.
 
     Notes
     -----
     Lower precision inputs (float16, bfloat16, as under autocast) are accepted by a float32 layer: the statistics
     stay float32 and the output has the input's dtype. A NaN or inf in a channel's input makes that channel's
     output NaN and its running statistics non-finite, as with ``nn.BatchNorm2d`` (checking for it would cost a
-    host sync at every step); `reset_running_stats` starts the statistics afresh. Under ``torch.compile`` the
-    statistics are still written in place, but ``count`` and ``num_samples_tracked`` get new tensors at each step
-    (a compiled backward would otherwise read the share from the already written count); they depend only on the
-    batch sizes.
+    host sync at every step); `reset_running_stats` starts the statistics afresh. Under DDP (buffers broadcast,
+    the default) every forward starts from rank 0's statistics, which each rank merges with its own batch: the
+    statistics are rank 0's, not a merge of every rank's batches as ``nn.SyncBatchNorm`` computes. Under
+    ``torch.compile`` the statistics are still written in place, but ``count`` and ``num_samples_tracked`` get new
+    tensors at each step (a compiled backward would otherwise read the share from the already written count).
 
     Examples
     --------
@@ -259,28 +272,36 @@ class RunningBatchNorm(nn.Module):
     """
     def __init__(self, num_features: int, # channels C of inputs shaped (N, C, ...)
                  eps: float = 1e-5, # added to the variance before the square root, > 0
-                 momentum: float | None = 0.1, # the new batch's weight at batch size 2, in (0, 1]; None: every item alike
+                 momentum: float | None = _MOMENTUM_DEFAULT, # the new batch's weight at batch size 2, in (0, 1]; None: every item alike
                  affine: bool = True, # learn a per-channel weight and bias
-                 device=None, # device of the parameters and buffers
+                 track_running_stats: bool = True, # must be True: the layer always tracks its statistics
+                 *, device=None, # device of the parameters and buffers
                  dtype=None, # floating-point dtype of the parameters and float buffers
-                 *, mom: float = _NOT_GIVEN, # another name for `momentum`
+                 bias: bool = True, # with affine=True, False learns the weight only
+                 mom: float = _NOT_GIVEN, # another name for `momentum`
                 ):
+        "A `RunningBatchNorm` over `num_features` channels; `help(RunningBatchNorm)` explains every argument."
         super().__init__()
         self.num_features = int(check_number('num_features', num_features, 1, integer=True))
         self.eps = float(check_number('eps', eps, 0, low_open=True))
         if mom is not _NOT_GIVEN:
-            if momentum != 0.1: raise ValueError(f"give momentum or its other name mom, not both: got momentum={momentum!r}, mom={mom!r}")
+            if momentum is not _MOMENTUM_DEFAULT:
+                raise ValueError(f"give momentum or its other name mom, not both: got momentum={momentum!r}, mom={mom!r}")
             momentum = float(check_number('mom', mom, 0, 1, low_open=True))
         self.momentum = None if momentum is None else float(check_number('momentum', momentum, 0, 1, low_open=True))
         self.affine = check_bool('affine', affine)
+        if not check_bool('track_running_stats', track_running_stats):
+            raise ValueError("track_running_stats must be True, got False: RunningBatchNorm normalises with its "
+                             "running statistics, so it always tracks them (nn.BatchNorm2d(track_running_stats=False) "
+                             "normalises with each batch's own)")
+        use_bias = check_bool('bias', bias)
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         f = dict(device=device, dtype=dtype)
-        if self.affine:
-            self.weight = nn.Parameter(torch.ones(self.num_features, **f))  # the course's `mults`
-            self.bias = nn.Parameter(torch.zeros(self.num_features, **f))   # the course's `adds`
-        else:
-            self.register_parameter('weight', None); self.register_parameter('bias', None)
+        if self.affine: self.weight = nn.Parameter(torch.ones(self.num_features, **f))  # the course's `mults`
+        else: self.register_parameter('weight', None)
+        if self.affine and use_bias: self.bias = nn.Parameter(torch.zeros(self.num_features, **f))  # the course's `adds`
+        else: self.register_parameter('bias', None)
         self.register_buffer('running_mean', torch.zeros(self.num_features, **f))  # S / C
         self.register_buffer('running_var', torch.ones(self.num_features, **f))    # Q / C - mean**2, merged centred
         self.register_buffer('count', torch.zeros((), **f))  # C: biased towards 0 exactly like S and Q
@@ -303,10 +324,13 @@ def reset_running_stats(self) -> None:
 def reset_parameters(self) -> None:
     "`reset_running_stats`, then weight 1 and bias 0."
     self.reset_running_stats()
-    if self.affine: nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
+    if self.weight is not None: nn.init.ones_(self.weight)
+    if self.bias is not None: nn.init.zeros_(self.bias)
 
 @patch_to(RunningBatchNorm)
-def extra_repr(self) -> str: return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}'
+def extra_repr(self) -> str:
+    no_bias = ', bias=False' if self.affine and self.bias is None else ''
+    return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}{no_bias}'
 
 # %% ../nbs/reference/batchnorm.ipynb #ca764e1f
 @patch_to(RunningBatchNorm)
@@ -319,10 +343,10 @@ def _check_input(self, x):
     buf = self.running_mean
     if x.device != buf.device:
         raise ValueError(f"x is on device {x.device} but the layer is on {buf.device}: move one of them")
-    if torch.promote_types(x.dtype, buf.dtype) != buf.dtype:  # float16/bfloat16 into float32 is fine (autocast)
+    if x.dtype != buf.dtype and not (x.dtype in (torch.float16, torch.bfloat16) and buf.dtype == torch.float32):
         raise TypeError(f"x has dtype {x.dtype} but the layer's statistics are {buf.dtype}: convert x "
-                        f"(x.to({buf.dtype})) or the layer (.to({x.dtype})); "
-                        f"training would silently turn the running statistics into {x.dtype}")
+                        f"(x.to({buf.dtype})) or the layer (.to({x.dtype})); a layer takes its own dtype, and a "
+                        f"float32 layer also float16 and bfloat16 (autocast)")
 
 @patch_to(RunningBatchNorm)
 def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
@@ -335,6 +359,12 @@ def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
     if not self.training:  # copies of the (C,) buffers: autograd may save them, a training step then writes the buffers
         var = rv.clamp_min(torch.where(samples < 20, 0.01, 0.0))
         return torch.batch_norm(x, weight, bias, rm.clone(), var, False, 0.0, self.eps, False)
+    if not _is_compiling() and torch._C._current_autograd_node() is not None:  # a forward run by a backward
+        raise RuntimeError(
+            "RunningBatchNorm ran a training step inside a backward pass, as activation checkpointing "
+            "(torch.utils.checkpoint) does when it recomputes the forward: that would merge the batch a second "
+            "time and differentiate against statistics that already hold it, a wrong gradient. Keep the layer "
+            "outside the checkpointed function")
     if x.numel() == 0:
         raise ValueError(f"x must hold at least one value per channel in training mode, got shape {tuple(x.shape)}")
     bs, n = x.shape[0], x.numel() // x.shape[1]  # Python (or symbolic) numbers: no check, no host sync
@@ -355,7 +385,7 @@ def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
         share, lo = (n if m is None else m * n) / new_count, torch.where(seen < 20, 0.01, 0.0)
     plain = numbers and not torch._C._are_functorch_transforms_active()
     y, mean, var = (_apply_unwrapped if plain else _RunningNorm.apply)(x, weight, bias, rm, rv, share, lo, self.eps)
-    rm.copy_(mean); rv.copy_(var)  # in place: DDP broadcasts into these tensors
+    rm.copy_(mean); rv.copy_(var)  # in place, as nn.BatchNorm2d: the buffers keep their identity and storage
     if _is_compiling():  # compiled, a backward may recompute share and the clamp from these two buffers as
         self.count, self.num_samples_tracked = new_count, seen  # they are by then: new tensors keep the old ones
     elif not numbers:
@@ -364,17 +394,26 @@ def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
     return y
 
 # %% ../nbs/reference/batchnorm.ipynb #baa1dcf6
-_TORCH_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_TORCH_BATCHNORMS = nn.modules.batchnorm._BatchNorm  # BatchNorm1d/2d/3d, SyncBatchNorm and the lazy ones
 
 @patch_to(RunningBatchNorm, as_classmethod=True)
 def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
            ) -> nn.Module:
-    """Replace every `nn.BatchNorm1d/2d/3d` in `module` by a `RunningBatchNorm` with its arguments, parameters and statistics.
+    """Replace every torch batch-norm layer in `module` by a `RunningBatchNorm` with its arguments, parameters and statistics.
+
+    Every ``nn.modules.batchnorm._BatchNorm`` is replaced: ``nn.BatchNorm1d/2d/3d`` and ``nn.SyncBatchNorm``, and a
+    lazy one (``nn.LazyBatchNorm2d``) once a batch has set its size; one that has not is left as it is, with a
+    warning. The new layer has the same ``num_features``, ``eps``, ``momentum``, ``affine`` and ``bias``, the very
+    same ``weight`` and ``bias`` Parameters (an optimiser built before still updates them), and copies of
+    ``running_mean``, ``running_var`` and ``num_batches_tracked``: evaluation gives the original's outputs. Its
+    ``count`` starts at 0, so the first training batch after the swap replaces those statistics entirely, as in a
+    new layer. The same ``momentum`` weighs a batch more than ``nn.BatchNorm2d`` does (0.887 at batch size 64
+    with ``momentum=0.1``, see `effective_momentum`): after training the statistics mostly reflect the last batches.
 
     Parameters
     ----------
     module : nn.Module
-        A model (changed in place) or a single ``nn.BatchNorm1d/2d/3d`` layer.
+        A model (changed in place) or a single batch-norm layer.
 
     Returns
     -------
@@ -386,18 +425,30 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
     TypeError
         ``module`` is not an ``nn.Module``.
     ValueError
-        A batch-norm layer was built with ``track_running_stats=False`` (no statistics to carry over).
+        A batch-norm layer was built with ``track_running_stats=False`` (it normalises with each batch's own
+        statistics, which a `RunningBatchNorm` cannot reproduce).
+
+    Warns
+    -----
+    UserWarning
+        A lazy batch-norm layer that has not seen a batch yet is left unchanged.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {module!r} of type {type(module).__name__}")
     if isinstance(module, _TORCH_BATCHNORMS):
+        if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+            warnings.warn(f"RunningBatchNorm.convert left {module!r} unchanged: a lazy batch norm that has not seen "
+                          f"a batch has no num_features yet; run one batch through the model, then convert")
+            return module
         if not module.track_running_stats or module.running_mean is None:
-            raise ValueError(f"module {module!r} was built with track_running_stats=False: it has no running "
-                             f"statistics to carry over, and RunningBatchNorm always tracks them")
+            raise ValueError(f"module {module!r} was built with track_running_stats=False: it normalises with each "
+                             f"batch's own statistics, and RunningBatchNorm always normalises with running ones")
         buf = module.running_mean
-        new = cls(module.num_features, module.eps, module.momentum, module.affine, device=buf.device, dtype=buf.dtype)
+        new = cls(module.num_features, module.eps, module.momentum, module.affine, device=buf.device,
+                  dtype=buf.dtype, bias=module.bias is not None)
         with torch.no_grad():
-            if module.affine: new.weight, new.bias = module.weight, module.bias  # the same Parameters, as torch does
+            if module.weight is not None: new.weight = module.weight  # the same Parameters, as torch does
+            if module.bias is not None: new.bias = module.bias
             new.running_mean.copy_(module.running_mean); new.running_var.copy_(module.running_var)
             new.num_batches_tracked.copy_(module.num_batches_tracked)
             new.num_samples_tracked.fill_(20 if int(module.num_batches_tracked) > 0 else 0)  # trained: no clamp
@@ -409,9 +460,10 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
         if new_child is not child: setattr(module, name, new_child)
     return module
 
+
 # %% ../nbs/reference/batchnorm.ipynb #f0682724
 @patch_to(RunningBatchNorm)
-def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when affine) and the five buffers
+def load_state_dict(self, state_dict, # from `state_dict()`: weight and bias (those the layer has) and the five buffers
                     strict: bool = True, # require exactly these keys
                     assign: bool = False, # as in `nn.Module.load_state_dict`
                    ):
@@ -419,7 +471,7 @@ def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when 
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
     if check_bool('strict', strict):
-        names = (('weight', 'bias') if self.affine else ()) + _BUFFERS
+        names = tuple(k for k in ('weight', 'bias') if self._parameters[k] is not None) + _BUFFERS
         missing, extra = [k for k in names if k not in state_dict], [k for k in state_dict if k not in names]
         if missing: raise ValueError(f"state_dict is missing {missing} (it has {sorted(state_dict)})")
         if extra: raise ValueError(f"state_dict has unexpected keys {extra} (expected {list(names)})")
@@ -429,7 +481,7 @@ def load_state_dict(self, state_dict, # from `state_dict()`: weight, bias (when 
 def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                           error_msgs):
     "Validate the state before loading it: tensors of the right shape, real, finite, >= 0 where they must be."
-    for name in _BUFFERS + (('weight', 'bias') if self.affine else ()):
+    for name in _BUFFERS + tuple(k for k in ('weight', 'bias') if self._parameters[k] is not None):
         key = prefix + name
         if key not in state_dict: continue  # strict=False: torch lists it in missing_keys
         v = state_dict[key]

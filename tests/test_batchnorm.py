@@ -79,6 +79,7 @@ def test_effective_momentum():
     assert effective_momentum(0.1, 1) == pytest.approx(0.1, abs=1e-15)  # the course's formula divides by zero
     assert effective_momentum(1.0, 7) == 1.0
     assert effective_momentum(0.1, 512) == pytest.approx(1 - 0.9 / math.sqrt(511), abs=1e-15)
+    assert effective_momentum(0.1, 64) == pytest.approx(0.887, abs=5e-4)  # nn.BatchNorm2d: 0.1 at every size
     with pytest.raises(ValueError, match=r'momentum must be in \(0, 1\], got 0'):
         effective_momentum(0, 4)
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'):
@@ -623,8 +624,8 @@ def test_the_lessons_course_layer_is_the_tests_course_layer():
 
 # ---------------------------------------------------------------- drop-in manners: DDP, eval identity, momentum, convert
 
-def test_buffers_are_updated_in_place_and_ddp_tracks_them(tmp_path):
-    "DDP collects the buffers once and broadcasts into them: after training steps they must still be the layer's."
+def test_buffers_are_updated_in_place_and_ddp_broadcasts_them(tmp_path):
+    "Training steps under DDP keep the layer's buffer tensors (identity and storage), and DDP's broadcast list holds them."
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
     own = not dist.is_initialized()  # another test of the session may have left a one-process group
@@ -643,6 +644,143 @@ def test_buffers_are_updated_in_place_and_ddp_tracks_them(tmp_path):
         assert all(id(b) in tracked for b in layer.buffers())
     finally:
         if own: dist.destroy_process_group()
+
+
+def test_ddp_collects_buffers_afresh_before_every_broadcast(tmp_path):
+    """Not a reason for in-place updates: torch's DDP (_sync_buffers -> _assign_modules_buffers) re-reads the module's
+    buffers before each broadcast, so a buffer *replaced* by the previous forward is the one it broadcasts."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    class Replacing(nn.Module):
+        def __init__(self):
+            super().__init__(); self.lin = nn.Linear(2, 2); self.register_buffer('b', torch.zeros(1))
+        def forward(self, x):
+            self.b = self.b + 1  # a new tensor each forward, never in place
+            return self.lin(x)
+    own = not dist.is_initialized()
+    if own: dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        model = Replacing(); ddp = DDP(model)
+        first = model.b
+        for _ in range(3):
+            before = model.b  # the tensor the coming forward's broadcast must use
+            ddp(torch.randn(2, 2)).sum().backward()
+            assert ddp.modules_buffers[0] is before and before is not model.b
+        assert ddp.modules_buffers[0] is not first and float(model.b) == 3
+    finally:
+        if own: dist.destroy_process_group()
+
+
+def test_activation_checkpointing_is_refused_not_wrong():
+    """torch.utils.checkpoint recomputes the forward inside backward, on statistics that already hold the batch: a
+    RuntimeError with either use_reentrant; nn.BatchNorm2d (the oracle) gives eager's gradient but counts twice."""
+    from torch.utils.checkpoint import checkpoint
+    g = torch.Generator().manual_seed(0)
+    warm = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
+    x = (torch.randn(4, 3, 4, 4, generator=g) * 3).requires_grad_()
+    for reentrant in (False, True):
+        layer = RunningBatchNorm(3); layer(warm)
+        with pytest.raises(RuntimeError, match='inside a backward pass, as activation checkpointing'):
+            checkpoint(layer, x, use_reentrant=reentrant).pow(3).sum().backward()
+        assert int(layer.num_batches_tracked) == 2  # the first pass merged once, the recompute nothing
+        bn, ref = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+        want, = torch.autograd.grad(ref(x).pow(3).sum(), x)
+        x.grad = None
+        checkpoint(bn, x, use_reentrant=reentrant).pow(3).sum().backward()  # reentrant: .backward(), not .grad()
+        torch.testing.assert_close(x.grad, want)
+        assert int(bn.num_batches_tracked) == 2 and int(ref.num_batches_tracked) == 1
+    layer = RunningBatchNorm(3); layer(warm)  # outside the checkpointed function: autograd through plain operations
+    state = (layer.running_mean.clone(), layer.running_var.clone(), layer.count.item(), int(layer.num_samples_tracked))
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    lin = nn.Linear(4, 4)
+    seg = lambda t: torch.tanh(lin(t))
+    y = layer(checkpoint(seg, x, use_reentrant=False))
+    want, = torch.autograd.grad(_plain_step(seg(x), state, w, b)[0].pow(3).sum(), x)
+    got, = torch.autograd.grad(y.pow(3).sum(), x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_first_step_is_batchnorm2d_unless_the_clamp_acts():
+    "First step: nn.BatchNorm2d's output, except with fewer than 20 samples and a batch variance under 0.01."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 4, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(RunningBatchNorm(3).double()(x), nn.BatchNorm2d(3).double()(x))
+    small = x * 0.05  # batch variance ~0.0025 < 0.01: the variance used is 0.01
+    ours, ref = RunningBatchNorm(3).double()(small), nn.BatchNorm2d(3).double()(small)
+    assert (ours - ref).abs().max() > 1
+    mu, var = small.mean((0, 2, 3), keepdim=True), small.var((0, 2, 3), correction=0, keepdim=True)
+    torch.testing.assert_close(ours, (small - mu) / torch.sqrt(var.clamp_min(0.01) + 1e-5))
+    assert (ours.abs().max() / ref.abs().max()) < 0.6  # the gain is capped at 1/sqrt(0.01) = 10
+    y = RunningBatchNorm(1).double()(torch.tensor([[0.0], [1e-4]], dtype=torch.float64))
+    assert y.abs().max().item() == pytest.approx(0.5e-4 / math.sqrt(0.01 + 1e-5), rel=1e-9)  # eps alone: 316x
+
+
+def test_positional_arguments_follow_batchnorm2d():
+    "num_features, eps, momentum, affine, track_running_stats by position, as nn.BatchNorm2d; device, dtype, bias by name."
+    import inspect
+    ours, ref = inspect.signature(RunningBatchNorm).parameters, inspect.signature(nn.BatchNorm2d).parameters
+    assert list(ours)[:5] == list(ref)[:5]
+    assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ('device', 'dtype', 'bias', 'mom'))
+    m, bn = RunningBatchNorm(3, 1e-3, 0.3, False, True), nn.BatchNorm2d(3, 1e-3, 0.3, False, True)
+    assert (m.eps, m.momentum, m.affine, m.weight) == (bn.eps, bn.momentum, bn.affine, bn.weight) == (1e-3, 0.3, False, None)
+    x = torch.randn(4, 3, 5, 5) * 2 + 1
+    torch.testing.assert_close(m(x), bn(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bias_false_is_batchnorm2ds():
+    "bias=False: a weight and no bias, as nn.BatchNorm2d(bias=False); outputs, gradients, state_dict, reset."
+    x = (torch.randn(4, 3, 5, 5, dtype=torch.float64) * 2 + 1).requires_grad_()
+    ours, ref = RunningBatchNorm(3, bias=False).double(), nn.BatchNorm2d(3, bias=False).double()
+    with torch.no_grad(): ours.weight.copy_(torch.tensor([0.5, 2., 3.])); ref.weight.copy_(ours.weight)
+    assert ours.bias is None and [k for k, _ in ours.named_parameters()] == ['weight']
+    assert repr(ours) == 'RunningBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, bias=False)'
+    up = torch.randn_like(x)
+    ga = torch.autograd.grad(ours(x), [x, ours.weight], up)
+    gb = torch.autograd.grad(ref(x), [x, ref.weight], up)
+    for a, b in zip(ga, gb): torch.testing.assert_close(a, b)
+    assert set(ours.state_dict()) == {'weight', 'running_mean', 'running_var', 'count', 'num_samples_tracked',
+                                      'num_batches_tracked'}
+    fresh = RunningBatchNorm(3, bias=False).double()
+    fresh.load_state_dict(ours.state_dict())
+    assert torch.equal(fresh.weight, ours.weight)
+    fresh.reset_parameters()
+    assert torch.equal(fresh.weight, torch.ones(3, dtype=torch.float64)) and fresh.bias is None
+    with pytest.raises(ValueError, match="state_dict has unexpected keys \\['bias'\\]"):
+        fresh.load_state_dict(RunningBatchNorm(3).double().state_dict())
+
+
+def test_convert_bias_false_sync_and_lazy():
+    "convert handles bias=False, nn.SyncBatchNorm and an initialised lazy layer; an uninitialised one warns."
+    torch.manual_seed(0)
+    orig = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, bias=False), nn.ReLU())
+    for _ in range(3): orig(torch.randn(4, 1, 6, 6))
+    conv = RunningBatchNorm.convert(copy.deepcopy(orig))
+    assert conv[1].bias is None and conv[1].weight is not None
+    conv[1].load_state_dict(conv[1].state_dict()); conv[1].reset_parameters()  # a working layer
+    conv = RunningBatchNorm.convert(copy.deepcopy(orig))
+    x = torch.randn(5, 1, 6, 6)
+    torch.testing.assert_close(conv.eval()(x), orig.eval()(x))
+    sync = nn.SyncBatchNorm(3, momentum=0.3)
+    sync.load_state_dict(orig[1].state_dict() | {'bias': torch.zeros(3)})
+    new = RunningBatchNorm.convert(nn.Sequential(sync))[0]
+    assert isinstance(new, RunningBatchNorm) and new.momentum == 0.3 and new.weight is sync.weight
+    y = torch.randn(4, 3, 4, 4)
+    ref = nn.BatchNorm2d(3).eval(); ref.load_state_dict(sync.state_dict())
+    torch.testing.assert_close(new.eval()(y), ref(y))
+    lazy = nn.Sequential(nn.LazyBatchNorm2d())
+    with pytest.warns(UserWarning, match='left LazyBatchNorm2d.* unchanged: a lazy batch norm that has not seen'):
+        out = RunningBatchNorm.convert(lazy)
+    assert isinstance(out[0], nn.LazyBatchNorm2d)
+    lazy(torch.randn(2, 3, 4, 4))  # initialised: torch turns it into an nn.BatchNorm2d
+    assert isinstance(RunningBatchNorm.convert(lazy)[0], RunningBatchNorm)
+
+
+def test_init_help_points_to_the_arguments():
+    "help(RunningBatchNorm.__init__) is the layer's own text, not nn.Module's."
+    import inspect
+    assert 'help(RunningBatchNorm)' in inspect.getdoc(RunningBatchNorm.__init__)
+    for name in ('track_running_stats', 'bias', 'device', 'dtype', 'mom'):
+        assert name in RunningBatchNorm.__doc__.split('Attributes')[0]
 
 
 def test_fresh_layer_in_eval_mode_is_the_identity_like_batchnorm2d():
@@ -673,6 +811,9 @@ def test_momentum_is_torchs_name_and_mom_the_courses():
     for k, v in a.state_dict().items():
         assert torch.equal(b.state_dict()[k], v) and torch.equal(c.state_dict()[k], v), k
     assert a.momentum == a.mom == 0.3 and RunningBatchNorm(4).momentum == nn.BatchNorm2d(4).momentum
+    assert type(RunningBatchNorm(4).momentum) is float  # the default is a plain 0.1 once built
+    with pytest.raises(ValueError, match='give momentum or its other name mom, not both: got momentum=0.1, mom=0.5'):
+        RunningBatchNorm(4, momentum=0.1, mom=0.5)  # an explicit 0.1 is not the default
     assert RunningBatchNorm(4, 1e-3).eps == 1e-3  # the second positional argument is eps, as in nn.BatchNorm2d
 
 
@@ -792,3 +933,12 @@ def test_training_step_under_inference_mode_leaves_ordinary_buffers():
     x = torch.randn(2, 3, 4, requires_grad=True)
     m(x).sum().backward()  # buffers written in place after inference mode: no "inference tensor" error
     assert int(m.num_batches_tracked) == 2 and x.grad is not None
+    m.load_state_dict(RunningBatchNorm(3).state_dict()); m.reset_running_stats()
+    class Replacing(nn.Module):  # the control: a buffer replaced under inference mode is an inference tensor
+        def __init__(self): super().__init__(); self.register_buffer('b', torch.zeros(3))
+        def forward(self, x): self.b = self.b + x.mean(); return x
+    r = Replacing()
+    with torch.inference_mode(): r(torch.randn(2, 3))
+    assert r.b.is_inference()
+    with pytest.raises(RuntimeError, match='Inplace update to inference tensor outside InferenceMode'):
+        r.load_state_dict({'b': torch.zeros(3)})

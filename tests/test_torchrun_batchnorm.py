@@ -1,6 +1,7 @@
 """A real torchrun run: 2 gloo ranks on CPU, RunningBatchNorm inside DDP. DDP broadcasts rank 0's buffers before
-each forward; the layer updates them in place, so rank 1's statistics after a step are rank 0's from the step
-before merged with rank 1's own batch (a single-process replay is the oracle)."""
+each forward (collecting the module's buffers afresh each time), so rank 1's statistics after a step are rank 0's
+from the step before merged with rank 1's own batch, not a merge of both ranks' batches (a single-process replay is
+the oracle): the statistics are rank 0's."""
 import json
 import os
 import subprocess
@@ -41,6 +42,6 @@ def test_rank_1_merges_its_batch_into_rank_0s_broadcast_statistics(ranks):
                                        getattr(rank0, name), rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(torch.tensor(ranks[1]['steps'][t][name], dtype=torch.float64),
                                        getattr(replay, name), rtol=1e-12, atol=1e-12)
-    own = RunningBatchNorm(3).double()  # what rank 1 would hold if the broadcast missed its buffers
+    own = RunningBatchNorm(3).double()  # what rank 1 would hold without the broadcast
     for t in range(STEPS): own(batch(1, t))
     assert (torch.tensor(ranks[1]['steps'][-1]['running_mean']) - own.running_mean).abs().max() > 1

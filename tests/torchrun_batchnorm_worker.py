@@ -32,7 +32,7 @@ def main(out: str) -> None:
         ddp = DDP(nn.Sequential(layer))
         steps = []
         for t in range(STEPS):
-            y = ddp(batch(rank, t))  # DDP first broadcasts rank 0's buffers into the layer's
+            y = ddp(batch(rank, t))  # DDP first broadcasts rank 0's buffers into the layer's current ones
             y.square().sum().backward()
             steps.append({k: v.tolist() for k, v in layer.state_dict().items() if k.startswith(('running', 'count'))})
         with open(f'{out}/rank{rank}.json', 'w') as f: json.dump(dict(rank=rank, steps=steps), f)
