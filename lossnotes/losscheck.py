@@ -564,7 +564,8 @@ def _lbfgs(loss_fn, x0, target, iters: int = 100) -> tuple:
     x, t, dt = _widened(loss_fn, x0, target)
     if dt in (torch.float16, torch.bfloat16): x, t = x.float(), (t.float() if t.is_floating_point() else t)
     x = x.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, line_search_fn='strong_wolfe')
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, history_size=10,  # memory: 2 x 10 copies of pred
+                            line_search_fn='strong_wolfe')
     def closure():
         opt.zero_grad()
         with torch.enable_grad():

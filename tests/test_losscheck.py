@@ -893,6 +893,7 @@ def test_batch_check_that_cannot_be_judged_warns():
     assert c.status == 'warn' and c.reason.startswith('Cannot be judged') and r['finite'].status == 'FAIL'
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")  # torch's own warning, expected here
 def test_blind_spots_documented():
     "What the page says check_loss cannot see: a constant rescaling, and a detached term within the 5% tolerance."
     z, teacher = _soft()
