@@ -38,7 +38,8 @@ fi
 VENV=${LOSSNOTES_COURSE_VENV:-$ROOT/.venv-course}
 STAMP="$VENV/.lossnotes-course-installed"
 CPU_INDEX=https://download.pytorch.org/whl/cpu
-want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" "$ROOT/scripts/course.sh" | sha256sum | cut -d' ' -f1)
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }  # macOS has shasum
+want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" "$ROOT/scripts/course.sh" | sha256 | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   start=$SECONDS
   if [ ! -x "$VENV/bin/python" ]; then
@@ -64,7 +65,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     "${pip[@]}" "$torch"
   fi
   # the course extra of settings.ini, without installing lossnotes itself: the clone's lossnotes/ goes on the path
-  mapfile -t reqs < <("$py" - "$ROOT/settings.ini" <<'EOF'
+  reqs=()  # one per line (bash 3.2, macOS's, has no mapfile)
+  while IFS= read -r req; do [ -n "$req" ] && reqs+=("$req"); done < <("$py" - "$ROOT/settings.ini" <<'EOF'
 import configparser, shlex, sys
 cfg = configparser.ConfigParser(); cfg.read(sys.argv[1]); d = cfg['DEFAULT']
 for key in ('requirements', 'viz_requirements', 'course_requirements'): print('\n'.join(shlex.split(d.get(key, ''))))
