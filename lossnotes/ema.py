@@ -311,6 +311,8 @@ def update(self: EMA, x, # a real number, or a real tensor of the same shape and
           ) -> None:
     """Fold in one value: a real number or a real tensor (kept on its device; NaN and inf propagate); returns None.
 
+    With ``beta=0`` nothing is carried, not even a NaN: the average is the last value, as in ``ema(x, 0)``.
+
     The first tensor fixes the average's shape, device and dtype: float32 for float16, bfloat16 and integer
     tensors (half precision would lose digits in ``beta * avg``), the tensor's own dtype for float32 and
     float64. A number after a tensor is added to the tensor average. The tensor is detached: the average never
