@@ -942,3 +942,18 @@ def test_training_step_under_inference_mode_leaves_ordinary_buffers():
     assert r.b.is_inference()
     with pytest.raises(RuntimeError, match='Inplace update to inference tensor outside InferenceMode'):
         r.load_state_dict({'b': torch.zeros(3)})
+
+
+def test_batchnorm2d_checkpoint_loads_through_convert():
+    "An nn.BatchNorm2d checkpoint lacks count and num_samples_tracked: refused by the layer, loaded by the model, then convert."
+    torch.manual_seed(0)
+    make = lambda: nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3))
+    trained = make()
+    for _ in range(3): trained(torch.randn(4, 1, 6, 6))
+    ckpt = trained.state_dict()
+    with pytest.raises(ValueError, match=r"state_dict is missing \['count', 'num_samples_tracked'\]"):
+        RunningBatchNorm(3).load_state_dict({k[2:]: v for k, v in ckpt.items() if k.startswith('1.')})
+    model = make(); model.load_state_dict(ckpt)
+    model = RunningBatchNorm.convert(model).eval()
+    x = torch.randn(5, 1, 6, 6)
+    torch.testing.assert_close(model(x), trained.eval()(x))
