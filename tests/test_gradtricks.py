@@ -408,6 +408,8 @@ def test_exercises_accept_the_solutions_and_refuse_the_misconceptions():
     e = torch.tensor([-2.0, 1.0], requires_grad=True)  # option b: a negative value and a gradient |e| >= 0
     loss = (e.abs() * e.detach()).mean()
     assert loss.item() < 0 and (torch.autograd.grad(loss, e)[0] >= 0).all()
+    offset = fit_linear(lambda p, t: ((p - t) * (p - t).detach()).mean() - 10, x, y, sgd(0.1, 0.0), steps=20, progress=False)
+    assert offset['loss'][0] > 0 > offset['loss'][-1] and offset['mae'][-1] < offset['mae'][0]  # option a: negative, but the errors fall
 
 
 # ---------------------------------------------------------------- plots and the live figure
