@@ -389,12 +389,12 @@ EXERCISES = {
     'weighted-nll': dict(kind='function', salt='d2290bbe', cases=_weighted_cases, expected='sealed:uywQJvIqZRSLnRiaUa1IT9C1KCHiunLoJ_-dB674OhQwABqqcQs3Lfq3VuZpaNAbVoyhS0qSM8llBS8vepXCX73vHYk4E9sQCe65GP1O-gQkxQmfWeJ1CsCdUvfPK9-Gzd6ODfz_Hux1tRsbBTYUQGQ4KNKdyo92LBmiiJN0H-fnhprFKfflV19I04dJUn9SixdN3VS8GdrhtP1av3X2-PqjbLLYLQHcZv8umxb5RMMaGcRWEF0DOwtD351juue-DMKwqgZNHwLtfw0N_sFdXmU=', rtol=1e-05, atol=1e-06, hint="Start from each row's own cross entropy; what matters is the weight each row gets and what the sum is divided by."),
     'diagnose-log-sigmoid': dict(kind='choice', salt='dde18b52', options=('010ea67fbb42d2d4', '310c68a19ba19324', '36195e1aa86b40f8', 'a50ad367b4be409d'), answer='dc540f412ed4b510', feedback=('sealed:AvTOg8V8P4C87-whOC14i0fCHlHtwIf7oDGI1kzF34-BvdY1Iug3KG4iHLTgwuwKHBnhjTyVOlf2-w3NiNYqxf1wr22-IRPjU8Ne5B30vncWlqDSABbV12EIAAvZXzJHlKbmB0WQwvoeBFZEXCpxE7LFbL09enQw6YMiNeVP6RoTTkWneCfRwdcDuIWTocY=', 'sealed:BB2JFyE70nZ7hl07OZYpa48Lam93hUpMo8ZGoEuTKy9B46wjgF0KCz2mOSkxShhKcP5xb8uvMxLHJbYRlFRk3TS16X5XvO2V5wG00i6GYVeGFNZ66odlyvsLpDnyyDven45zLGiU8nRGmfnJvKYWPHIOmmeRCwVKwHTP2I9sZJ8Pzq2YRctG_YDbjXyE5v6LjCTG0JGK9jRWOXrHJKjehiwX8SjxkhuGaSZXCtxtUEEf7GQG2gYx-2t7Hvqxqfikg2WttHg_k9Kad7Zg0fIKCUp5FhZJzVjh6arccELdzKrG-lNvPV8-zl-cPIY=', 'sealed:LzZ8m14D30atWgwGGuA7WboP1uQM2E8QlR4Ti-MFfzcFmWg7-BACIEruVbA7O42crUIHq4CqKRgiKBt6bdSVd28=', 'sealed:w29nGZOCz9HoNNXgV4AQioaNJTE0q4-TFTwyRfYlWb5PYl-6i5DQ7wWA6ygfkS6mC56hC5fEL1RXO2qjZPJZkRw_4mFJJcar1sRGqi1XHUDuPlfIDfN1DykzRCFzYEnwOxqB3g=='), hint='Work out which side of sigmoid float32 can no longer tell from 0.'),
     'batch-of-two': dict(kind='prediction', salt='c767bba7', answer='sealed:XhjW3Q6TIGFG', rtol=0.01, atol=0.0,
-        factors=((0.5 / 0.172, 'That is the optimum of sum / N (or of the full data set). Here each batch of two is divided '
+        factors=((2.907, 'That is the optimum of sum / N (or of the full data set). Here each batch of two is divided '
                                'by its own total weight.'),
-                 (0.1 / 0.172, 'That is what a batch of one gives, where the weights cancel. A batch of two can hold one '
+                 (0.5814, 'That is what a batch of one gives, where the weights cancel. A batch of two can hold one '
                                'example of each class.')),
-        high='Too high: a batch holding one example of each class gives the rare class 9/10 of its weight, but how often '
+        high='A batch holding one example of each class gives the rare class 9/10 of its weight, but how often '
              'does such a batch come?',
-        low='Too low: the weights do not cancel in a batch that holds both classes.',
+        low='The weights do not cancel in a batch that holds both classes.',
         hint='List the kinds of batch of two and how often each comes.'),
 }
