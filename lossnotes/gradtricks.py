@@ -204,7 +204,8 @@ def straight_through(x: torch.Tensor, # input, a floating-point tensor
     Returns
     -------
     torch.Tensor
-        ``fn(x)`` exactly (dtype promoted with ``x``'s, so a bool result comes back as 0/1 floats); its gradient
+        ``fn(x)`` in the dtype promoted with ``x``'s: exact for a floating result, 0/1 floats for a bool one, and
+        an integer one rounds where that dtype cannot hold it (2049 with a float16 ``x`` is 2048); its gradient
         with respect to ``x`` is the identity: the upstream gradient passes unchanged.
 
     Raises
@@ -283,7 +284,8 @@ def irls_loss(pred: torch.Tensor, # predictions, a floating-point tensor
     Returns
     -------
     torch.Tensor
-        0-d, dtype of ``pred - target``: the value ``mean(|e|**p) / p`` exactly as computed (inf or NaN where
+        0-d, dtype of ``pred - target`` (``torch.result_type``: a 0-d float64 target leaves a float32 ``pred``'s
+        dtype): the value ``mean(|e|**p) / p`` exactly as computed (inf or NaN where
         ``e`` is), with gradient ``sign(e) * max(|e|, eps)**(p-2) * |e| / N`` with respect to ``pred``.
 
     Raises
@@ -319,7 +321,7 @@ def irls_loss(pred: torch.Tensor, # predictions, a floating-point tensor
         raise ValueError(f"target of shape {tuple(target.shape)} would broadcast pred of shape {tuple(pred.shape)} "
                          f"to {tuple(shape)}; give target pred's shape")
     if pred.numel() == 0: raise ValueError(f"pred must have at least one element, got shape {tuple(pred.shape)}")
-    out_dtype = torch.promote_types(pred.dtype, target.dtype)
+    out_dtype = torch.result_type(pred, target)  # pred - target's dtype: a 0-d target does not widen pred's
     cdt = _compute_dtype(out_dtype)
     e = pred.to(cdt) - target.to(cdt)
     ed = e.detach()

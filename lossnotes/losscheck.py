@@ -977,9 +977,13 @@ def check_loss(loss_fn: Callable, # loss_fn(pred, target) -> a one-element tenso
                          f'for F.poisson_nll_loss) and exp(pred) overflows {pred.dtype} above {top:.4g}. If the '
                          f'model\'s outputs stay far below that, pass smaller sizes, e.g. extreme=(1.0, 3.0, 10.0).')
     if finite.passed and overflow:
-        finite.reason += (f' In {pred.dtype} the loss overflows at the {overflow[0][1]} (largest {pred.dtype} '
-                          f'{torch.finfo(pred.dtype).max:g}), where float32 gives {_fmt(overflow[0][2])}: the range of '
-                          f'{pred.dtype}, not the loss (autocast computes losses in float32).')
+        top, v32 = torch.finfo(pred.dtype).max, overflow[0][2]
+        where = (f'a value {pred.dtype} holds, so a step inside the loss overflows (e.g. a squared error)'
+                 if abs(v32) <= top else f'beyond the range of {pred.dtype}')
+        finite.reason += (f' In {pred.dtype} the loss or its gradient is not finite at the {overflow[0][1]} (largest '
+                          f'{pred.dtype} {top:g}), where float32 gives {_fmt(v32)}, {where}. Compute the loss in '
+                          f'float32 (loss_fn(pred.float(), target)); under torch.autocast, torch\'s own losses such '
+                          f'as F.mse_loss and F.cross_entropy run in float32, a hand-written one does not.')
         finite.warning = True
     checks = [finite, minimum,
               _check_gradient(res_near, v_min, elsewhere, mismatch, saturated)]

@@ -183,6 +183,7 @@ IRLS_VALUES = [  # id, pred values, pred dtype, target, p
     ('bool target tensor', [1.0, 0.0, 0.5], F32, T([True, False, True]), 2.0),
     ('float64 target with float32 pred', [1.0, 3.0], F32, T([0.5, 0.5], dtype=F64), 1.0),
     ('0-d target tensor', [1.0, 3.0], F32, T(2.0), 4.0),
+    ('0-d float64 target with float32 pred', [1.0, 3.0], F32, T(0.5, dtype=F64), 1.0),  # stays float32, as pred - target
     ('0-d pred and target', 1.5, F64, T(0.5, dtype=F64), 1.0),
 ]
 
@@ -192,7 +193,7 @@ def test_irls_value_and_gradient_match_the_oracle(values, dtype, target, p):
     pred = T(values, dtype=dtype, requires_grad=True)
     loss = irls_loss(pred, target, p=p)
     t = target if isinstance(target, torch.Tensor) else torch.tensor(float(target), dtype=dtype)  # a number takes pred's dtype
-    out_dtype = torch.promote_types(dtype, t.dtype) if t.is_floating_point() else dtype
+    out_dtype = torch.result_type(pred, t) if t.is_floating_point() else dtype  # pred - target's dtype (0-d rule)
     assert loss.shape == () and loss.dtype == out_dtype
     # the oracle sees the errors as irls_loss does: pred and target in the output dtype (float32 for half)
     cdt = F32 if out_dtype in (F16, BF16) else out_dtype

@@ -150,6 +150,11 @@ def test_value_with_grad_of_gradcheck():
     assert torch.autograd.gradcheck(lambda x: value_with_grad_of(x.sin() + 5.0, x.sin()), (x,))
     with pytest.raises(GradcheckError, match='Jacobian mismatch'):
         torch.autograd.gradcheck(lambda x: value_with_grad_of(x.cos(), x.sin()), (x,))
+    # gradcheck has tolerances (atol 1e-5, rtol 1e-3): slopes that differ by less pass, by more fail
+    for c in (1e-9, 1e-6, 1e-4):
+        assert torch.autograd.gradcheck(lambda x: value_with_grad_of(x.sin() + c * x ** 2, x.sin()), (x,))
+    with pytest.raises(GradcheckError, match='Jacobian mismatch'):
+        torch.autograd.gradcheck(lambda x: value_with_grad_of(x.sin() + 1e-2 * x ** 2, x.sin()), (x,))
 
 
 def test_value_with_grad_of_broadcasts_and_detaches_value():
@@ -202,7 +207,54 @@ def test_straight_through_bad_input():
         straight_through(x, 'round')
 
 
+def test_straight_through_rounds_an_integer_result_to_the_promoted_dtype():
+    x = torch.ones(3, dtype=torch.float16, requires_grad=True)
+    y = straight_through(x, lambda t: torch.tensor([2048, 2049, 2050]))
+    assert y.dtype == torch.promote_types(torch.int64, torch.float16) == torch.float16
+    assert y.tolist() == torch.tensor([2048, 2049, 2050]).to(torch.float16).tolist() == [2048.0, 2048.0, 2050.0]
+    y = straight_through(x.detach().float(), lambda t: torch.tensor([2048, 2049, 2050]))  # float32 holds 2049
+    assert y.tolist() == [2048.0, 2049.0, 2050.0]
+
+
 # ---------------------------------------------------------------- irls_loss
+def test_irls_returns_the_dtype_of_pred_minus_target():
+    F16, F32 = torch.float16, torch.float32
+    cases = [(torch.ones(5), torch.tensor(0.5, dtype=F64)),  # a 0-d wider target does not widen pred
+             (torch.ones(5), torch.zeros(5, dtype=F64)),  # a full-size one does
+             (torch.ones(5, dtype=F16), torch.tensor(0.5, dtype=F64)),
+             (torch.ones(5, dtype=F16), torch.zeros(5)),
+             (torch.tensor(1.0), torch.tensor(0.5, dtype=F64)),  # both 0-d: promoted
+             (torch.ones(5, dtype=F64), torch.tensor(0.5))]
+    for pred, target in cases:
+        assert irls_loss(pred, target).dtype == (pred - target).dtype, (pred.dtype, target.shape, target.dtype)
+    assert irls_loss(torch.ones(5), 0.5).dtype == (torch.ones(5) - 0.5).dtype == F32
+
+
+def test_irls_p1_fit_has_l1_losss_gradient_at_its_predictions():
+    "As the page's loop: the irls_loss(p=1) fit (not the MSE one) finds the line; at its predictions irls_loss has F.l1_loss's gradient."
+    g = torch.Generator().manual_seed(0)
+    x = 4 * torch.rand(200, 1, generator=g) - 2
+    y = 1.5 * x - 0.5 + 0.1 * torch.randn(200, 1, generator=g)
+    y[::10] += 8.0
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=20, shuffle=True, generator=g)
+    threads = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for epoch in range(20):
+            for xb, yb in loader:
+                loss = irls_loss(model(xb), yb, p=1.0)
+                opt.zero_grad(); loss.backward(); opt.step()
+    finally: torch.set_num_threads(threads)
+    assert model.weight.item() == pytest.approx(1.5, abs=0.05) and model.bias.item() == pytest.approx(-0.5, abs=0.05)
+    xb, yb = next(iter(loader))
+    pred = model(xb).detach()
+    assert (pred - yb).abs().min() > 1e-6  # away from the eps floor: the two gradients are equal, not only close
+    torch.testing.assert_close(grad_wrt(lambda p, t: irls_loss(p, t, p=1.0), pred, yb), grad_wrt(F.l1_loss, pred, yb),
+                               rtol=1e-6, atol=1e-9)
+
+
 @settings(max_examples=50, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 10_000), p=st.floats(0.5, 4.0))
 def test_irls_gradient_is_that_of_lp(shape, seed, p):

@@ -878,12 +878,46 @@ def test_half_precision_overflow_at_extreme_probes_warns():
     g = torch.Generator().manual_seed(2)
     p, t = torch.randn(64, generator=g), torch.randn(64, generator=g)
     r = check_loss(F.mse_loss, p.half(), t.half())
-    assert r.ok and r['finite'].status == 'warn' and 'the range of torch.float16' in r['finite'].reason
+    assert r.ok and r['finite'].status == 'warn'
+    # the float32 loss at the first overflowing probe fits float16: a step inside it overflows, not its value
+    import re
+    v32 = float(re.search(r'where float32 gives ([-+.e\d]+), a value torch.float16 holds, so a step inside the loss '
+                          r'overflows', r['finite'].reason)[1])
+    assert math.isfinite(v32) and abs(v32) <= torch.finfo(torch.float16).max
     assert F.mse_loss(torch.full((4,), 300.0).half(), torch.zeros(4).half()).isinf()  # the oracle: 90000 > 65504
+    # ... though the mean itself fits: [300, 0] has mean square 45000
+    assert F.mse_loss(torch.tensor([300.0, 0.0]).half(), torch.zeros(2).half()).isinf()
+    assert F.mse_loss(torch.tensor([300.0, 0.0]), torch.zeros(2)).item() == 45000.0 < torch.finfo(torch.float16).max
+    # a loss whose float32 value is beyond float16's range is named as such
+    r = check_loss(F.mse_loss, p.half(), t.half(), extreme=(1000.0,))
+    assert r['finite'].status == 'warn' and 'beyond the range of torch.float16' in r['finite'].reason
     z, y = _cls(64, 10, 1)
     assert check_loss(F.cross_entropy, z.half(), y).ok
     # a loss that is not finite in float32 either still fails
     assert check_loss(lambda z, y: -F.softmax(z, 1).log().gather(1, y[:, None]).mean(), z.half(), y)['finite'].status == 'FAIL'
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_runs_torchs_losses_in_float32_not_a_hand_written_one(dtype):
+    "The scope of the float16 reason: under CPU autocast F.mse_loss and F.cross_entropy return float32, (a - b)**2 does not."
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=g).to(dtype), torch.randn(4, 3, generator=g).to(dtype)
+    y = torch.tensor([0, 1, 2, 0])
+    with torch.autocast('cpu', dtype=dtype):
+        assert F.mse_loss(a, b).dtype == F.cross_entropy(a, y).dtype == torch.float32
+        assert (a - b).pow(2).mean().dtype == dtype
+    assert F.mse_loss(a, b).dtype == dtype  # without autocast a half-precision model's loss stays in its dtype
+
+
+def test_regression_probe_scale_has_a_floor():
+    "s = max(mean |pred - target|, 0.1 mean |target|, 1e-3): the page's words, with the 1e-3 floor."
+    from lossnotes.losscheck import _probes
+    gen = lambda: torch.Generator().manual_seed(0)
+    zero = torch.zeros(6)
+    assert _probes(zero, zero, False, 1, (10.0,), gen())[2] == 1e-3  # a perfect prediction of zeros: the floor
+    assert _probes(zero + 1e-5, zero, False, 1, (10.0,), gen())[2] == 1e-3
+    assert _probes(zero + 0.5, zero, False, 1, (10.0,), gen())[2] == 0.5
+    assert _probes(zero + 2.0, zero + 2.0 + 1e-4, False, 1, (10.0,), gen())[2] == pytest.approx(0.1 * 2.0001, rel=1e-6)  # a tenth of |target|
 
 
 def test_batch_check_that_cannot_be_judged_warns():
