@@ -108,7 +108,7 @@ def shift_sweep(betas=(0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99), seeds=range(20)) -
             m_zl.append(minimum_shift(lrs, zl, noise_free))
         i_true = int(noise_free.argmin())
         mean = lambda v: sum(v) / len(v)
-        rows.append(dict(beta=beta, lag_steps=beta / (1 - beta) if beta < 1 else math.inf,
+        rows.append(dict(beta=beta, long_run_lag_steps=beta / (1 - beta) if beta < 1 else math.inf,
                          lag_decades=ema_lag(beta, i_true + 1) * 8 / 99, ema_vs_noise_free=mean(m_ema),
                          ema_vs_raw=mean(m_raw), zero_lag_vs_noise_free=mean(m_zl)))
     return rows
@@ -117,8 +117,8 @@ def plot_shift_sweep(rows: list, ax=None):
     "Shift of the minimum against the EMA's lag in steps, beta/(1-beta), on a log axis."
     ax = get_ax(ax, figsize=(7, 3.2))
     rows = [r for r in rows if r['beta'] > 0]
-    x = [r['lag_steps'] for r in rows]
-    ax.plot(x, [r['lag_decades'] for r in rows], label='lag x decades per step', **style('truth'))
+    x = [r['long_run_lag_steps'] for r in rows]
+    ax.plot(x, [r['lag_decades'] for r in rows], label='lag at the minimum x decades per step', **style('truth'))
     ax.plot(x, [r['ema_vs_noise_free'] for r in rows], marker='o', label='debiased EMA minimum', **style('debiased'))
     ax.plot(x, [r['zero_lag_vs_noise_free'] for r in rows], marker='o', label='zero-lag minimum', **style('zero_lag'))
     ax.axhline(1.0, color=REFERENCE, linestyle=':', linewidth=1, label='one decade')
