@@ -182,7 +182,9 @@ class LossMeter:
     device : str, torch.device or None, default None
         Where the state lives. None: the first loss tensor's device (CPU if only numbers are given, or if the
         state is read before any tensor arrived: under NCCL pass the rank's CUDA device, so that a rank without
-        batches all-reduces a CUDA tensor). A loss on another device raises ValueError naming it.
+        batches all-reduces a CUDA tensor). A state made on the CPU by such a read moves to the first loss
+        tensor's device if no item was counted yet (also after `reset`). Otherwise a loss on another device
+        raises ValueError naming it.
     fold_every : int, default 64
         Batch means (0-d losses) wait in a list and are folded into the float64 sum by one ``stack`` and ``sum``
         every ``fold_every`` updates (and whenever the state is read), so that an update launches no kernel. The
@@ -225,6 +227,7 @@ class LossMeter:
         try: self.device = None if device is None else torch.device(device)
         except RuntimeError as e: raise ValueError(f"device must name a torch device, got {device!r}: {e}") from None
         self._sum = self._wsum = self._skipped = self._dev = None  # 0-d float64 tensors on self._dev, made lazily
+        self._dev_by_default = False  # True while the state is on the CPU only because it was read before any tensor
         self._clear_host()
         if self.device is not None:
             try: self._init_state(self.device)
@@ -242,10 +245,17 @@ class LossMeter:
         with torch.inference_mode(False):
             z = lambda: torch.zeros((), dtype=torch.float64, device=device)
             self._sum, self._wsum, self._skipped, self._dev = z(), z(), z(), torch.device(device)
+        self._dev_by_default = False
 
     def _on_device(self, t: torch.Tensor, name: str) -> torch.Tensor:
         "`t` if it is on the state's device (which the first tensor decides), else raise naming `name`."
         if self._dev is None: self._init_state(t.device)
+        elif t.device != self._dev and self._dev_by_default and self.count == 0 and not self._ignored:
+            # the state was made on the CPU by a read before any tensor (or kept there by reset): nothing is
+            # counted yet, so the first loss tensor moves it to its own device, as if it had come first
+            with torch.inference_mode(False):
+                self._sum, self._wsum, self._skipped = (s.to(t.device) for s in (self._sum, self._wsum, self._skipped))
+            self._dev, self._dev_by_default = t.device, False
         elif t.device != self._dev:
             raise ValueError(f"{name} is on {t.device}, but this meter's state is on {self._dev}: move it there, or use "
                              f"one meter per device (LossMeter(device=...) sets the state's device)")
@@ -266,7 +276,9 @@ class LossMeter:
 
     def _flush(self) -> None:
         "Fold the pending batch means and the host-side totals into the device state (before any read)."
-        if self._dev is None: self._init_state(torch.device('cpu'))
+        if self._dev is None:
+            self._init_state(torch.device('cpu'))
+            self._dev_by_default = True  # not a choice: the first loss tensor may still move it (see _on_device)
         self._fold()
         if self._host_sum or self._host_w or self._host_skipped:
             self._sum.add_(self._host_sum); self._wsum.add_(self._host_w); self._skipped.add_(self._host_skipped)
@@ -342,7 +354,8 @@ def update(self: LossMeter,
         For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor),
         used in place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must
         be finite and >= 0: a number is checked here; a tensor cannot be without a synchronisation, so
-        `compute` raises if one was negative, NaN or infinite. Must be on ``loss``'s device.
+        `compute` raises if one was negative, NaN or infinite. With ``skip_nonfinite=True`` an item skipped
+        for a non-finite loss is dropped with its weights, bad or not: they never reach the sum. Must be on ``loss``'s device.
 
     Returns
     -------
@@ -520,7 +533,8 @@ def compute(self: LossMeter,
     Raises
     ------
     ValueError
-        A weight passed to `update` was negative, NaN or infinite (the weighted mean is undefined).
+        A weight passed to `update` was negative, NaN or infinite (the weighted mean is undefined); with
+        ``skip_nonfinite=True``, not one on an item skipped for its non-finite loss (dropped with the item).
 
     Warns
     -----

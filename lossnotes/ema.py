@@ -185,7 +185,7 @@ def ema(values, # 1-D sequence: list, ndarray or tensor (tensors keep their dtyp
         Decay per step, in [0, 1). ``beta=0`` returns a copy of the values (nothing is carried, not even a NaN).
     debias : bool, default True
         Divide by ``1 - beta**t`` (the sum of the weights), which makes each value a weighted mean of the samples
-        seen so far (pandas ``ewm(alpha=1-beta, adjust=True)``). ``False`` gives the raw zero-started EMA, which
+        seen so far (for finite values, pandas ``ewm(alpha=1-beta, adjust=True)``). ``False`` gives the raw zero-started EMA, which
         starts near 0 and creeps up.
 
     Returns

@@ -336,8 +336,8 @@ def plot(self: LRFinderResult, ax=None, # matplotlib Axes to draw on (None: a ne
     """Draw the raw losses and the curve the suggestions read (log lr axis), and mark the suggestions; returns `ax`.
 
     The curve is ``curve(kind, beta)`` with the ``kind`` and ``beta`` given to `suggest` (default: the test's
-    smoothing); ``kind='raw'`` draws the raw losses alone. The y axis spans the finite raw losses from their
-    minimum to above their 90th percentile.
+    smoothing); ``kind='raw'`` draws the raw losses alone. With ``lo`` the smallest finite raw loss and ``hi``
+    their 90th percentile, the y axis spans ``lo - 0.05 * (hi - lo)`` to ``hi + 0.5 * (hi - lo)``.
 
     Needs matplotlib, imported here (``import lossnotes`` stays torch-only). It never calls ``plt.show()``.
     Raises ValueError as `suggest` does for a bad method or curve, and ImportError without matplotlib.
@@ -475,10 +475,10 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     beta : float, default 0.98
         Decay of the debiased EMA that the stop rule reads (fastai's ``AvgSmoothLoss``), in [0, 1).
     stop_div : bool, default True
-        Stop at the first step whose smoothed loss exceeds four times the best so far. A non-finite loss stops
-        the test in any case. The rule needs losses > 0: with ``True`` a loss <= 0 raises ValueError.
+        Stop at the first step whose smoothed loss exceeds four times the best so far. A non-finite loss (NaN, inf
+        or -inf) stops the test in any case. The rule needs losses > 0: with ``True`` a finite loss <= 0 raises ValueError.
     skip_nonfinite : bool, default False
-        ``False``: the first NaN or inf loss ends the test (it is the last value recorded). ``True``: a batch with
+        ``False``: the first NaN, inf or -inf loss ends the test (it is the last value recorded). ``True``: a batch with
         a non-finite loss is skipped (no step, not recorded, counted in ``skipped``) and the test stops only at two
         non-finite losses in a row.
     progress : bool, default True
@@ -496,8 +496,8 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
         something that is not a floating-point tensor; ``opt_func`` does not return an optimizer.
     ValueError
         A bad argument value; ``batches`` is empty or a one-shot iterator that ran out; ``loss_fn`` returns a
-        non-scalar or a loss that does not require grad, or (with ``stop_div=True``) a loss <= 0; an optimizer instance over other parameters; a model
-        wrapped in ``DistributedDataParallel``.
+        non-scalar or a loss that does not require grad, or (with ``stop_div=True``) a finite loss <= 0; an optimizer instance over other parameters; a model
+        wrapped in ``DistributedDataParallel``, also when compiled (``torch.compile(ddp_model)``).
     RuntimeError
         Called with gradients disabled (inside ``torch.no_grad()`` or ``torch.inference_mode()``).
 
@@ -511,7 +511,8 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     instance's state) is held during the test. A ``.item()`` per step (a host sync) feeds the stop rule.
     Distributed: run it in a single process on the unwrapped model before the distributed run starts, and give
     every rank the learning rate it suggests; on every rank each stop rule would read its own loss, ranks could
-    stop at different steps and hang in the gradient all-reduce, so a DDP-wrapped model is refused.
+    stop at different steps and hang in the gradient all-reduce, so a DDP-wrapped model (compiled or not) is
+    refused. Only that wrapper is detected: an FSDP model, or a plain model on every rank of a process group, is not.
     For mixed precision without a GradScaler (bfloat16): the test does not enter ``torch.autocast``; pass a
     small wrapper module whose ``forward`` runs the model under ``torch.autocast`` and returns ``out.float()``,
     so that ``loss_fn`` computes in float32 as it would inside autocast (without ``.float()`` it gets bfloat16
@@ -529,7 +530,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_short(model)} of type {type(model).__name__}")
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+    if isinstance(getattr(model, '_orig_mod', model), torch.nn.parallel.DistributedDataParallel):  # torch.compile(ddp) too
         raise ValueError("model is wrapped in DistributedDataParallel: each rank's stop rule would read its own loss, "
                          "ranks could stop at different steps and hang in the gradient all-reduce. Run the test in "
                          "a single process on the unwrapped model (model.module) before the distributed run, and "
@@ -576,7 +577,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                     skipped, bad_in_a_row = skipped + 1, 1
                     continue  # no step, not recorded; the next batch gets the same learning rate
                 bad_in_a_row = 0
-                if stop_div and raw <= 0:  # s > 4 * best is a ratio: with best <= 0 it stops at once, or never
+                if stop_div and raw <= 0 and raw != -math.inf:  # -inf is non-finite: recorded, and it stops. s > 4 * best is a ratio: with best <= 0 it stops at once, or never
                     raise ValueError(f"loss_fn returned {raw!r} at step {i} (lr {float(lrs[i]):.3g}), but stop_div's rule "
                                      f"(stop once the smoothed loss exceeds 4x its best) needs losses > 0: pass "
                                      f"stop_div=False, or shift the loss above 0")

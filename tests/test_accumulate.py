@@ -746,6 +746,29 @@ def test_merge_into_a_fresh_meter_adopts_the_other_device():
         LossMeter(device='cpu').merge(LossMeter(device='meta'))
 
 
+@pytest.mark.parametrize('dev', ['meta', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA device'))])
+def test_a_meter_read_before_any_tensor_moves_to_the_first_loss_device(dev):
+    "Read (or reset) before any item: the CPU state was a default, and the first loss tensor moves it to its device."
+    fresh = LossMeter(); fresh.compute(); fresh.loss_sum  # a read creates the state on the CPU
+    fresh.update(torch.tensor([1.0, 3.0], device=dev))
+    assert fresh.loss_sum.device.type == dev and fresh.count == 2
+    epoch2 = LossMeter(); epoch2.compute(); epoch2.reset()  # reset keeps the CPU state; still nothing counted
+    epoch2.update(torch.tensor(2.0, device=dev), n=4)
+    assert epoch2.loss_sum.device.type == dev and epoch2.count == 4
+    if dev == 'cuda':
+        assert fresh.compute().item() == 2.0 and epoch2.compute().item() == 2.0
+        assert fresh.state_dict()['loss_sum'].device.type == 'cuda'
+    # a device chosen by a tensor, by device=, or state holding counted items is kept: another device raises
+    chosen = LossMeter(); chosen.update(torch.ones(2)); chosen.reset()
+    given = LossMeter(device='cpu')
+    counted = LossMeter(); counted.update(2.0, n=3); counted.compute()
+    for m in (chosen, given, counted):
+        with pytest.raises(ValueError, match=rf"loss is on {dev}.*, but this meter's state is on cpu"):
+            m.update(torch.ones(2, device=dev))
+    assert counted.compute().item() == 2.0 and counted.count == 3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 def test_merge_into_a_fresh_meter_keeps_cuda_totals_on_cuda():
     c = LossMeter(); c.update(torch.tensor([1.0, 3.0], device='cuda'))

@@ -326,3 +326,14 @@ def test_integers_beyond_float_range_name_the_argument(call, match):
 def test_largest_exact_count_is_accepted():
     m = LossMeter(); m.update(2.0, n=2**53)
     assert (m.count, m.compute().item()) == (2**53, 2.0)
+
+
+def test_a_bad_weight_on_an_item_skipped_for_its_loss_is_dropped_with_it():
+    "skip_nonfinite=True drops a non-finite item with its weights, bad or not; a bad weight on a kept item still raises."
+    m = LossMeter(skip_nonfinite=True)
+    m.update(torch.tensor([math.nan, 1.0]), weight=torch.tensor([-1.0, 1.0]))
+    assert m.compute().item() == 1.0 and m.num_skipped.item() == 1.0 and m.weight_sum.item() == 1.0
+    kept = LossMeter(skip_nonfinite=True)
+    kept.update(torch.tensor([2.0, 1.0]), weight=torch.tensor([-1.0, 1.0]))
+    with pytest.raises(ValueError, match='weight passed to update\\(\\) held a negative, NaN or infinite value'):
+        kept.compute()

@@ -334,12 +334,26 @@ def test_ema_method_docstrings_say_what_they_return_and_raise():
         assert re.search(r'return', doc, re.I) and re.search(r'raise', doc, re.I), name
 
 
+def test_pandas_matches_only_finite_values_it_skips_a_nan_that_ema_propagates():
+    "The page says 'for finite values' pandas' adjust=True is ema: pandas skips a NaN, ema keeps it as the loop does."
+    x = [1.0, 2.0, math.nan, 3.0, 4.0]
+    pandas = pd.Series(x).ewm(alpha=0.5, adjust=True).mean().to_numpy()
+    np.testing.assert_allclose(pandas, [1, 5 / 3, 5 / 3, 29 / 11, 31 / 9], rtol=1e-12)  # the NaN skipped
+    got = ema(x, 0.5).numpy()
+    np.testing.assert_allclose(got[:2], pandas[:2], rtol=1e-12)
+    assert np.isnan(got[2:]).all() and np.isnan(loop_ema(np.array(x), 0.5, True, False)[2:]).all()
+
+
 def test_lerp_would_turn_an_inf_state_into_nan_and_update_does_not():
     "The page's reason for beta * avg + (1 - beta) * x: torch.lerp's start + w * (end - start) gives inf - inf = NaN."
     inf = torch.tensor(float('inf'))
     assert torch.lerp(inf, torch.tensor(1.0), 0.02).isnan()
-    e = EMA(0.98); e.update(inf); e.update(torch.tensor(1.0))
-    assert e.compute().isinf()
+    assert torch.lerp(inf, torch.tensor(1.0), 0.49).isnan()
+    # from weight 0.5 up torch uses end - (end - start) * (1 - w): the inf survives (beta <= 0.5)
+    assert torch.lerp(inf, torch.tensor(1.0), 0.5).isposinf() and torch.lerp(inf, torch.tensor(1.0), 0.7).isposinf()
+    for beta in (0.98, 0.3):
+        e = EMA(beta); e.update(inf); e.update(torch.tensor(1.0))
+        assert e.compute().isposinf()
 
 
 @pytest.mark.parametrize('beta', [1e-5, 0.01, 0.3, 0.5, 0.9, 0.98])

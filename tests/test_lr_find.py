@@ -385,6 +385,30 @@ def test_skip_nonfinite():
         lr_range_test(NaNOnCalls(()), skip_nonfinite=1, **kw)
 
 
+class ValueOnCalls(torch.nn.Module):
+    "Loss 1.0 except on the given forward calls, where it is `value` (e.g. -inf)."
+    def __init__(self, bad, value):
+        super().__init__()
+        self.w, self.n, self.bad, self.value = torch.nn.Parameter(torch.zeros(())), 0, set(bad), value
+    def forward(self, x):
+        self.n += 1
+        return self.w * 0 + (self.value if self.n in self.bad else 1.0)
+
+
+@pytest.mark.parametrize('value', [-math.inf, math.inf, math.nan])
+def test_minus_inf_is_non_finite_and_stops_like_inf_and_nan(value):
+    "-inf is not a loss <= 0 to refuse: like NaN and inf it is recorded as the last value and ends the test."
+    kw = dict(loss_fn=lambda o, y: o, batches=[(None, None)], opt_func=torch.optim.SGD, num_it=30, progress=False)
+    res = lr_range_test(ValueOnCalls({7}, value), **kw)
+    assert len(res.losses) == 7 and res.skipped == 0
+    assert bool(torch.isfinite(res.losses[:6]).all()) and not math.isfinite(res.losses[-1])
+    assert (math.isnan(res.losses[-1]) if math.isnan(value) else res.losses[-1] == value)
+    skip = lr_range_test(ValueOnCalls({7, 15}, value), skip_nonfinite=True, **kw)  # skipped, not refused
+    assert len(skip.losses) == 30 and skip.skipped == 2 and bool(torch.isfinite(skip.losses).all())
+    with pytest.raises(ValueError, match=r"loss_fn returned -1\.0 at step 6"):  # a finite loss <= 0 still raises
+        lr_range_test(ValueOnCalls({7}, -1.0), **kw)
+
+
 def test_opt_func_is_called_with_params_only(data):
     import functools
     seen = {}
@@ -588,6 +612,9 @@ def test_ddp_wrapped_model_is_refused(tmp_path):
         ddp = torch.nn.parallel.DistributedDataParallel(mlp())
         with pytest.raises(ValueError, match=r'model is wrapped in DistributedDataParallel.*model\.module'):
             lr_range_test(ddp, F.cross_entropy, _loader(), progress=False)
+        compiled = torch.compile(ddp, backend='eager')  # an OptimizedModule around the DDP model: refused too
+        with pytest.raises(ValueError, match=r'model is wrapped in DistributedDataParallel.*model\.module'):
+            lr_range_test(compiled, F.cross_entropy, _loader(), progress=False)
         res = lr_range_test(ddp.module, F.cross_entropy, _loader(), num_it=10, progress=False)
         assert len(res.lrs) == 10
     finally:
