@@ -1,18 +1,16 @@
-"""The live figures in a real browser: Voila per topic notebook, one JupyterLab session, and the static HTML
-pages opened offline. Needs Debian's chromium (`apt-get install chromium`); `.ci/run` installs it."""
+"""The live figures in a real browser: Voila per topic notebook and one JupyterLab session (the static site has
+tests/test_site.py). Needs Debian's chromium (`apt-get install chromium`); `.ci/run` installs it."""
 import dataclasses
 import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import browser_driver as bd
-from conftest import PY, ROOT
-from lossnotes.course.build import course_notebooks
+from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')]
 ARTIFACTS = ROOT / 'artifacts' / 'browser'
@@ -135,21 +133,3 @@ def test_committed_notebook_stores_the_explorer_figure_at_the_teaching_defaults(
     values = {k: c.value for k, c in controls.items()}
     # the same figure: pixels differ only where the data of a training run differ between machines (a few %)
     assert bd.differing(stored, bd.library_image(draw, controls, values, stored.shape)) < 0.2
-
-
-def test_static_html_shows_every_figure_offline(tmp_path):
-    "The exported pages show every stored figure with the network blocked (no kernel, no CDN)."
-    subprocess.run([PY, str(ROOT / 'scripts' / 'export_html.py'), str(tmp_path / 'site')], check=True,
-                   capture_output=True)
-    with bd.browser() as page:
-        page.route(re.compile(r'^https?://'), lambda route: route.abort())
-        for nb_path in course_notebooks(ROOT / 'nbs'):
-            stored = sum('image/png' in o.get('data', {}) for c in json.loads(nb_path.read_text())['cells']
-                         for o in c.get('outputs', []))
-            page.goto((tmp_path / 'site' / f'{nb_path.stem}.html').as_uri())
-            shown = page.evaluate("() => Array.from(document.querySelectorAll('img[src^=\"data:image/png\"]'))"
-                                  ".filter(i => i.complete && i.naturalWidth > 0).length")
-            assert shown == stored, f'{nb_path.name}: {shown} of {stored} figures visible'
-            if nb_path.name[:2] in {'01', '02', '03', '04', '05'}: assert stored >= 1
-        page.goto((tmp_path / 'site' / 'contents.html').as_uri())
-        assert page.locator('a').count() == len(list((ROOT / 'nbs').glob('*.ipynb')))
