@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import browser_driver as bd
-from conftest import PY, ROOT
+from conftest import PY, ROOT, without_module
 from lossnotes.course.build import (BEGIN, END, HOME, build_course, directives, has_exercises, learner_notebook,
                                     lesson_notebooks, title_and_subtitle, uses_check_api)
 from lossnotes.course.exercises import _digest, exercise_spec
@@ -395,12 +395,7 @@ def test_course_open_and_reset_from_the_wheel_alone(tmp_path, wheel):
     assert f'http://127.0.0.1:{port}/lab/tree/{HOME}?token=' in log, log[-2000:]
 
 
-NO_JUPYTERLAB = """import sys
-class _NoJupyterLab:
-    def find_spec(self, name, path=None, target=None):
-        if name == 'jupyterlab' or name.startswith('jupyterlab.'): raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _NoJupyterLab())
-"""
+NO_JUPYTERLAB = without_module('jupyterlab')
 
 
 def test_open_without_jupyterlab_says_what_to_install(tmp_path):

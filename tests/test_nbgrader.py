@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, ROOT
+from conftest import PY, ROOT, without_module
 from lossnotes.course.build import BEGIN, has_exercises, learner_cells, learner_notebook, lesson_notebooks, uses_check_api
 
 pytestmark = pytest.mark.slow
@@ -108,12 +108,7 @@ def test_nbgrader_grades_full_zero_partial(nbs, lesson, tmp_path):
     assert 'refusing to grade it' in r.stderr, r.stderr[-3000:]
 
 
-BLOCK_LOSSNOTES = """import sys
-class _NoLossnotes:
-    def find_spec(self, name, path=None, target=None):
-        if name == 'lossnotes' or name.startswith('lossnotes.'): raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _NoLossnotes())
-"""
+BLOCK_LOSSNOTES = without_module('lossnotes')
 
 
 def test_generate_assignment_fails_without_lossnotes(tmp_path):
