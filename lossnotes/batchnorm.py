@@ -176,8 +176,8 @@ class RunningBatchNorm(nn.Module):
 
     In training mode each batch is merged into a running mean and a running centred variance per channel, and
     the batch is normalised with the merged statistics, not with its own alone; the buffers are updated in place,
-    as ``nn.BatchNorm2d`` does (they keep their identity and storage, and a training call under
-    ``torch.inference_mode()`` leaves them ordinary tensors). The merge weights are those of the 2019
+    as ``nn.BatchNorm2d`` does (they keep their identity and storage, and in eager mode a training call under
+    ``torch.inference_mode()`` leaves them ordinary tensors; compiled, see Notes). The merge weights are those of the 2019
     fast.ai course's ``RunningBatchNorm`` (``sums``, ``sqrs`` and ``count`` lerped from zero with ``mom1``); its
     ``dbias`` division is left out because it cancels between the sums and the count. Evaluation mode normalises
     with the same running statistics and changes no buffer; a fresh layer in evaluation mode is the identity.
@@ -204,9 +204,9 @@ class RunningBatchNorm(nn.Module):
         Accepted for ``nn.BatchNorm2d``'s argument order; must be True (the layer always tracks its statistics, it
         normalises with them). False raises a ValueError.
     device : torch.device or str, optional
-        Keyword only. Device of the parameters and buffers (default: torch's default device).
+        Sixth, by position or name, as in ``nn.BatchNorm2d``. Device of the parameters and buffers (default: torch's default device).
     dtype : torch.dtype, optional
-        Keyword only. Floating-point dtype of the parameters and the float buffers (default: torch's default dtype).
+        Seventh, by position or name, as in ``nn.BatchNorm2d``. Floating-point dtype of the parameters and the float buffers (default: torch's default dtype).
     bias : bool, default True
         Keyword only, as in ``nn.BatchNorm2d``: with ``affine=True``, False learns the ``weight`` only.
     mom : float, optional
@@ -237,7 +237,8 @@ class RunningBatchNorm(nn.Module):
         A constructor argument out of range, ``track_running_stats=False``, or both ``momentum`` and ``mom`` given;
         in `forward`, ``x`` with fewer than 2 dimensions, a channel count other than ``num_features``, on another
         device than the layer, or (in training) an empty batch or one with more items per channel than the
-        count's dtype can hold (65504 for a float16 layer).
+        count's dtype can hold (65504 for a float16 layer); in eager mode on the CPU, also a batch that would
+        take the count past that in total (with ``momentum=None`` it adds up over batches).
     RuntimeError
         A double backward (``create_graph=True``, as for a gradient penalty) through a training-mode call: the
         hand-written backward is first order only, and a second derivative from it would be wrong. A training-mode
@@ -254,7 +255,11 @@ class RunningBatchNorm(nn.Module):
     the default) every forward starts from rank 0's statistics, which each rank merges with its own batch: the
     statistics are rank 0's, not a merge of every rank's batches as ``nn.SyncBatchNorm`` computes. Under
     ``torch.compile`` the statistics are still written in place, but ``count`` and ``num_samples_tracked`` get new
-    tensors at each step (a compiled backward would otherwise read the share from the already written count).
+    tensors at each step (a compiled backward would otherwise read the share from the already written count); made under
+    ``torch.inference_mode()`` they are inference tensors, which `reset_running_stats` and `load_state_dict` replace
+    by ordinary ones before writing. ``torch.optim.swa_utils.update_bn`` looks for torch's ``_BatchNorm`` layers
+    only: it neither resets this layer nor recomputes its statistics as a cumulative average (with
+    ``momentum=None``) over the data.
 
     Examples
     --------
@@ -275,9 +280,9 @@ class RunningBatchNorm(nn.Module):
                  momentum: float | None = _MOMENTUM_DEFAULT, # the new batch's weight at batch size 2, in (0, 1]; None: every item alike
                  affine: bool = True, # learn a per-channel weight and bias
                  track_running_stats: bool = True, # must be True: the layer always tracks its statistics
-                 *, device=None, # device of the parameters and buffers
+                 device=None, # device of the parameters and buffers
                  dtype=None, # floating-point dtype of the parameters and float buffers
-                 bias: bool = True, # with affine=True, False learns the weight only
+                 *, bias: bool = True, # with affine=True, False learns the weight only
                  mom: float = _NOT_GIVEN, # another name for `momentum`
                 ):
         "A `RunningBatchNorm` over `num_features` channels; `help(RunningBatchNorm)` explains every argument."
@@ -317,8 +322,17 @@ class RunningBatchNorm(nn.Module):
 @patch_to(RunningBatchNorm)
 def reset_running_stats(self) -> None:
     "Forget every batch seen: mean 0, variance 1, counters 0, as in a new layer (parameters untouched)."
+    self._ordinary_buffers()
     for name in _BUFFERS: getattr(self, name).zero_()
     self.running_var.fill_(1)
+
+@patch_to(RunningBatchNorm)
+def _ordinary_buffers(self) -> None:
+    "Replace a buffer that is an inference tensor (a compiled training step under inference mode makes `count` and `num_samples_tracked` anew) by an ordinary copy, which can be written outside inference mode."
+    if torch.is_inference_mode_enabled(): return
+    for name in _BUFFERS:
+        b = self._buffers[name]
+        if b.is_inference(): self._buffers[name] = b.clone()
 
 @patch_to(RunningBatchNorm)
 def reset_parameters(self) -> None:
@@ -377,6 +391,10 @@ def forward(self, x: torch.Tensor, # (N, C, ...) a floating-point batch
     if numbers:
         c = count.item()
         new_count = c + n if m is None else c * (1 - m) + m * n
+        if new_count > 65504 and new_count > torch.finfo(count.dtype).max:  # momentum=None adds up over batches
+            raise ValueError(f"count would reach {new_count:g} items per channel with x of shape {tuple(x.shape)}, "
+                             f"more than the layer's {count.dtype} count can hold ({torch.finfo(count.dtype).max:g}): "
+                             f"keep the layer in float32 (under autocast it still takes float16 inputs)")
         share, lo = (n if m is None else m * n) / new_count, 0.01 if samples.item() + bs < 20 else 0.0
         count.fill_(new_count); samples.add_(bs)
     else:
@@ -405,7 +423,9 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
     lazy one (``nn.LazyBatchNorm2d``) once a batch has set its size; one that has not is left as it is, with a
     warning. The new layer has the same ``num_features``, ``eps``, ``momentum``, ``affine`` and ``bias``, the very
     same ``weight`` and ``bias`` Parameters (an optimiser built before still updates them), and copies of
-    ``running_mean``, ``running_var`` and ``num_batches_tracked``: evaluation gives the original's outputs. Its
+    ``running_mean``, ``running_var`` and ``num_batches_tracked``: evaluation gives the original's outputs (its
+    samples seen are set to the clamp's 20 unless the statistics are a new layer's, mean 0 and variance 1, with
+    no batch tracked). Its
     ``count`` starts at 0, so the first training batch after the swap replaces those statistics entirely, as in a
     new layer. The same ``momentum`` weighs a batch more than ``nn.BatchNorm2d`` does (0.887 at batch size 64
     with ``momentum=0.1``, see `effective_momentum`): after training the statistics mostly reflect the last batches.
@@ -451,7 +471,8 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
             if module.bias is not None: new.bias = module.bias
             new.running_mean.copy_(module.running_mean); new.running_var.copy_(module.running_var)
             new.num_batches_tracked.copy_(module.num_batches_tracked)
-            new.num_samples_tracked.fill_(20 if int(module.num_batches_tracked) > 0 else 0)  # trained: no clamp
+            fresh = bool((module.running_mean == 0).all() and (module.running_var == 1).all())
+            new.num_samples_tracked.fill_(0 if fresh and int(module.num_batches_tracked) == 0 else 20)  # trained or set: no clamp
         new.train(module.training)
         if hasattr(module, 'qconfig'): new.qconfig = module.qconfig
         return new
@@ -499,5 +520,6 @@ def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, miss
             raise ValueError(f"state_dict[{key!r}] must be >= 0, got {v.tolist()}")
         if name.startswith('num_') and (v.is_floating_point() and bool((v != v.round()).any())):
             raise ValueError(f"state_dict[{key!r}] must hold a whole number, got {v.tolist()}")
+    self._ordinary_buffers()
     nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                     error_msgs)

@@ -82,8 +82,8 @@ RAISES = [
     ('track_running_stats-str', lambda: RunningBatchNorm(3, track_running_stats='yes'), TypeError,
      "track_running_stats must be a bool (True or False), got 'yes'"),
     ('bias-str', lambda: RunningBatchNorm(3, bias='no'), TypeError, "bias must be a bool (True or False), got 'no'"),
-    ('device-positional', lambda: RunningBatchNorm(3, 1e-5, 0.1, True, True, 'cpu'), TypeError,
-     'takes from 2 to 6 positional arguments but 7 were given'),
+    ('bias-positional', lambda: RunningBatchNorm(3, 1e-5, 0.1, True, True, 'cpu', None, False), TypeError,
+     'takes from 2 to 8 positional arguments but 9 were given'),  # bias is keyword-only, as in nn.BatchNorm2d
     ('affine-str', lambda: RunningBatchNorm(3, affine='yes'), TypeError, "affine must be a bool (True or False), got 'yes'"),
     # convert
     ('convert-not-module', lambda: RunningBatchNorm.convert('model'), TypeError,
@@ -524,3 +524,30 @@ def test_batchnorm2d_refuses_mixed_dtypes_in_eval():
     bn = nn.BatchNorm2d(3).double().eval()
     with pytest.raises(RuntimeError, match='mixed dtype'):
         bn(_x(4, 3, 2, 2))
+
+
+def test_float16_momentum_none_refuses_an_accumulated_count():
+    "momentum=None adds the counts up: a float16 layer refuses the batch that would take the total past 65504."
+    m = RunningBatchNorm(3, momentum=None).half()
+    for k in range(3): m(_x(16, 3, 32, 32, dtype=torch.float16))
+    assert m.count.item() == 3 * 16384
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match=r"count would reach 65536 items per channel with x of shape \(16, 3, 32, 32\), "
+                                         r"more than the layer's torch.float16 count can hold \(65504\)"):
+        m(_x(16, 3, 32, 32, dtype=torch.float16))
+    for k, v in m.state_dict().items(): assert torch.equal(v, before[k]), k  # nothing was merged
+    m(_x(16, 3, 32, 31, dtype=torch.float16))  # 49152 + 15872 = 65024: fits
+    assert m.count.item() == 65024 and torch.isfinite(m.running_var).all()
+    f32 = RunningBatchNorm(3, momentum=None)  # float32: no such limit
+    for k in range(5): f32(_x(16, 3, 32, 32))
+    assert f32.count.item() == 5 * 16384
+
+
+def test_batchnorm2d_refuses_mixed_dtypes_in_training_and_eval():
+    "The oracle: on the CPU torch's layers refuse float32 into float64 and float64 into float32, in both modes."
+    for cls, shape in ((nn.BatchNorm2d, (4, 3, 2, 2)), (nn.BatchNorm1d, (4, 3))):
+        for layer_dtype, x_dtype in ((torch.float64, torch.float32), (torch.float32, torch.float64)):
+            for training in (True, False):
+                bn = cls(3).to(layer_dtype).train(training)
+                with pytest.raises(RuntimeError, match='mixed dtype'):
+                    bn(_x(*shape, dtype=x_dtype))

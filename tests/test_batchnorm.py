@@ -716,11 +716,15 @@ def test_first_step_is_batchnorm2d_unless_the_clamp_acts():
 
 
 def test_positional_arguments_follow_batchnorm2d():
-    "num_features, eps, momentum, affine, track_running_stats by position, as nn.BatchNorm2d; device, dtype, bias by name."
+    "num_features, eps, momentum, affine, track_running_stats, device, dtype by position, as nn.BatchNorm2d; bias by name."
     import inspect
     ours, ref = inspect.signature(RunningBatchNorm).parameters, inspect.signature(nn.BatchNorm2d).parameters
-    assert list(ours)[:5] == list(ref)[:5]
-    assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ('device', 'dtype', 'bias', 'mom'))
+    assert list(ours)[:7] == list(ref)[:7]
+    assert [ours[k].kind for k in list(ours)[:7]] == [ref[k].kind for k in list(ref)[:7]]
+    assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ('bias', 'mom')) and ref['bias'].kind is inspect.Parameter.KEYWORD_ONLY
+    m64, bn64 = RunningBatchNorm(3, 1e-5, 0.1, True, True, 'cpu', torch.float64), nn.BatchNorm2d(3, 1e-5, 0.1, True, True, 'cpu', torch.float64)
+    assert [(b.dtype, b.device) for b in m64.parameters()] == [(b.dtype, b.device) for b in bn64.parameters()] == [(torch.float64, torch.device('cpu'))] * 2
+    assert m64.running_mean.dtype == m64.running_var.dtype == m64.count.dtype == torch.float64
     m, bn = RunningBatchNorm(3, 1e-3, 0.3, False, True), nn.BatchNorm2d(3, 1e-3, 0.3, False, True)
     assert (m.eps, m.momentum, m.affine, m.weight) == (bn.eps, bn.momentum, bn.affine, bn.weight) == (1e-3, 0.3, False, None)
     x = torch.randn(4, 3, 5, 5) * 2 + 1
@@ -957,3 +961,41 @@ def test_batchnorm2d_checkpoint_loads_through_convert():
     model = RunningBatchNorm.convert(model).eval()
     x = torch.randn(5, 1, 6, 6)
     torch.testing.assert_close(model(x), trained.eval()(x))
+
+
+def test_convert_keeps_set_statistics_without_tracked_batches():
+    "Statistics set by hand or loaded without num_batches_tracked (it stays 0): evaluation still gives the original's outputs."
+    bn = nn.BatchNorm2d(3)
+    bn.running_var.copy_(torch.tensor([0.001, 0.004, 1.0])); bn.running_mean.copy_(torch.tensor([1., 2., 3.])); bn.eval()
+    assert int(bn.num_batches_tracked) == 0
+    x = torch.randn(2, 3, 4, 4) * 0.03 + torch.tensor([1., 2., 3.]).view(1, 3, 1, 1)
+    ref = bn(x)
+    new = RunningBatchNorm.convert(bn)
+    torch.testing.assert_close(new(x), ref)  # the clamp (variance >= 0.01) would change channels 0 and 1 by up to 1.4
+    assert int(new.num_samples_tracked) == 20
+    loaded = nn.BatchNorm2d(3)  # a checkpoint without num_batches_tracked, loaded with strict=False
+    loaded.load_state_dict({k: v for k, v in bn.state_dict().items() if k != 'num_batches_tracked'}, strict=False)
+    torch.testing.assert_close(RunningBatchNorm.convert(loaded.eval())(x), ref)
+    fresh = RunningBatchNorm.convert(nn.BatchNorm2d(3))  # a new layer's statistics: still a new layer, clamp and all
+    assert int(fresh.num_samples_tracked) == 0 and int(fresh.num_batches_tracked) == 0
+
+
+def test_compiled_step_under_inference_mode_then_reset_and_load():
+    "Compiled, count and num_samples_tracked made under inference mode are inference tensors: reset and load still work."
+    torch._dynamo.reset()
+    m = RunningBatchNorm(3)
+    compiled = torch.compile(m, fullgraph=True, backend='eager')
+    compiled(torch.randn(8, 3, 4, 4))
+    with torch.inference_mode(): compiled(torch.randn(8, 3, 4, 4))
+    assert m.count.is_inference()  # the case the methods handle
+    fresh = RunningBatchNorm(3).state_dict()
+    m.load_state_dict(fresh)
+    assert not any(b.is_inference() for b in m.buffers())
+    for k, v in m.state_dict().items(): assert torch.equal(v, fresh[k]), k
+    with torch.inference_mode(): compiled(torch.randn(8, 3, 4, 4))
+    m.reset_running_stats()
+    assert not any(b.is_inference() for b in m.buffers())
+    for k, v in m.state_dict().items(): assert torch.equal(v, fresh[k]), k
+    x = torch.randn(8, 3, 4, 4)
+    torch.testing.assert_close(compiled(x), RunningBatchNorm(3)(x))  # trains on from a new layer's state
+    torch._dynamo.reset()
