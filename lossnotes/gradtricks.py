@@ -321,7 +321,10 @@ def irls_loss(pred: torch.Tensor, # predictions, a floating-point tensor
         raise ValueError(f"target of shape {tuple(target.shape)} would broadcast pred of shape {tuple(pred.shape)} "
                          f"to {tuple(shape)}; give target pred's shape")
     if pred.numel() == 0: raise ValueError(f"pred must have at least one element, got shape {tuple(pred.shape)}")
-    out_dtype = torch.result_type(pred, target)  # pred - target's dtype: a 0-d target does not widen pred's
+    # pred - target's dtype, as torch.result_type gives it (which torch.compile cannot trace): a 0-d target of the
+    # same category does not widen pred's dtype
+    same_kind = target.is_floating_point() == pred.is_floating_point()
+    out_dtype = pred.dtype if target.dim() == 0 < pred.dim() and same_kind else torch.promote_types(pred.dtype, target.dtype)
     cdt = _compute_dtype(out_dtype)
     e = pred.to(cdt) - target.to(cdt)
     ed = e.detach()
