@@ -32,7 +32,7 @@ if [ -n "$folder" ]; then case "$folder" in /*) ;; *) folder=$here/$folder ;; es
 if [ "$solutions" = 1 ]; then
   source "$ROOT/scripts/_env.sh"
   unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
-  exec python -m lossnotes.course.build lab "${folder:-$ROOT/nbs}" --home index.ipynb --no-browser ${pass[@]+"${pass[@]}"}
+  exec python -m lossnotes.course.cli lab "${folder:-$ROOT/nbs}" --home index.ipynb --no-browser ${pass[@]+"${pass[@]}"}
 fi
 
 VENV=${LOSSNOTES_COURSE_VENV:-$ROOT/.venv-course}
@@ -82,4 +82,4 @@ fi
 export PATH="$VENV/bin:$PATH"
 unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
 cd "$ROOT"
-exec "$VENV/bin/python" -m lossnotes.course.build course "${folder:-$ROOT/course}" --from "$ROOT/nbs" --open --no-browser ${pass[@]+"${pass[@]}"}
+exec "$VENV/bin/python" -m lossnotes.course.cli course "${folder:-$ROOT/course}" --from "$ROOT/nbs" --open --no-browser ${pass[@]+"${pass[@]}"}

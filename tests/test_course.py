@@ -255,7 +255,7 @@ def test_learner_version_runs_and_says_not_yet(nb):
 
 
 def _cli(*args, cwd=None, **kw):
-    return subprocess.run([PY, '-m', 'lossnotes.course.build', *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([PY, '-m', 'lossnotes.course.cli', *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, 'PYTHONPATH': str(ROOT)}, **kw)
 
 
@@ -375,7 +375,7 @@ def test_course_open_and_reset_from_the_wheel_alone(tmp_path, wheel):
     site = tmp_path / 'site'
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / 'lossnotes' / 'notebooks' / HOME).exists()
-    entry = f"import sys; sys.path.insert(0, {str(site)!r}); from lossnotes.course.build import main; sys.exit(main())"
+    entry = f"import sys; sys.path.insert(0, {str(site)!r}); from lossnotes.course.cli import main; sys.exit(main())"
     run = lambda *a: subprocess.run([PY, '-I', '-c', entry, *map(str, a)], cwd=tmp_path, capture_output=True, text=True)
     dest = tmp_path / 'home-course'
     r = run('course', dest)
@@ -403,7 +403,7 @@ def test_open_without_jupyterlab_says_what_to_install(tmp_path):
     (tmp_path / 'site').mkdir()
     (tmp_path / 'site' / 'sitecustomize.py').write_text(NO_JUPYTERLAB)
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path / 'site'), str(ROOT)])}
-    r = subprocess.run([PY, '-m', 'lossnotes.course.build', 'course', str(tmp_path / 'c'), '--open'], capture_output=True,
+    r = subprocess.run([PY, '-m', 'lossnotes.course.cli', 'course', str(tmp_path / 'c'), '--open'], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 1 and 'pip install "lossnotes[course]"' in r.stderr and 'Traceback' not in r.stderr, r.stderr
 

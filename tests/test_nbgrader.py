@@ -48,7 +48,7 @@ def _submit(course, student, lesson, nb):
 @pytest.mark.parametrize('nbs,lesson', CASES, ids=[c[1] for c in CASES])
 def test_nbgrader_grades_full_zero_partial(nbs, lesson, tmp_path):
     env, course = _env(tmp_path), tmp_path / 'grading'
-    _run([PY, '-m', 'lossnotes.course.build', 'nbgrader', course, '--from', nbs], tmp_path, env)
+    _run([PY, '-m', 'lossnotes.course.cli', 'nbgrader', course, '--from', nbs], tmp_path, env)
     source = json.loads((course / 'source' / lesson / f'{lesson}.ipynb').read_text())
     kinds = [(m['solution'], m['grade'], m['locked']) for m in map(_meta, source['cells'])]
     assert set(kinds) == {(True, False, False), (False, True, True), (False, False, True)}, kinds  # nothing unmarked
@@ -114,7 +114,7 @@ BLOCK_LOSSNOTES = without_module('lossnotes')
 def test_generate_assignment_fails_without_lossnotes(tmp_path):
     "nbgrader in an environment without lossnotes: generate_assignment stops with the command to install it, writes no release."
     env, course = _env(tmp_path), tmp_path / 'grading'
-    _run([PY, '-m', 'lossnotes.course.build', 'nbgrader', course, '--from', FIXTURES / 'nbs'], tmp_path, env)
+    _run([PY, '-m', 'lossnotes.course.cli', 'nbgrader', course, '--from', FIXTURES / 'nbs'], tmp_path, env)
     (tmp_path / 'site').mkdir()
     (tmp_path / 'site' / 'sitecustomize.py').write_text(BLOCK_LOSSNOTES)  # as if lossnotes were not installed
     env = {**env, 'PYTHONPATH': os.pathsep.join([str(tmp_path / 'site'), env['PYTHONPATH']])}

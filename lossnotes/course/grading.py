@@ -11,8 +11,9 @@ import json
 import re
 from pathlib import Path
 
-from .build import (BEGIN, _source, _write_nb, has_exercises, learner_cells, lesson_notebooks,
-                                    title_and_subtitle, uses_check_api)
+import lossnotes
+from .build import (BEGIN, cell_source, has_exercises, learner_cells, lesson_notebooks, title_and_subtitle,
+                                    uses_check_api, write_notebook)
 from .exercises import exercise_spec
 
 # %% auto #0
@@ -44,10 +45,10 @@ def nbgrader_notebook(nb: dict, # an instructor's lesson notebook (nbformat 4 JS
                      ) -> dict:
     "nbgrader's source version of the lesson `nb`: solution cells marked, autograder cells added, the rest locked."
     cells, out = learner_cells(nb['cells'], solutions=True), []
-    title = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _source(c).startswith('# ')), -1)
+    title = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and cell_source(c).startswith('# ')), -1)
     cells.insert(title + 1, {'cell_type': 'code', 'execution_count': None, 'metadata': {}, 'outputs': [], 'source': GRADED})
     for i, cell in enumerate(cells):
-        src, meta = _source(cell), cell.setdefault('metadata', {})
+        src, meta = cell_source(cell), cell.setdefault('metadata', {})
         checks = exercise_checks(src) if cell['cell_type'] == 'code' else []
         if cell['cell_type'] == 'code' and any(l.strip() == BEGIN for l in src.split('\n')):
             name = _slug(checks[0][0].split('/')[-1]) if checks else f'{i:03d}'
@@ -71,7 +72,7 @@ def nbgrader_notebook(nb: dict, # an instructor's lesson notebook (nbformat 4 JS
 # %% ../../nbs/course/grading.ipynb #a1d0b7c3
 def _checked(cells: list[dict]) -> dict[str, int]:
     "Exercise id -> index of the cell that checks it."
-    return {ex: i for i, c in reversed(list(enumerate(cells))) if c['cell_type'] == 'code' for ex, _ in exercise_checks(_source(c))}
+    return {ex: i for i, c in reversed(list(enumerate(cells))) if c['cell_type'] == 'code' for ex, _ in exercise_checks(cell_source(c))}
 
 def adopt_learner_copy(submitted: dict, # a learner's notebook without nbgrader metadata (from `lossnotes course`)
                        release: dict, # the released notebook of the same lesson (nbgrader metadata, stubs)
@@ -85,7 +86,7 @@ def adopt_learner_copy(submitted: dict, # a learner's notebook without nbgrader 
         ex = next((e for e, j in sorted(ours.items(), key=lambda kv: kv[1]) if j >= i), None)
         if ex not in mine: missing.append(ex or cell['metadata']['nbgrader']['grade_id']); continue
         j = mine[ex] - (ours[ex] - i)  # the same offset from the check in the learner's copy
-        if 0 <= j < len(theirs) and theirs[j]['cell_type'] == 'code': cell['source'] = _source(theirs[j])
+        if 0 <= j < len(theirs) and theirs[j]['cell_type'] == 'code': cell['source'] = cell_source(theirs[j])
         else: missing.append(ex)
     return nb, missing
 
@@ -96,7 +97,7 @@ def figure_alt_text(nb: dict, # a notebook with outputs (nbformat 4 JSON), chang
     n, lesson, prose = 0, title_and_subtitle(nb)[0], ''
     for cell in nb['cells']:
         if cell['cell_type'] == 'markdown':
-            text = ' '.join(_source(cell).replace('#', '').split())
+            text = ' '.join(cell_source(cell).replace('#', '').split())
             prose = text if len(text) <= 160 else text[:157] + '...'
             continue
         for out in cell.get('outputs', []):
@@ -185,7 +186,6 @@ c.GenerateFeedback.preprocessors = list(GenerateFeedback.class_traits()['preproc
 
 def _clone_nbs() -> Path:
     "The instructor notebooks of the clone lossnotes runs from (an editable install)."
-    import lossnotes
     root = Path(lossnotes.__file__).resolve().parent.parent
     if (root / 'settings.ini').exists() and (root / 'nbs').is_dir(): return root / 'nbs'
     raise FileNotFoundError("the nbgrader folder is written from the instructor's notebooks, which the package does not "
@@ -209,5 +209,5 @@ def write_nbgrader_course(dest: Path | str, # the nbgrader course folder (create
         target = dest / 'source' / p.stem / p.name
         if target.exists(): continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        written.append(_write_nb(nbgrader_notebook(json.loads(p.read_text(encoding='utf-8'))), target))
+        written.append(write_notebook(nbgrader_notebook(json.loads(p.read_text(encoding='utf-8'))), target))
     return written, [p for p in lessons if p not in graded]
