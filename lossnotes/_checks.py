@@ -13,11 +13,38 @@ from collections.abc import Iterable
 import torch
 
 # %% auto #0
-__all__ = ['check_number', 'progress_bar', 'check_bool', 'check_tensor', 'optional_import']
+__all__ = ['dtype_kind', 'is_real_number', 'is_numpy_bool', 'describe', 'check_number', 'progress_bar', 'check_bool',
+           'check_tensor', 'check_1d', 'check_beta', 'optional_import']
+
+# %% ../nbs/reference/checks.ipynb #45f984f4
+def dtype_kind(x) -> str | None:
+    "NumPy's one-letter kind of `x`'s dtype ('b' bool, 'i'/'u' integer, 'f' float, 'c' complex, 'm' timedelta); None without one (a Python number, a torch tensor)."
+    return getattr(getattr(x, 'dtype', None), 'kind', None)
+
+def is_real_number(x) -> bool:
+    "Is `x` one real number: a Python int, float or Fraction, or a NumPy integer or float scalar (a bool, a NumPy bool or a timedelta is not)?"
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and dtype_kind(x) in (None, 'i', 'u', 'f')
+
+def is_numpy_bool(x) -> bool:
+    "Is `x` one NumPy bool: `np.True_`, `np.False_` or a 0-d bool array?"
+    return type(x).__module__ == 'numpy' and dtype_kind(x) == 'b' and getattr(x, 'ndim', None) == 0
+
+def describe(x, # the value received
+             small: int = 1, # a tensor or array of at most this many elements is shown by its repr
+             typed: bool = True, # end with "of type T" (a tensor described by its shape names its type already)
+            ) -> str:
+    "`x` in one short line for a message: its repr (cut to 80 characters), a larger tensor or array by its shape and dtype."
+    of_type = f" of type {type(x).__name__}" if typed else ''
+    if isinstance(x, torch.Tensor) or hasattr(x, 'shape') and hasattr(x, 'dtype'):  # a tensor, an array, a NumPy scalar
+        n = x.numel() if isinstance(x, torch.Tensor) else getattr(x, 'size', None)
+        r = repr(x) if isinstance(n, int) and n <= small else ''
+        if r and len(r) <= 80 and '\n' not in r: return r + of_type
+        if isinstance(x, torch.Tensor): return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype} on {x.device}"
+        return f"an array of shape {tuple(x.shape)} and dtype {x.dtype}{of_type}"  # an array's repr runs to kilobytes
+    r = ' '.join(repr(x).split()) if '\n' in repr(x) else repr(x)  # one line: a module's repr has many
+    return (r if len(r) <= 80 else r[:77] + '...') + of_type
 
 # %% ../nbs/reference/checks.ipynb #d3cbef81
-def _is_numpy_bool(x) -> bool: return type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) == 'b'
-
 def check_number(name: str, # the argument's name, as the caller wrote it
                  value, # the value received
                  low: float | None = None, # lower bound, or None for no bound
@@ -28,9 +55,9 @@ def check_number(name: str, # the argument's name, as the caller wrote it
                  finite: bool = True, # reject +-inf (False: accept them where the bounds allow)
                 ) -> float | int:
     "Return `value` if it is a real number inside the bounds (finite unless `finite=False`), else raise naming `name` and `value`."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or _is_numpy_bool(value):
+    if not is_real_number(value):
         kind = 'an integer' if integer else 'a real number'
-        raise TypeError(f"{name} must be {kind}, got {value!r} of type {type(value).__name__}")
+        raise TypeError(f"{name} must be {kind}, got {describe(value)}")
     if integer and not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not isinstance(value, numbers.Integral):  # an int is finite (math.isnan overflows on 10**400)
@@ -62,8 +89,8 @@ def check_bool(name: str, # the argument's name
               ) -> bool:
     "Return `value` as a Python bool if it is a bool (NumPy bools too), else raise a TypeError naming `name` and `value`."
     if isinstance(value, bool): return value
-    if _is_numpy_bool(value): return bool(value)
-    raise TypeError(f"{name} must be a bool (True or False), got {value!r} of type {type(value).__name__}")
+    if is_numpy_bool(value): return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {describe(value)}")
 
 # %% ../nbs/reference/checks.ipynb #12a8ead4
 def check_tensor(name: str, # the argument's name
@@ -73,13 +100,40 @@ def check_tensor(name: str, # the argument's name
                 ) -> torch.Tensor:
     "Return `x` if it is a real tensor with an allowed number of dimensions, else raise naming `name` and what was wrong."
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {x!r} of type {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}")
     if x.is_complex(): raise TypeError(f"{name} must be real, got a complex tensor of dtype {x.dtype}")
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
     if ndim is not None and x.ndim not in ((ndim,) if isinstance(ndim, int) else tuple(ndim)):
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
     return x
+
+# %% ../nbs/reference/checks.ipynb #e01cc955
+def check_1d(name: str, # the argument's name
+             values, # a 1-D sequence of real numbers: list, ndarray or tensor
+            ) -> torch.Tensor:
+    "`values` as a detached 1-D real float tensor (tensors keep their float dtype and device, anything else becomes float64), else raise naming `name`."
+    if isinstance(values, torch.Tensor): x = check_tensor(name, values).detach()
+    else:
+        if values is None or isinstance(values, (str, bytes, dict, set)):
+            raise TypeError(f"{name} must be a 1-D sequence of numbers (list, ndarray or tensor), got {describe(values)}")
+        kind = dtype_kind(values)  # an array's kind of number
+        if kind == 'c': raise TypeError(f"{name} must be real, got complex values: {describe(values)}")
+        if kind == 'b': raise TypeError(f"{name} must hold numbers, got bool values: {describe(values)}")
+        try: x = torch.as_tensor(values, dtype=torch.float64)  # straight to float64: lists are not rounded to float32
+        except OverflowError: raise ValueError(f"{name} holds a number too large for float64: {describe(values)}") from None
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {describe(values)} ({e})") from None
+    if x.dtype == torch.bool: raise TypeError(f"{name} must hold numbers, got bool values: {describe(values)}")
+    if x.device.type == 'meta': raise ValueError(f"{name} is on the meta device, which holds no values: {describe(values)}")
+    if x.ndim != 1: raise ValueError(f"{name} must be 1-D, got shape {tuple(x.shape)}")
+    return x if x.is_floating_point() else x.to(torch.float64)
+
+def check_beta(name: str, # the argument's name
+               value, # the value received
+              ) -> float:
+    "`value` as a float decay in [0, 1), else a ValueError/TypeError naming `name`."
+    return float(check_number(name, value, 0, 1, high_open=True))
 
 # %% ../nbs/reference/checks.ipynb #d766c165
 def optional_import(module: str, # module to import, e.g. 'matplotlib.pyplot'

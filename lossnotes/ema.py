@@ -7,43 +7,22 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import torch
 
-from ._checks import check_bool, check_number, check_tensor
+from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, dtype_kind, is_real_number
 
 # %% auto #0
 __all__ = ['ema', 'ema_seeded', 'EMA', 'ema_lag', 'zero_lag', 'zero_lag_beta']
 
-# %% ../nbs/reference/ema.ipynb #7d64fd77
-def _short(v) -> str:
-    "repr of `v`, cut to 60 characters for error messages."
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + '...'
-
-def _check_beta(beta) -> float:
-    "`beta` as a float in [0, 1), else a ValueError/TypeError naming it."
-    return float(check_number('beta', beta, 0, 1, high_open=True))
-
-def _as_1d(values, name: str = 'values') -> torch.Tensor:
-    "A detached 1-D real float tensor: tensors keep their float dtype and device, everything else becomes float64."
-    if isinstance(values, torch.Tensor): x = check_tensor(name, values).detach()
-    else:
-        if values is None or isinstance(values, (str, bytes, dict, set)):
-            raise TypeError(f"{name} must be a 1-D sequence of numbers (list, ndarray or tensor), got {_short(values)} "
-                            f"of type {type(values).__name__}")
-        kind = getattr(getattr(values, 'dtype', None), 'kind', None)  # a NumPy array's kind of number
-        if kind == 'c': raise TypeError(f"{name} must be real, got complex values {_short(values)}")
-        if kind == 'b': raise TypeError(f"{name} must hold numbers, got bool values {_short(values)}")
-        try: x = torch.as_tensor(values, dtype=torch.float64)  # straight to float64: lists are not rounded to float32
-        except OverflowError: raise ValueError(f"{name} holds a number too large for float64: {_short(values)}") from None
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {_short(values)} ({e})") from None
-    if x.dtype == torch.bool: raise TypeError(f"{name} must hold numbers, got bool values {_short(values)}")
-    if x.device.type == 'meta': raise ValueError(f"{name} is on the meta device, which holds no values: {_short(values)}")
-    if x.ndim != 1: raise ValueError(f"{name} must be 1-D, got shape {tuple(x.shape)}")
-    return x if x.is_floating_point() else x.to(torch.float64)
+# %% ../nbs/reference/ema.ipynb #2d0068d7
+def _weight_sum(beta: float, # decay in [0, 1)
+                t, # steps taken: an int >= 1, or a float64 tensor of them
+               ):
+    "1 - beta**t, the sum of a zero-started EMA's weights after t steps (the debias divisor), via expm1."
+    if beta == 0: return torch.ones_like(t) if isinstance(t, torch.Tensor) else 1.0
+    if isinstance(t, torch.Tensor): return -torch.expm1(t * math.log(beta))
+    return -math.expm1(min(t, 2**62) * math.log(beta))  # beta**t is 0.0 in float64 well before t = 2**62: the same value
 
 # %% ../nbs/reference/ema.ipynb #f0d22d68
 _BLOCK, _CHUNK = 64, 2**15  # samples per block; elements per cache-sized chunk of blocks
@@ -61,9 +40,8 @@ def _powers(a: float, n: int, scale: float, dtype, device) -> tuple:
 
 @functools.lru_cache(maxsize=64)
 def _inverse_weight_sums64(beta: float, n: int) -> torch.Tensor:
-    "1 / (1 - beta**t) for t = 1..n via expm1 (1 - beta**t keeps its digits), float64 on the CPU (private)."
-    t = torch.arange(1, n + 1, dtype=torch.float64)
-    return -1 / torch.expm1(t * math.log(beta))
+    "1 / (1 - beta**t) for t = 1..n, float64 on the CPU (private)."
+    return 1 / _weight_sum(beta, torch.arange(1, n + 1, dtype=torch.float64))
 
 def _inverse_weight_sums(beta: float, n: int, dtype, device) -> torch.Tensor:
     "A fresh copy of `_inverse_weight_sums64` in `dtype` on `device`."
@@ -207,7 +185,7 @@ def ema(values, # 1-D sequence: list, ndarray or tensor (tensors keep their dtyp
     >>> [round(v, 9) for v in ema([100.0, 100.0, 100.0], 0.98).tolist()]
     [100.0, 100.0, 100.0]
     """
-    x, beta, debias = _as_1d(values), _check_beta(beta), check_bool('debias', debias)
+    x, beta, debias = check_1d('values', values), check_beta('beta', beta), check_bool('debias', debias)
     out = x.dtype
     return _smooth(x.to(_COMPUTE.get(out, out)), beta, 'debiased' if debias else 'zero').to(out)
 
@@ -236,7 +214,7 @@ def ema_seeded(values, # 1-D sequence: list, ndarray or tensor
     >>> ema_seeded([4.0, 0.0, 0.0], 0.5)
     tensor([4., 2., 1.], dtype=torch.float64)
     """
-    x, beta = _as_1d(values), _check_beta(beta)
+    x, beta = check_1d('values', values), check_beta('beta', beta)
     out = x.dtype
     return _smooth(x.to(_COMPUTE.get(out, out)), beta, 'seeded').to(out)
 
@@ -289,7 +267,7 @@ class EMA:
     def __init__(self, beta: float = 0.98, # decay in [0, 1): avg = beta * avg + (1 - beta) * x
                  debias: bool = True, # divide by 1 - beta**step
                 ):
-        self.beta, self.debias = _check_beta(beta), check_bool('debias', debias)
+        self.beta, self.debias = check_beta('beta', beta), check_bool('debias', debias)
         self.reset()
 
     def __repr__(self): return f"EMA(beta={self.beta}, debias={self.debias}, step={self.step})"
@@ -323,8 +301,8 @@ def update(self: EMA, x, # a real number, or a real tensor of the same shape and
     """
     if isinstance(x, torch.Tensor):
         check_tensor('x', x)
-        if x.dtype == torch.bool: raise TypeError(f"x must be a real number or tensor, got a bool tensor {_short(x)}")
-        if x.device.type == 'meta': raise ValueError(f"x is on the meta device, which holds no values: {_short(x)}")
+        if x.dtype == torch.bool: raise TypeError(f"x must be a real number or tensor, got a bool tensor: {describe(x)}")
+        if x.device.type == 'meta': raise ValueError(f"x is on the meta device, which holds no values: {describe(x)}")
         x = x.detach()
         if not x.is_floating_point() or x.dtype in _COMPUTE: x = x.to(torch.float32)  # fp16 loses digits in 0.98 * avg
         if isinstance(self.avg, torch.Tensor):
@@ -334,13 +312,12 @@ def update(self: EMA, x, # a real number, or a real tensor of the same shape and
             x = x.to(self.avg.dtype)
             self.avg = torch.add(_carried(self.avg, self.beta), x, alpha=1 - self.beta)  # no .item(): stays on the device
         else: self.avg = torch.add(x * (1 - self.beta), _carried(self.avg, self.beta))
-    elif isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__module__ != 'numpy' or \
-            type(x).__module__ == 'numpy' and getattr(getattr(x, 'dtype', None), 'kind', None) in ('f', 'i', 'u') and getattr(x, 'ndim', 1) == 0:
+    elif is_real_number(x) or type(x).__module__ == 'numpy' and getattr(x, 'ndim', None) == 0 and dtype_kind(x) in ('i', 'u', 'f'):  # np.array(2.5) too
         try: x = float(x)
-        except OverflowError: raise ValueError(f"x is too large for a float: {_short(x)}") from None
+        except OverflowError: raise ValueError(f"x is too large for a float: {describe(x)}") from None
         self.avg = _carried(self.avg, self.beta) + x * (1 - self.beta)
     else:
-        raise TypeError(f"x must be a real number or a real tensor, got {_short(x)} of type {type(x).__name__}")
+        raise TypeError(f"x must be a real number or a real tensor, got {describe(x)}")
     self.step += 1
 
 # %% ../nbs/reference/ema.ipynb #3319f168
@@ -353,8 +330,7 @@ def compute(self: EMA) -> float | torch.Tensor:
     nothing back from the device.
     """
     if self.step == 0: return float('nan')
-    t = min(self.step, 2**62)  # beta**t is 0.0 in float64 well before 2**62 for every beta < 1: the same divisor
-    w = -math.expm1(t * math.log(self.beta)) if self.debias and self.beta > 0 else 1.0  # 1 - beta**step
+    w = _weight_sum(self.beta, self.step) if self.debias else 1.0  # 1 - beta**step
     if w == 1.0: return self.avg.clone() if isinstance(self.avg, torch.Tensor) else self.avg
     return self.avg / w
 
@@ -373,11 +349,11 @@ def load_state_dict(self: EMA, state: dict, # what `state_dict` returned
     Raises TypeError for a value of the wrong type and ValueError for a missing or unknown key, an out-of-range
     value, or a nonzero ``avg`` at step 0; the message names the key. Nothing changes when it raises.
     """
-    if not isinstance(state, dict): raise TypeError(f"state must be a dict, got {_short(state)} of type {type(state).__name__}")
+    if not isinstance(state, dict): raise TypeError(f"state must be a dict, got {describe(state)}")
     keys = {'beta', 'debias', 'avg', 'step'}
     if set(state) != keys:
         raise ValueError(f"state must have exactly the keys {sorted(keys)}, got {sorted(map(str, state))}")
-    beta = float(check_number("state['beta']", state['beta'], 0, 1, high_open=True))
+    beta = check_beta("state['beta']", state['beta'])
     debias = check_bool("state['debias']", state['debias'])
     step = check_number("state['step']", state['step'], 0, integer=True)
     avg = state['avg']
@@ -385,10 +361,10 @@ def load_state_dict(self: EMA, state: dict, # what `state_dict` returned
         check_tensor("state['avg']", avg, floating=True)
         if avg.device.type == 'meta': raise ValueError("state['avg'] is on the meta device, which holds no values")
         avg = avg.detach().clone()
-    elif isinstance(avg, numbers.Real) and not isinstance(avg, bool): avg = float(avg)
-    else: raise TypeError(f"state['avg'] must be a real float or a floating tensor, got {_short(avg)} of type {type(avg).__name__}")
+    elif is_real_number(avg): avg = float(avg)
+    else: raise TypeError(f"state['avg'] must be a real float or a floating tensor, got {describe(avg)}")
     if step == 0 and not (isinstance(avg, float) and avg == 0.0):
-        raise ValueError(f"state['avg'] must be 0.0 when state['step'] is 0, got {_short(avg)}")
+        raise ValueError(f"state['avg'] must be 0.0 when state['step'] is 0, got {describe(avg)}")
     self.beta, self.debias, self.avg, self.step = beta, debias, avg, int(step)
 
 # %% ../nbs/reference/ema.ipynb #9f050b22
@@ -416,12 +392,12 @@ def ema_lag(beta: float, # decay in [0, 1)
     >>> round(ema_lag(0.98, 60), 1)
     23.6
     """
-    beta = _check_beta(beta)
+    beta = check_beta('beta', beta)
     if step is None: return beta / (1 - beta)
     step = check_number('step', step, 1, integer=True)
     if beta == 0: return 0.0
     step = min(step, 2**62)  # beta**step underflows to 0.0 well before 2**62 for every beta < 1: the same value
-    return beta / (1 - beta) - step * beta**step / -math.expm1(step * math.log(beta))
+    return beta / (1 - beta) - step * beta**step / _weight_sum(beta, step)
 
 # %% ../nbs/reference/ema.ipynb #ee9fdaec
 def zero_lag(values, # 1-D sequence: list, ndarray or tensor
@@ -451,7 +427,7 @@ def zero_lag(values, # 1-D sequence: list, ndarray or tensor
     >>> round(float(zero_lag(ramp, 0.5)[100]), 6), round(float(ema(ramp, 0.5)[100]), 6)  # no lag vs a lag of 1
     (100.0, 99.0)
     """
-    x, beta = _as_1d(values), _check_beta(beta)
+    x, beta = check_1d('values', values), check_beta('beta', beta)
     out = x.dtype
     y = _smooth(x.to(_COMPUTE.get(out, out)), beta)
     return _smooth(y.flip(0), beta).flip(0).to(out)
@@ -475,7 +451,7 @@ def zero_lag_beta(beta: float = 0.98, # decay of a causal EMA, in [0, 1)
     >>> round(zero_lag_beta(0.98), 4)
     0.9604
     """
-    beta = _check_beta(beta)
+    beta = check_beta('beta', beta)
     target = (1 - beta) / (1 + beta)  # variance left by a causal EMA: sum of its squared weights
     left = lambda c: ((1 - c) / (1 + c))**2 * (1 + c * c) / (1 - c * c)  # the same for the forward-backward one
     lo, hi = 0.0, beta

@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from ._checks import check_bool, check_number, check_tensor, progress_bar as _progress
-from .ema import ema, zero_lag, zero_lag_beta, _as_1d, _check_beta, _short, patch
+from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, progress_bar as _progress
+from .ema import EMA, ema, zero_lag, zero_lag_beta, patch
 
 # %% auto #0
 __all__ = ['lr_schedule', 'steepest_lr', 'LRFinderResult', 'lr_range_test']
@@ -94,14 +94,14 @@ def steepest_lr(lrs, # (n,) learning rates
     >>> steepest_lr(lrs, torch.tensor([2.0, 2.0, 1.0, 0.2, 0.1], dtype=torch.float64))
     0.01
     """
-    lrs, curve = _as_1d(lrs, 'lrs').to('cpu', torch.float64), _as_1d(curve, 'curve').to('cpu', torch.float64)
+    lrs, curve = check_1d('lrs', lrs).to('cpu', torch.float64), check_1d('curve', curve).to('cpu', torch.float64)
     if len(lrs) != len(curve):
         raise ValueError(f"lrs and curve must have one value per step, got {len(lrs)} learning rates and {len(curve)} losses")
     n = _finite_prefix(curve)
     if n < 2:
         raise ValueError(f"curve must start with at least 2 finite losses (a slope needs two points), got {n} of {len(curve)}")
     if not bool(torch.isfinite(lrs[:n]).all()) or bool((lrs[:n] <= 0).any()) or bool((lrs[1:n] <= lrs[:n - 1]).any()):
-        raise ValueError(f"lrs must be finite, > 0 and increasing, got {_short(lrs[:n].tolist())}")
+        raise ValueError(f"lrs must be finite, > 0 and increasing, got {describe(lrs[:n].tolist(), typed=False)}")
     return float(lrs[torch.gradient(curve[:n], spacing=(lrs[:n].log10(),))[0].argmin()])
 
 # %% ../nbs/reference/lr_find.ipynb #e26d01cb
@@ -166,7 +166,7 @@ class LRFinderResult:
             if not isinstance(v, torch.Tensor):
                 try: v = torch.as_tensor(v, dtype=torch.float64)
                 except (TypeError, ValueError, RuntimeError, OverflowError):
-                    raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {_short(v)}") from None
+                    raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {describe(v)}") from None
             check_tensor(name, v)
             if v.dtype == torch.bool or v.device.type == 'meta':
                 raise TypeError(f"{name} must hold real numbers, got a {v.dtype} tensor on {v.device}")
@@ -177,10 +177,10 @@ class LRFinderResult:
             setattr(self, name, v.detach().to('cpu', torch.float64))
         lrs = self.lrs
         if not bool(torch.isfinite(lrs).all()) or bool((lrs <= 0).any()):
-            raise ValueError(f"lrs must be finite and > 0, got {_short(lrs.tolist())}")
+            raise ValueError(f"lrs must be finite and > 0, got {describe(lrs.tolist(), typed=False)}")
         if bool((lrs[1:] <= lrs[:-1]).any()):
-            raise ValueError(f"lrs must increase step by step (as a range test's schedule does), got {_short(lrs.tolist())}")
-        self.beta = _check_beta(self.beta)
+            raise ValueError(f"lrs must increase step by step (as a range test's schedule does), got {describe(lrs.tolist(), typed=False)}")
+        self.beta = check_beta('beta', self.beta)
         self.skipped = int(check_number('skipped', self.skipped, 0, integer=True))
 
     def __repr__(self) -> str:  # the dataclass repr would print three tensors of num_it values each
@@ -222,7 +222,7 @@ def curve(self: LRFinderResult, kind: str = 'smoothed', # 'raw', 'smoothed' or '
     """
     if kind not in ('raw', 'smoothed', 'zero_lag'):
         raise ValueError(f"kind must be 'raw', 'smoothed' or 'zero_lag', got {kind!r}")
-    beta = self.beta if beta is None else _check_beta(beta)
+    beta = self.beta if beta is None else check_beta('beta', beta)
     if kind == 'zero_lag': beta = zero_lag_beta(beta)
     if kind == 'raw': return self.losses.clone()
     if kind == 'smoothed' and beta == self.beta: return self.smoothed.clone()
@@ -404,7 +404,7 @@ def _optimizer(opt_func, model: torch.nn.Module):
         return opt_func, copy.deepcopy(opt_func.state_dict())  # state and hyperparameters, restored afterwards
     opt = opt_func(model.parameters())
     if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {_short(opt)} of type {type(opt).__name__}")
+        raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {describe(opt)}")
     return opt, None
 
 def _next_batch(state: dict, batches, num_it: int):
@@ -422,7 +422,7 @@ def _next_batch(state: dict, batches, num_it: int):
 def _check_loss(loss) -> None:
     "A range test needs a real scalar loss that requires grad."
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f"loss_fn must return a tensor, got {_short(loss)} of type {type(loss).__name__}")
+        raise TypeError(f"loss_fn must return a tensor, got {describe(loss)}")
     check_tensor('loss_fn(model(xb), yb)', loss)
     if not loss.is_floating_point():
         raise TypeError(f"loss_fn must return a floating-point loss, got dtype {loss.dtype}: an integer (an accuracy, "
@@ -529,7 +529,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
     (True, True)
     """
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_short(model)} of type {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module, got {describe(model)}")
     if isinstance(getattr(model, '_orig_mod', model), torch.nn.parallel.DistributedDataParallel):  # torch.compile(ddp) too
         raise ValueError("model is wrapped in DistributedDataParallel: each rank's stop rule would read its own loss, "
                          "ranks could stop at different steps and hang in the gradient all-reduce. Run the test in "
@@ -540,22 +540,22 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                            "(inside torch.no_grad() or torch.inference_mode()): call it outside that block")
     for name, f in (('loss_fn', loss_fn), ('opt_func', opt_func)):
         if not callable(f) and not (name == 'opt_func' and isinstance(f, torch.optim.Optimizer)):
-            raise TypeError(f"{name} must be callable, got {_short(f)} of type {type(f).__name__}")
+            raise TypeError(f"{name} must be callable, got {describe(f)}")
     if isinstance(batches, torch.utils.data.Dataset) and not isinstance(batches, torch.utils.data.IterableDataset):
         raise TypeError(f"batches is a {type(batches).__name__}, a Dataset that yields single unbatched samples: wrap "
                         f"it in a DataLoader, e.g. DataLoader(dataset, batch_size=64, shuffle=True)")
-    lrs, beta = lr_schedule(start_lr, end_lr, num_it), _check_beta(beta)
+    lrs, beta = lr_schedule(start_lr, end_lr, num_it), check_beta('beta', beta)
     stop_div, skip_nonfinite = check_bool('stop_div', stop_div), check_bool('skip_nonfinite', skip_nonfinite)
     progress = check_bool('progress', progress)
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
     buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
     grads = {k: None if p.grad is None else p.grad.detach().clone() for k, p in model.named_parameters()}
     modes = [(m, m.training) for m in model.modules()]
-    losses, smoothed, best, avg, skipped, bad_in_a_row = [], [], math.inf, 0.0, 0, 0
+    losses, smoothed, best, skipped, bad_in_a_row = [], [], math.inf, 0, 0
+    smoother = EMA(beta)  # what the stop rule reads
     with torch.random.fork_rng(devices=_cuda_devices(model)), _KeepRNG(batches):  # a shuffling DataLoader draws in iter()
         try: state = {'it': iter(batches), 'yielded': 0}
-        except TypeError: raise TypeError(f"batches must be an iterable of (xb, yb) pairs, got {_short(batches)} of "
-                                          f"type {type(batches).__name__}") from None
+        except TypeError: raise TypeError(f"batches must be an iterable of (xb, yb) pairs, got {describe(batches)}") from None
         opt, opt_state = None, None
         try:
             opt, opt_state = _optimizer(opt_func, model)
@@ -567,7 +567,7 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                 state['yielded'] += 1
                 try: xb, yb = batch
                 except (TypeError, ValueError):
-                    raise TypeError(f"batches must yield (xb, yb) pairs, got {_short(batch)}") from None
+                    raise TypeError(f"batches must yield (xb, yb) pairs, got {describe(batch)}") from None
                 for g in opt.param_groups: g['lr'] = float(lrs[i])
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(xb), yb)
@@ -583,8 +583,8 @@ def lr_range_test(model: torch.nn.Module, # trained in place during the test, re
                                      f"stop_div=False, or shift the loss above 0")
                 loss.backward()
                 opt.step()
-                avg = beta * avg + (1 - beta) * raw
-                s = avg / -math.expm1((i + 1) * math.log(beta)) if beta > 0 else raw  # debiased, as `ema`
+                smoother.update(raw)
+                s = smoother.compute()  # the debiased EMA of the losses so far, a float
                 losses.append(raw)
                 smoothed.append(s)
                 next(bar, None)

@@ -92,6 +92,65 @@ def test_records_and_smoothing(data):
     assert res.curve('raw') is not res.losses and torch.equal(res.curve('raw'), res.losses)  # a copy
 
 
+
+def weighted_mean_oracle(losses, beta):
+    "The debiased EMA by its definition: at each step the mean of the losses so far, weighted beta**age, in float64."
+    x = np.asarray(losses, dtype=np.float64)
+    out = []
+    for t in range(1, len(x) + 1):
+        w = beta ** np.arange(t - 1, -1, -1, dtype=np.float64)  # 0.0**0 is 1: beta=0 keeps the newest loss
+        out.append(float(np.dot(w, x[:t]) / w.sum()))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+class SequenceLoss(torch.nn.Module):
+    "Loss values[k] on the k-th forward call; the parameter only carries a gradient."
+    def __init__(self, values):
+        super().__init__()
+        self.w, self.values, self.n = torch.nn.Parameter(torch.zeros((), dtype=torch.float64)), list(values), 0
+    def forward(self, x):
+        self.n += 1
+        return self.w * 0 + self.values[self.n - 1]
+
+
+@pytest.mark.parametrize('beta', [0.0, 0.5, 0.9, 0.98, 0.999])
+def test_smoothed_curve_is_the_weighted_mean_of_the_losses_so_far(beta):
+    "What the stop rule read, step by step, is the debiased EMA of the recorded losses: an oracle that never recurses."
+    values = np.random.default_rng(1).uniform(0.5, 3.0, 60).tolist()
+    res = lr_range_test(SequenceLoss(values), lambda o, y: o, [(None, None)], opt_func=torch.optim.SGD, num_it=60,
+                        beta=beta, stop_div=False, progress=False)
+    assert res.losses.tolist() == values
+    torch.testing.assert_close(res.smoothed, weighted_mean_oracle(values, beta), rtol=1e-12, atol=0)
+    torch.testing.assert_close(res.smoothed, ema(values, beta), rtol=1e-12, atol=0)
+
+
+def test_smoothed_curve_counts_only_the_recorded_steps():
+    "Skipped non-finite batches are not steps of the EMA; a stop at a non-finite loss leaves the finite part exact."
+    values = np.random.default_rng(2).uniform(0.5, 3.0, 40).tolist()
+    values[7] = values[20] = math.nan
+    res = lr_range_test(SequenceLoss(values), lambda o, y: o, [(None, None)], opt_func=torch.optim.SGD, num_it=38,
+                        beta=0.9, stop_div=False, skip_nonfinite=True, progress=False)
+    kept = [v for v in values if not math.isnan(v)]
+    assert res.skipped == 2 and res.losses.tolist() == kept
+    torch.testing.assert_close(res.smoothed, weighted_mean_oracle(kept, 0.9), rtol=1e-12, atol=0)
+    values[30] = math.inf
+    res = lr_range_test(SequenceLoss(values[21:]), lambda o, y: o, [(None, None)], opt_func=torch.optim.SGD, num_it=19,
+                        beta=0.9, stop_div=False, progress=False)
+    assert len(res.losses) == 10 and res.losses[-1] == math.inf and res.smoothed[-1] == math.inf
+    torch.testing.assert_close(res.smoothed[:-1], weighted_mean_oracle(values[21:30], 0.9), rtol=1e-12, atol=0)
+
+
+def test_tool_modules_import_no_private_names():
+    "A tool takes what another module shares through its public names (lossnotes._checks holds the shared checks)."
+    import ast, pathlib
+    import lossnotes
+    found = []
+    for path in sorted(pathlib.Path(lossnotes.__file__).parent.glob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('lossnotes')):
+                found += [f'{path.name}: {node.module}.{a.name}' for a in node.names if a.name.startswith('_')]
+    assert found == [], found
+
 def test_cycles_over_short_batches():
     calls = []
     class Model(torch.nn.Module):
