@@ -13,33 +13,25 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_bool, check_number, check_tensor
+from ._checks import check_bool, check_number, check_tensor, describe
 
 # %% auto #0
 __all__ = ['CHECKS', 'TASKS', 'soft_accuracy', 'mse_on_probabilities', 'Check', 'LossReport', 'check_loss']
 
 # %% ../nbs/reference/losscheck.ipynb #4b6524db
-def _describe(x) -> str:
-    "How a received value is shown in an error message."
-    if isinstance(x, torch.Tensor): return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype} on {x.device}"
-    r = repr(x)
-    if len(r) > 80 and hasattr(x, 'shape') and hasattr(x, 'dtype'):  # a NumPy array: its repr runs to kilobytes
-        return f"an array of shape {tuple(x.shape)} and dtype {x.dtype} of type {type(x).__name__}"
-    return f"{r if len(r) <= 80 else r[:77] + '...'} of type {type(x).__name__}"
-
 def _check_class_args(logits, target, logits_name: str = 'logits', target_name: str = 'target',
                       values: bool = True, # also check the class indices' range (one host sync)
                       ignore_index: int | None = None, # a target value that marks an entry to ignore (torch's -100)
                      ) -> torch.Tensor:
     "Raise unless `logits` (N, C, ...) and class indices `target` (N, ...) fit together; return `target` as int64."
     if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{logits_name} must be a floating-point torch.Tensor, got {_describe(logits)}")
+        raise TypeError(f"{logits_name} must be a floating-point torch.Tensor, got {describe(logits)}")
     check_tensor(logits_name, logits, floating=True)  # complex and integer dtypes rejected
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {_describe(target)}")
+        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target)}")
     check_tensor(target_name, target)
     if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {_describe(target)}")
+        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target, small=0)}")
     if target.device != logits.device:
         raise ValueError(f"{target_name} is on {target.device} but {logits_name} is on {logits.device}: "
                          f"put both on one device")
@@ -261,11 +253,11 @@ def _evaluate(loss_fn, pred, target, where: str = 'example') -> tuple:
         if not isinstance(out, torch.Tensor):
             why = (': .item() or float() turned the loss into a Python number, which carries no gradient'
                    if isinstance(out, (int, float)) else '')
-            raise TypeError(f"loss_fn must return a tensor, got {_describe(out)}{why}")
+            raise TypeError(f"loss_fn must return a tensor, got {describe(out)}{why}")
         if out.numel() != 1:
             raise ValueError(f"loss_fn must return a single number (a reduced loss), got a tensor of shape "
                              f"{tuple(out.shape)}; use reduction='mean'")
-        if out.is_complex(): raise TypeError(f"loss_fn must return a real number, got {_describe(out)}")
+        if out.is_complex(): raise TypeError(f"loss_fn must return a real number, got {describe(out, small=0)}")
         g = torch.autograd.grad(out.sum(), p, allow_unused=True)[0] if out.requires_grad else None
     return float(out.detach()), g
 
@@ -311,9 +303,9 @@ def _check_example(pred, target, task,
                   ) -> str | None:
     "Validate the example batch; return the task (None: floating targets, regression or soft classification)."
     if not isinstance(pred, torch.Tensor):
-        raise TypeError(f"pred must be a floating-point torch.Tensor, got {_describe(pred)}")
+        raise TypeError(f"pred must be a floating-point torch.Tensor, got {describe(pred)}")
     check_tensor('pred', pred, floating=True)
-    if not isinstance(target, torch.Tensor): raise TypeError(f"target must be a torch.Tensor, got {_describe(target)}")
+    if not isinstance(target, torch.Tensor): raise TypeError(f"target must be a torch.Tensor, got {describe(target)}")
     check_tensor('target', target)
     if pred.device.type == 'meta' or target.device.type == 'meta':
         which = 'pred' if pred.device.type == 'meta' else 'target'
@@ -332,7 +324,7 @@ def _check_example(pred, target, task,
                              f"target.float(), and F.cross_entropy needs class indices, target.argmax(1)") from None
     else:
         if not target.is_floating_point():
-            raise TypeError(f"target must be a floating-point tensor for task={task!r}, got {_describe(target)}")
+            raise TypeError(f"target must be a floating-point tensor for task={task!r}, got {describe(target, small=0)}")
         if target.device != pred.device:
             raise ValueError(f"target is on {target.device} but pred is on {pred.device}: put both on one device")
         try: shape = torch.broadcast_shapes(pred.shape, target.shape)
@@ -769,19 +761,19 @@ def _random_report(name, task, value, again, batch_consistency) -> LossReport:
 # %% ../nbs/reference/losscheck.ipynb #cbfbdcc3
 def _check_options(loss_fn, task, batch_consistency, n_probes, extreme, generator, name, ignore_index) -> tuple:
     "Raise naming the argument unless check_loss's options are valid; return (batch_consistency, extreme, generator)."
-    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {_describe(loss_fn)}")
+    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {describe(loss_fn)}")
     if task is not None and not isinstance(task, str):
-        raise TypeError(f"task must be one of {TASKS} or None, got {_describe(task)}")
+        raise TypeError(f"task must be one of {TASKS} or None, got {describe(task)}")
     batch_consistency = check_bool('batch_consistency', batch_consistency)
     check_number('n_probes', n_probes, 1, integer=True)
-    if not isinstance(extreme, (tuple, list)): raise TypeError(f"extreme must be a tuple of numbers, got {_describe(extreme)}")
+    if not isinstance(extreme, (tuple, list)): raise TypeError(f"extreme must be a tuple of numbers, got {describe(extreme)}")
     extreme = tuple(check_number(f'extreme[{i}]', e, 0, low_open=True) for i, e in enumerate(extreme))
     if generator is None: generator = torch.Generator().manual_seed(0)
     elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
+        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     elif generator.device.type != 'cpu':
         raise ValueError(f"generator must be a CPU generator (the probes are drawn on the CPU), got one on {generator.device}")
-    if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {_describe(name)}")
+    if name is not None and not isinstance(name, str): raise TypeError(f"name must be a str or None, got {describe(name)}")
     if ignore_index is not None: check_number('ignore_index', ignore_index, integer=True)
     return batch_consistency, extreme, generator
 

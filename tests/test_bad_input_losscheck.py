@@ -271,6 +271,19 @@ def test_numpy_pred_is_described_in_one_short_line():
     with pytest.raises(TypeError, match=r"got \[0, 1, 2, .*\.\.\. of type list"): check_loss(F.mse_loss, list(range(100)), z)
 
 
+
+def test_a_one_element_value_is_shown_by_its_value_and_a_wrong_dtype_by_name():
+    "The shared describe: a one-element tensor by its repr (the value is the news), a wrong dtype named even then."
+    with pytest.raises(TypeError, match=r"temperature must be a real number, got tensor\(0\.5000\) of type Tensor"):
+        soft_accuracy(Z, Y, torch.tensor(0.5))
+    with pytest.raises(TypeError, match=r"target must be an integer tensor of class indices, got a tensor of shape \(1,\) "
+                                        r"and dtype torch\.float32 on cpu"):
+        soft_accuracy(Z[:1], Y[:1].float())
+    with pytest.raises(TypeError, match=r"loss_fn must return a real number, got a tensor of shape \(\) and dtype torch\.complex64"):
+        check_loss(lambda p, t: F.mse_loss(p, t) * (1 + 1j), torch.randn(4), torch.randn(4))
+    with pytest.raises(TypeError, match=r"got Sequential\( \(0\): Linear\(in_features=2, out_features=3, bias=True\) \) of type Sequential"):
+        check_loss(F.mse_loss, torch.nn.Sequential(torch.nn.Linear(2, 3)), torch.randn(4))
+
 @pytest.mark.parametrize('labels', ['binary', 'one-hot'])
 def test_long_labels_for_a_loss_on_labels_suggest_float(labels):
     g = torch.Generator().manual_seed(0)
