@@ -48,6 +48,8 @@ def _item_losses(item_losses, name: str = 'item_losses') -> torch.Tensor:
     if t.device.type == 'meta': raise ValueError(f"{name} must hold values, got a tensor on the meta device")
     return t.detach().to('cpu', torch.float64)
 
+
+# %% ../nbs/reference/accumulate.ipynb #1c9c2963
 def batch_means(item_losses, # one loss per item, in the order the loader yields them
                 batch_size: int, # the DataLoader's batch_size
                 drop_last: bool = False, # drop a last batch shorter than batch_size, like DataLoader(drop_last=True)
@@ -90,6 +92,8 @@ def batch_means(item_losses, # one loss per item, in the order the loader yields
         sizes = torch.cat([sizes, torch.tensor([r])])
     return means, sizes
 
+
+# %% ../nbs/reference/accumulate.ipynb #c758106d
 def epoch_summaries(item_losses, # one loss per item, in loader order
                     batch_size: int, # the DataLoader's batch_size
                     drop_last: bool = False, # drop a short last batch
@@ -127,6 +131,7 @@ def epoch_summaries(item_losses, # one loss per item, in loader order
                 per_item_mean=float((means * sizes).sum()) / n if n else math.nan,
                 num_batches=k, num_items=n)
 
+
 # %% ../nbs/reference/accumulate.ipynb #1144a654
 def _check_n(n, low: int = 1) -> int:
     "`n` if it is an integer in [`low`, 2**53] (a fast path for the common case), else raise naming it."
@@ -154,6 +159,16 @@ _ONE_ITEM = ("loss has shape (1,) and no n, and is a view of a 0-d loss (loss.vi
 
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
+def _check_device(device) -> torch.device | None:
+    "`device` as a torch.device (None stays None), else raise naming it."
+    if device is None: return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str, a torch.device or None, got {device!r} of type {type(device).__name__}")
+    try: return torch.device(device)
+    except RuntimeError as e: raise ValueError(f"device must name a torch device, got {device!r}: {e}") from None
+
+_FOLD_EVERY = 64  # skip_nonfinite=True: batch means queued, then folded this many at a time (see `_fold`)
+
 # %% ../nbs/reference/accumulate.ipynb #eedc29f4
 class LossMeter:
     """Exact running mean of per-item losses: a float64 sum and weight on the loss's device, an item count on the host.
@@ -167,28 +182,17 @@ class LossMeter:
     Parameters
     ----------
     max_items : int or None, default None
-        Count only the first ``max_items`` items of an epoch (since the last `reset`); later items are ignored.
-        Under ``torch.utils.data.DistributedSampler`` pass ``real_items(sampler)``: the sampler pads each rank's
-        shard at its end with repeated items (at most one per rank), and this leaves them out. Once more than
-        one item has arrived in updates made after the limit was reached, the meter warns once (RuntimeWarning)
-        that ``reset()`` was probably forgotten: a second epoch fed without it is ignored. A tensor of per-item losses that
-        straddles the limit is sliced; a batch mean (0-d loss with ``n``) that straddles it raises ValueError,
-        since the meter cannot tell which of its items are real (pass per-item losses then). Items are counted
-        along dim 0 of a loss tensor. None: no limit. Must be an integer >= 0.
+        Count only the first ``max_items`` items (along dim 0) of an epoch, since the last `reset`; later ones are
+        ignored, with one RuntimeWarning once more than one arrived (a forgotten ``reset()``). Under
+        ``DistributedSampler`` pass ``real_items(sampler)`` to leave out its padding. Per-item losses that straddle
+        the limit are sliced; a batch mean that straddles it raises ValueError. None: no limit; else an int >= 0.
     skip_nonfinite : bool, default False
-        False: a NaN or infinite loss makes the mean NaN or infinite (what a diverged epoch should show, and
-        ``compute`` warns naming the cause). True: items whose loss is not finite are left out of the sum and
-        the weight and counted in `num_skipped`.
+        False: a NaN or infinite loss makes the mean NaN or infinite (a diverged epoch shows), and ``compute``
+        warns naming the cause. True: non-finite items are left out of the sum and weight, counted in `num_skipped`.
     device : str, torch.device or None, default None
-        Where the state lives. None: the first loss tensor's device (CPU if only numbers are given, or if the
-        state is read before any tensor arrived: under NCCL pass the rank's CUDA device, so that a rank without
-        batches all-reduces a CUDA tensor). A state made on the CPU by such a read moves to the first loss
-        tensor's device if no item was counted yet (also after `reset`). Otherwise a loss on another device
-        raises ValueError naming it.
-    fold_every : int, default 64
-        Batch means (0-d losses) wait in a list and are folded into the float64 sum by one ``stack`` and ``sum``
-        every ``fold_every`` updates (and whenever the state is read), so that an update launches no kernel. The
-        result does not depend on it. Must be an integer >= 1.
+        Where the state lives. None: the first loss tensor's device (a state read before any tensor is made on
+        the CPU and moves there). Under NCCL pass the rank's CUDA device, so that a rank without batches
+        all-reduces a CUDA tensor. A loss on another device raises ValueError.
 
     Attributes
     ----------
@@ -205,27 +209,18 @@ class LossMeter:
     >>> meter.compute().item()                           # (4 + 5 + 2 + 2 * 2.5) / 5
     3.2
 
-    Under DDP with a ``DistributedSampler``: ``LossMeter(max_items=real_items(sampler))``, then every rank
-    calls ``compute()`` (a collective), or ``compute(sync=False)`` for this rank's own number.
-
-    Under ``torch.compile``: a compiled function that calls ``update`` runs ``update`` outside the graph (one
-    graph break), so the meter's host counters never trigger a recompilation; with ``fullgraph=True``, call
-    ``update`` outside the compiled function.
+    Under DDP: ``LossMeter(max_items=real_items(sampler))``; every rank calls ``compute()`` (a collective). Under
+    ``torch.compile``, ``update`` runs outside the graph (one graph break; with ``fullgraph=True``, call it outside).
     """
 
     def __init__(self, *,
                  max_items: int | None = None, # count only the first max_items items of an epoch (DDP: real_items(sampler))
                  skip_nonfinite: bool = False, # leave NaN/inf items out (counted in num_skipped) instead of propagating them
                  device=None, # where the state lives (default: the first loss tensor's device)
-                 fold_every: int = 64, # fold pending batch means into the float64 sum every this many updates
                 ):
         self.skip_nonfinite = check_bool('skip_nonfinite', skip_nonfinite)
         self.max_items = None if max_items is None else _check_count('max_items', max_items, 0)
-        self.fold_every = _check_count('fold_every', fold_every, 1)
-        if device is not None and not isinstance(device, (str, torch.device)):
-            raise TypeError(f"device must be a str, a torch.device or None, got {device!r} of type {type(device).__name__}")
-        try: self.device = None if device is None else torch.device(device)
-        except RuntimeError as e: raise ValueError(f"device must name a torch device, got {device!r}: {e}") from None
+        self.device = _check_device(device)
         self._sum = self._wsum = self._skipped = self._dev = None  # 0-d float64 tensors on self._dev, made lazily
         self._dev_by_default = False  # True while the state is on the CPU only because it was read before any tensor
         self._clear_host()
@@ -234,93 +229,75 @@ class LossMeter:
             except (RuntimeError, AssertionError) as e:
                 raise ValueError(f"device {device!r} cannot hold tensors here: {e}") from None
 
-    def _clear_host(self) -> None:
-        self._pending, self._num_pending, self.count = {}, 0, 0  # {n: [batch means]}, their number, items counted
-        self._ignored = 0  # items that arrived after max_items was reached (host int: no sync)
-        self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0  # known on the host: added on the next read
-
-    def _init_state(self, device) -> None:
-        # outside inference mode even when the first update comes from a validation loop under
-        # torch.inference_mode(): an inference tensor could not be updated in place after that block
-        with torch.inference_mode(False):
-            z = lambda: torch.zeros((), dtype=torch.float64, device=device)
-            self._sum, self._wsum, self._skipped, self._dev = z(), z(), z(), torch.device(device)
-        self._dev_by_default = False
-
-    def _on_device(self, t: torch.Tensor, name: str) -> torch.Tensor:
-        "`t` if it is on the state's device (which the first tensor decides), else raise naming `name`."
-        if self._dev is None: self._init_state(t.device)
-        elif t.device != self._dev and self._dev_by_default and self.count == 0 and not self._ignored:
-            # the state was made on the CPU by a read before any tensor (or kept there by reset): nothing is
-            # counted yet, so the first loss tensor moves it to its own device, as if it had come first
-            with torch.inference_mode(False):
-                self._sum, self._wsum, self._skipped = (s.to(t.device) for s in (self._sum, self._wsum, self._skipped))
-            self._dev, self._dev_by_default = t.device, False
-        elif t.device != self._dev:
-            raise ValueError(f"{name} is on {t.device}, but this meter's state is on {self._dev}: move it there, or use "
-                             f"one meter per device (LossMeter(device=...) sets the state's device)")
-        return t
-
-    def _fold(self) -> None:
-        "Add the pending batch means, times their sizes, to the float64 sum (a few kernels, no sync)."
-        if not self._num_pending: return
-        for n, lst in self._pending.items():
-            v = torch.stack(lst).to(torch.float64)  # (num pending,)
-            if self.skip_nonfinite:
-                ok = torch.isfinite(v)
-                self._sum.add_(torch.where(ok, v, 0.).sum(), alpha=n)
-                self._wsum.add_(ok.sum(), alpha=n)
-                self._skipped.add_((~ok).sum(), alpha=n)
-            else: self._sum.add_(v.sum(), alpha=n)
-        self._pending, self._num_pending = {}, 0
-
-    def _flush(self) -> None:
-        "Fold the pending batch means and the host-side totals into the device state (before any read)."
-        if self._dev is None:
-            self._init_state(torch.device('cpu'))
-            self._dev_by_default = True  # not a choice: the first loss tensor may still move it (see _on_device)
-        self._fold()
-        if self._host_sum or self._host_w or self._host_skipped:
-            self._sum.add_(self._host_sum); self._wsum.add_(self._host_w); self._skipped.add_(self._host_skipped)
-            self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0
-
-    @property
-    def loss_sum(self) -> torch.Tensor:
-        "Sum of weight times loss over the counted items (0-d float64 tensor; reading its value is a sync)."
-        self._flush()
-        return self._sum
-
-    @property
-    def weight_sum(self) -> torch.Tensor:
-        "Sum of the counted weights, the mean's denominator (the number of loss elements when no weight is given)."
-        self._flush()
-        return self._wsum
-
-    @property
-    def num_skipped(self) -> torch.Tensor:
-        "Number of items left out because their loss was not finite (0-d float64 tensor; `skip_nonfinite=True`)."
-        self._flush()
-        return self._skipped
-
-    @staticmethod
-    def _diagnose(stats: list) -> None:
-        "Name the cause of a NaN or infinite mean (raise for a bad weight, warn for a bad loss)."
-        loss_sum, wsum, count, skipped = stats
-        if count == 0: return  # nothing counted: NaN, like 0/0, by convention
-        if math.isnan(wsum) or math.isinf(wsum):
-            raise ValueError(f"weight passed to update() held a negative, NaN or infinite value (the weights add up to "
-                             f"{wsum}): the weighted mean is undefined; weights must be finite and >= 0")
-        if not math.isfinite(loss_sum):
-            what = 'NaN' if math.isnan(loss_sum) else 'infinite'
-            warnings.warn(f"LossMeter.compute(): the mean is {what} because a loss passed to update() was {what} (or "
-                          f"+inf and -inf both); LossMeter(skip_nonfinite=True) leaves such items out and counts them "
-                          f"in num_skipped", RuntimeWarning, stacklevel=3)
-        elif wsum == 0:
-            warnings.warn(f"LossMeter.compute(): the mean is NaN because every one of the {int(count)} counted items had "
-                          f"weight 0 or was skipped ({int(skipped)} skipped)", RuntimeWarning, stacklevel=3)
-
     def __repr__(self):
         return f"LossMeter(count={self.count}, max_items={self.max_items}, skip_nonfinite={self.skip_nonfinite})"
+
+# %% ../nbs/reference/accumulate.ipynb #2d0e7f8d
+@patch
+def _clear_host(self: LossMeter) -> None:
+    "Zero the host-side state: items counted and ignored, the host-known totals, the queued batch means."
+    self.count, self._ignored = 0, 0  # items counted; items that arrived after max_items was reached
+    self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0  # known on the host: added on the next read
+    self._pending, self._num_pending = {}, 0  # skip_nonfinite: {n: [batch means]} and their number
+
+@patch
+def _init_state(self: LossMeter, device) -> None:
+    "Make the zeroed float64 state on `device`."
+    # outside inference mode even when the first update comes from a validation loop under
+    # torch.inference_mode(): an inference tensor could not be updated in place after that block
+    with torch.inference_mode(False):
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)
+        self._sum, self._wsum, self._skipped, self._dev = z(), z(), z(), torch.device(device)
+    self._dev_by_default = False
+
+@patch
+def _on_device(self: LossMeter, t: torch.Tensor, name: str) -> torch.Tensor:
+    "`t` if it is on the state's device (which the first tensor decides), else raise naming `name`."
+    if self._dev is None: self._init_state(t.device)
+    elif t.device != self._dev and self._dev_by_default and self.count == 0 and not self._ignored:
+        # the state was made on the CPU by a read before any tensor (or kept there by reset): nothing is
+        # counted yet, so the first loss tensor moves it to its own device, as if it had come first
+        with torch.inference_mode(False):
+            self._sum, self._wsum, self._skipped = (s.to(t.device) for s in (self._sum, self._wsum, self._skipped))
+        self._dev, self._dev_by_default = t.device, False
+    elif t.device != self._dev:
+        raise ValueError(f"{name} is on {t.device}, but this meter's state is on {self._dev}: move it there, or use "
+                         f"one meter per device (LossMeter(device=...) sets the state's device)")
+    return t
+
+# %% ../nbs/reference/accumulate.ipynb #d9244c1a
+@patch
+def _flush(self: LossMeter) -> None:
+    "Add the host-side totals and the queued batch means to the device state (before any read; no sync)."
+    if self._dev is None:
+        self._init_state(torch.device('cpu'))
+        self._dev_by_default = True  # not a choice: the first loss tensor may still move it (see _on_device)
+    self._fold()
+    if self._host_sum or self._host_w or self._host_skipped:
+        self._sum.add_(self._host_sum); self._wsum.add_(self._host_w); self._skipped.add_(self._host_skipped)
+        self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0
+
+@patch
+def _fold(self: LossMeter) -> None:
+    "Add the queued batch means (`skip_nonfinite=True`), times their `n`, to the device state: a few kernels, no sync."
+    for n, lst in self._pending.items():
+        v = torch.stack(lst).to(torch.float64)  # (number queued,)
+        ok = torch.isfinite(v)
+        self._sum.add_(torch.where(ok, v, 0.).sum(), alpha=n)
+        self._wsum.add_(ok.sum(), alpha=n)
+        self._skipped.add_((~ok).sum(), alpha=n)
+    self._pending, self._num_pending = {}, 0
+
+def _state(attr: str, doc: str) -> property:
+    "A read-only property: the state tensor `attr`, after `_flush` (reading its value is a synchronisation)."
+    def get(self): self._flush(); return getattr(self, attr)
+    return property(get, doc=doc)
+
+LossMeter.loss_sum = _state('_sum', "Sum of weight times loss over the counted items (0-d float64 tensor).")
+LossMeter.weight_sum = _state('_wsum', "Sum of the counted weights, the mean's denominator (the number of loss "
+                                       "elements when no weight is given).")
+LossMeter.num_skipped = _state('_skipped', "Number of items left out because their loss was not finite (0-d float64 "
+                                           "tensor; `skip_nonfinite=True`).")
 
 # %% ../nbs/reference/accumulate.ipynb #adce1260
 @patch
@@ -329,46 +306,41 @@ def update(self: LossMeter,
            n: int | None = None, # items in the batch: required for a batch mean; for per-item losses must equal loss.shape[0]
            weight=None, # per-element weights of per-item losses (e.g. a padding mask), or a batch mean's total weight
           ) -> None:
-    """Add a batch to the running sum, weight and count, without a host synchronisation.
+    """Add a batch to the running sum, weight and count, without a host synchronisation; returns None.
 
     Parameters
     ----------
     loss : tensor or real number
-        Either per-item losses, a floating-point tensor with the items along dim 0 (``reduction='none'``;
-        a ``(batch, tokens)`` tensor of token losses holds ``batch`` items), or a batch mean: a 0-d tensor or
-        a Python/NumPy real number standing for ``n`` items. Detached; its autograd graph is not kept. A
-        ``(1,)`` view of a 0-d loss (``loss.view(1)``, ``loss.unsqueeze(0)``) without ``n`` counts as one item
-        and warns (RuntimeWarning), since it is probably a batch mean; ``n=1`` says it is one item. Under
-        ``torch.inference_mode()`` views are not tracked and it counts silently. ``nn.DataParallel``'s gathered
-        ``(n_gpu,)`` means cannot be told from per-item losses: reduce them with ``.mean()`` and pass ``n``.
+        Either per-item losses, a floating-point tensor with the items along dim 0 (``reduction='none'``; a ``(batch,
+        tokens)`` tensor of token losses holds ``batch`` items), or a batch mean: a 0-d tensor or a Python/NumPy real
+        number standing for ``n`` items. Detached; its autograd graph is not kept. A ``(1,)`` view of a 0-d loss
+        (``loss.view(1)``, ``loss.unsqueeze(0)``) without ``n`` counts as one item and warns (RuntimeWarning), since
+        it is probably a batch mean; ``n=1`` says it is one item. Under ``torch.inference_mode()`` views are not
+        tracked and it counts silently. ``nn.DataParallel``'s gathered ``(n_gpu,)`` means cannot be told from per-item
+        losses: reduce them with ``.mean()`` and pass ``n``.
     n : int, optional
-        The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n``
-        items counted as one item turns the epoch loss into a mean of batch means. Optional for per-item
-        losses, where it must equal ``loss.shape[0]``.
+        The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n`` items counted as
+        one item turns the epoch loss into a mean of batch means. Optional for per-item losses, where it must equal
+        ``loss.shape[0]``.
     weight : tensor or real number, optional
-        For per-item losses: weights of the loss elements, a tensor that broadcasts to ``loss``'s shape by
-        torch's rules (bool, integer or float: the padding mask of a token-level loss, or per-sequence
-        weights of shape ``(batch, 1)`` on ``(batch, tokens)`` losses, as torchmetrics' ``MeanMetric``
-        broadcasts them) or a scalar; the mean is
-        ``sum(weight * loss) / sum(weight)``, and elements of weight 0 drop out even when their loss is NaN.
-        For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor),
-        used in place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must
-        be finite and >= 0: a number is checked here; a tensor cannot be without a synchronisation, so
-        `compute` raises if one was negative, NaN or infinite. With ``skip_nonfinite=True`` an item skipped
-        for a non-finite loss is dropped with its weights, bad or not: they never reach the sum. Must be on ``loss``'s device.
-
-    Returns
-    -------
-    None
+        For per-item losses: weights of the loss elements, a tensor that broadcasts to ``loss``'s shape by torch's
+        rules (bool, integer or float: the padding mask of a token-level loss, or per-sequence weights of shape
+        ``(batch, 1)`` on ``(batch, tokens)`` losses, as torchmetrics' ``MeanMetric`` broadcasts them) or a scalar;
+        the mean is ``sum(weight * loss) / sum(weight)``, and elements of weight 0 drop out even when their loss is
+        NaN. For a batch mean: the batch's total weight (e.g. its number of non-padding tokens, a 0-d tensor), used in
+        place of ``n`` in the sum and the denominator (``n`` still counts the items). Weights must be finite and >= 0:
+        a number is checked here; a tensor cannot be without a synchronisation, so `compute` raises if one was
+        negative, NaN or infinite. With ``skip_nonfinite=True`` an item skipped for a non-finite loss is dropped with
+        its weights, bad or not: they never reach the sum. Must be on ``loss``'s device.
 
     Raises
     ------
     TypeError
-        ``loss`` or ``weight`` not a tensor or real number, complex or non-floating ``loss``, complex
-        ``weight``, ``n`` missing for a batch mean or not an integer.
+        ``loss`` or ``weight`` not a tensor or real number, complex or non-floating ``loss``, complex ``weight``,
+        ``n`` missing for a batch mean or not an integer.
     ValueError
-        ``n`` < 1 or not ``loss.shape[0]``, ``weight`` of the wrong shape or on another device, ``loss`` on
-        a device other than the state's, a batch mean straddling ``max_items``.
+        ``n`` < 1 or not ``loss.shape[0]``, ``weight`` of the wrong shape or on another device, ``loss`` on a device
+        other than the state's, a batch mean straddling ``max_items``.
 
     Examples
     --------
@@ -380,43 +352,65 @@ def update(self: LossMeter,
     """
     if _is_compiling():  # traced, the host counters would be guarded on: a recompilation every step
         return torch.compiler.disable(_update_eagerly)(self, loss, n, weight)  # one graph break instead
-    if isinstance(loss, torch.Tensor):
-        if loss.is_complex() or not loss.is_floating_point(): _check_real_tensor('loss', loss)
-        if loss.dim() == 0:
-            if n is None: raise TypeError(_N_REQUIRED.format(loss))
-            n = _check_n(n)
-            if self._over_limit(n): return
-            loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
-            if weight is not None: return self._add(loss, self._weight(weight, loss), n)
-            lst = self._pending.get(n)
-            if lst is None: lst = self._pending[n] = []
-            lst.append(loss)
-            self.count += n
-            if not self.skip_nonfinite: self._host_w += n  # the weight is known on the host
-            self._num_pending += 1
-            if self._num_pending >= self.fold_every: self._fold()
-            return
-        k = loss.shape[0]
-        base = loss._base  # a view's base: metadata only, no sync (not kept under inference_mode)
-        if n is None and loss.shape == (1,) and base is not None and base.dim() == 0:
-            warnings.warn(_ONE_ITEM, RuntimeWarning, stacklevel=2)
-        if n is not None and _check_n(n, 0) != k:
-            raise ValueError(f"n must equal the number of per-item losses ({k}, dim 0 of a loss of shape "
-                             f"{tuple(loss.shape)}), got {n}")
-        loss = self._on_device(loss.detach(), 'loss')
-        w = None if weight is None else self._weight(weight, loss)
-        if self.max_items is not None:
-            room = self.max_items - self.count
-            if room <= 0: return self._ignore(k, 3)
-            if k > room:  # the rest of the batch is beyond the limit (DDP: the sampler's padding)
-                loss, k = loss[:room], room
-                if w is not None and w.dim(): w = w[:room]
-        self.count += k
-        if w is None and not self.skip_nonfinite:
-            self._sum.add_(loss.sum(dtype=torch.float64))  # one reduction kernel and one add
-            self._host_w += loss.numel()
-            return
-        return self._add(loss, w, 1)
+    if not isinstance(loss, torch.Tensor): return self._update_number(loss, n, weight)
+    if loss.is_complex() or not loss.is_floating_point(): _check_real_tensor('loss', loss)
+    if loss.dim() == 0: return self._update_mean(loss, n, weight)
+    return self._update_items(loss, n, weight)
+
+# %% ../nbs/reference/accumulate.ipynb #a1871039
+_is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3; before, update is traced
+
+def _update_eagerly(meter: LossMeter, loss, n, weight) -> None:
+    "`meter.update(...)`, called through `torch.compiler.disable` while a function is compiled (importing dynamo costs seconds: not at import)."
+    return meter.update(loss, n, weight)
+
+# %% ../nbs/reference/accumulate.ipynb #1e87f111
+@patch
+def _update_mean(self: LossMeter, loss: torch.Tensor, n, weight) -> None:
+    "`update` for a batch mean: a 0-d `loss` standing for `n` items."
+    if n is None: raise TypeError(_N_REQUIRED.format(loss))
+    n = _check_n(n)
+    if self._over_limit(n): return
+    loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
+    if weight is not None: return self._add(loss, self._weight(weight, loss), n)
+    self.count += n
+    if self.skip_nonfinite:  # isfinite, where, ~ and three adds per mean: queued, folded _FOLD_EVERY at a time
+        self._pending.setdefault(n, []).append(loss)
+        self._num_pending += 1
+        if self._num_pending >= _FOLD_EVERY: self._fold()
+    else:
+        self._sum.add_(loss, alpha=n)  # one kernel, no sync
+        self._host_w += n  # the weight is known on the host
+
+# %% ../nbs/reference/accumulate.ipynb #85176e13
+@patch
+def _update_items(self: LossMeter, loss: torch.Tensor, n, weight) -> None:
+    "`update` for per-item losses: a tensor with the items along dim 0."
+    k = loss.shape[0]
+    base = loss._base  # a view's base: metadata only, no sync (not kept under inference_mode)
+    if n is None and loss.shape == (1,) and base is not None and base.dim() == 0:
+        warnings.warn(_ONE_ITEM, RuntimeWarning, stacklevel=3)
+    if n is not None and _check_n(n, 0) != k:
+        raise ValueError(f"n must equal the number of per-item losses ({k}, dim 0 of a loss of shape "
+                         f"{tuple(loss.shape)}), got {n}")
+    loss = self._on_device(loss.detach(), 'loss')
+    w = None if weight is None else self._weight(weight, loss)
+    if self.max_items is not None:
+        room = self.max_items - self.count
+        if room <= 0: return self._ignore(k, 4)
+        if k > room:  # the rest of the batch is beyond the limit (DDP: the sampler's padding)
+            loss, k = loss[:room], room
+            if w is not None and w.dim(): w = w[:room]
+    self.count += k
+    if w is None and not self.skip_nonfinite:
+        self._sum.add_(loss.sum(dtype=torch.float64))  # one reduction kernel and one add
+        self._host_w += loss.numel()
+        return
+    return self._add(loss, w, 1)
+
+@patch
+def _update_number(self: LossMeter, loss, n, weight) -> None:
+    "`update` for a batch mean given as a Python or NumPy real number."
     if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
         raise TypeError(f"loss must be a tensor or a real number, got {loss!r} of type {type(loss).__name__}")
     if n is None: raise TypeError(_N_REQUIRED.format(loss))
@@ -443,7 +437,7 @@ def _over_limit(self: LossMeter, n: int) -> bool:
                      f"real. Pass the per-item losses (reduction='none') instead; they are sliced at the limit")
 
 @patch
-def _ignore(self: LossMeter, k: int, stacklevel: int = 4) -> None:
+def _ignore(self: LossMeter, k: int, stacklevel: int = 5) -> None:
     "Count `k` items of updates made after `max_items` was reached; warn once per epoch past one (a forgotten `reset`)."
     before, self._ignored = self._ignored, self._ignored + k
     if before <= 1 < self._ignored:  # DistributedSampler pads a rank's shard by at most one item: not a warning
@@ -451,6 +445,7 @@ def _ignore(self: LossMeter, k: int, stacklevel: int = 4) -> None:
                       f"the {self._ignored} that came after them: call reset() at the start of every epoch "
                       f"(a new epoch's items are not counted until then)", RuntimeWarning, stacklevel=stacklevel)
 
+# %% ../nbs/reference/accumulate.ipynb #07ebcd3c
 @patch
 def _weight(self: LossMeter, weight, loss: torch.Tensor) -> torch.Tensor:
     "`weight` as a float64 (or bool) tensor on `loss`'s device, 0-d or expanded to `loss`'s shape; metadata checks only."
@@ -468,6 +463,7 @@ def _weight(self: LossMeter, weight, loss: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"weight must be a tensor or a real number, got {weight!r} of type {type(weight).__name__}")
     return torch.full((), float(check_number('weight', weight, 0)), dtype=torch.float64, device=loss.device)
 
+# %% ../nbs/reference/accumulate.ipynb #1b0a1f78
 @patch
 def _add(self: LossMeter, loss: torch.Tensor, w: torch.Tensor | None, items_per_row: int) -> None:
     "Add `loss` (0-d, or rows along dim 0) with weights `w` (None, 0-d or loss's shape) to the device state."
@@ -497,12 +493,22 @@ def _add(self: LossMeter, loss: torch.Tensor, w: torch.Tensor | None, items_per_
         else: self._wsum.add_(wv.sum())
     if loss.dim() == 0: self.count += items_per_row
 
-
-_is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3; before, update is traced
-
-def _update_eagerly(meter: LossMeter, loss, n, weight) -> None:
-    "`meter.update(...)`, called through `torch.compiler.disable` while a function is compiled (importing dynamo costs seconds: not at import)."
-    return meter.update(loss, n, weight)
+# %% ../nbs/reference/accumulate.ipynb #b95fb34b
+def _diagnose(stats: list) -> None:
+    "Name the cause of a NaN or infinite mean (raise for a bad weight, warn for a bad loss)."
+    loss_sum, wsum, count, skipped = stats
+    if count == 0: return  # nothing counted: NaN, like 0/0, by convention
+    if math.isnan(wsum) or math.isinf(wsum):
+        raise ValueError(f"weight passed to update() held a negative, NaN or infinite value (the weights add up to "
+                         f"{wsum}): the weighted mean is undefined; weights must be finite and >= 0")
+    if not math.isfinite(loss_sum):
+        what = 'NaN' if math.isnan(loss_sum) else 'infinite'
+        warnings.warn(f"LossMeter.compute(): the mean is {what} because a loss passed to update() was {what} (or "
+                      f"+inf and -inf both); LossMeter(skip_nonfinite=True) leaves such items out and counts them "
+                      f"in num_skipped", RuntimeWarning, stacklevel=3)
+    elif wsum == 0:
+        warnings.warn(f"LossMeter.compute(): the mean is NaN because every one of the {int(count)} counted items had "
+                      f"weight 0 or was skipped ({int(skipped)} skipped)", RuntimeWarning, stacklevel=3)
 
 # %% ../nbs/reference/accumulate.ipynb #fe0eea91
 @patch
@@ -555,7 +561,7 @@ def compute(self: LossMeter,
     stats = torch.stack([s, self._wsum, torch.full_like(s, float(self.count)), self._skipped])  # (4,)
     if sync and dist.is_available() and dist.is_initialized(): dist.all_reduce(stats)  # one collective
     mean = stats[0] / stats[1]
-    if mean.device.type != 'meta': self._diagnose(stats.tolist())
+    if mean.device.type != 'meta': _diagnose(stats.tolist())
     return mean
 
 # %% ../nbs/reference/accumulate.ipynb #82e3d425
@@ -570,6 +576,7 @@ def reset(self: LossMeter) -> None:
     if self._sum is not None:
         for t in (self._sum, self._wsum, self._skipped): t.zero_()
 
+# %% ../nbs/reference/accumulate.ipynb #54b27c8e
 @patch
 def merge(self: LossMeter, other: LossMeter, # another meter, e.g. one rank's or one half-epoch's
          ) -> LossMeter:
@@ -603,13 +610,14 @@ def state_dict(self: LossMeter) -> dict:
 
     ``loss_sum``, ``weight_sum`` and ``num_skipped`` are copies (0-d float64 tensors on the state's device,
     so saving never aliases the live state) and ``count`` is an int. ``max_items``, ``skip_nonfinite``
-    and ``device`` are constructor arguments, not state. Reading it folds pending batch means (a few
-    kernels, no synchronisation).
+    and ``device`` are constructor arguments, not state. Reading it adds the host-side totals and
+    any queued batch means to the state (a few kernels, no synchronisation).
     """
     self._flush()
     return dict(loss_sum=self._sum.clone(), weight_sum=self._wsum.clone(), count=self.count,
                 num_skipped=self._skipped.clone())
 
+# %% ../nbs/reference/accumulate.ipynb #3428aa20
 @patch
 def load_state_dict(self: LossMeter,
                     state: dict, # a dict from `state_dict` (tensors or numbers; `weight_sum` may be absent)

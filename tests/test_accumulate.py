@@ -84,7 +84,7 @@ def test_ragged_batch_means_match_numpy_average(seed):
 @pytest.mark.parametrize('seed', range(5))
 def test_ragged_per_item_losses_match_numpy_mean(seed):
     items, chunks = _ragged(seed, dtype=torch.float64)
-    m = LossMeter(fold_every=3)
+    m = LossMeter()
     for c in chunks: m.update(c)
     assert m.compute().item() == pytest.approx(np.mean(items.numpy()), rel=1e-14, abs=0)
 
@@ -119,14 +119,23 @@ def test_python_float_losses():
     assert math.isnan(LossMeter().compute().item())  # no items: NaN, like 0/0
 
 
-def test_fold_every_does_not_change_the_result():
+def test_when_the_queue_folds_does_not_change_the_result():
+    """skip_nonfinite=True queues batch means and folds them 64 at a time or on a read: any reading schedule, and a
+    meter that adds each mean at once (the default), give the same mean."""
     _, chunks = _ragged(7, dtype=torch.float64)
+    chunks = chunks * 5  # more batch means than one fold of 64
+    at_once = LossMeter()
+    for i, c in enumerate(chunks): at_once.update(c.mean(), n=len(c)) if i % 2 else at_once.update(c)
     results = []
-    for k in (1, 2, 5, 64, 10_000):
-        m = LossMeter(fold_every=k)
-        for i, c in enumerate(chunks): m.update(c.mean(), n=len(c)) if i % 2 else m.update(c)
+    for k in (1, 2, 5, 64, 10_000):  # read the state (which folds the queue) every k updates
+        m = LossMeter(skip_nonfinite=True)
+        for i, c in enumerate(chunks):
+            m.update(c.mean(), n=len(c)) if i % 2 else m.update(c)
+            if i % k == 0: m.loss_sum
         results.append(m.compute().item())
+        assert m.count == at_once.count and m.num_skipped.item() == 0
     assert max(results) - min(results) <= 1e-15 * abs(results[0])
+    assert abs(results[0] - at_once.compute().item()) <= 1e-15 * abs(results[0])
 
 
 def test_update_does_not_keep_the_graph():
@@ -178,7 +187,7 @@ def test_any_partition_gives_the_per_item_mean(losses, data):
     x = torch.tensor(losses, dtype=torch.float64)
     n = len(x)
     cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=20)))) if n > 1 else []
-    m_means, m_items = LossMeter(fold_every=data.draw(st.integers(1, 8))), LossMeter()
+    m_means, m_items = LossMeter(skip_nonfinite=data.draw(st.booleans())), LossMeter()  # added at once, or queued
     for c in torch.tensor_split(x, cuts):
         if len(c) == 0: continue
         m_means.update(c.mean(), n=len(c))
@@ -234,9 +243,9 @@ def forbid_host_sync(monkeypatch):
 
 @pytest.mark.parametrize('skip', [False, True])
 def test_update_makes_no_host_sync(forbid_host_sync, skip):
-    m = LossMeter(skip_nonfinite=skip, fold_every=3)
-    batches = [torch.tensor(float(i)) for i in range(10)]
-    per_item = [torch.full((4,), float(i)) for i in range(10)]
+    m = LossMeter(skip_nonfinite=skip)
+    batches = [torch.tensor(float(i)) for i in range(70)]  # with skip: more than 64 queued means, folded in update
+    per_item = [torch.full((4,), float(i)) for i in range(70)]
     forbid_host_sync()
     with pytest.raises(AssertionError, match='host synchronisation'): bool(torch.tensor(1.))  # the guard is live
     for b, p in zip(batches, per_item):
@@ -258,7 +267,7 @@ def test_nan_propagates_by_default():
 
 
 def test_skip_nonfinite_counts_what_it_skips():
-    m = LossMeter(skip_nonfinite=True, fold_every=2)
+    m = LossMeter(skip_nonfinite=True)
     m.update(torch.tensor([1., float('nan'), 3., float('inf')]))
     m.update(torch.tensor(float('-inf')), n=7)
     m.update(torch.tensor(2.0), n=5)
@@ -320,7 +329,7 @@ def test_errors():
         LossMeter().update(torch.tensor(1.), n=torch.tensor(3))
     with pytest.raises(TypeError, match="loss must be a tensor or a real number, got '1.0'"): LossMeter().update('1.0')
     with pytest.raises(TypeError, match='other must be a LossMeter, got 3 of type int'): LossMeter().merge(3)
-    with pytest.raises(ValueError, match=r'fold_every must be in \[1, inf\), got 0'): LossMeter(fold_every=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fold_every'"): LossMeter(fold_every=0)
     with pytest.raises(TypeError, match='skip_nonfinite must be a bool'): LossMeter(skip_nonfinite=1)
     with pytest.raises(ValueError, match=r"state is missing \['num_skipped'\]"):
         LossMeter().load_state_dict({'loss_sum': torch.zeros(()), 'count': 1})
