@@ -177,7 +177,8 @@ class LossMeter:
     divides once. The mean is ``sum(weight * loss) / sum(weight)`` over the counted loss elements (weight 1 when
     none is given), exact in float64 whatever the batch sizes, like torchmetrics' ``MeanMetric(weight=)`` but with
     a float64 state and no synchronisation per update. Totals are additive, so `merge`, checkpoints and the
-    all-reduce in ``compute`` combine exactly.
+    all-reduce in ``compute`` combine exactly. Under DDP, pass ``max_items=real_items(sampler)``: ``compute()`` is a
+    collective every rank calls. Under ``torch.compile``, ``update`` runs outside the graph (one graph break).
 
     Parameters
     ----------
@@ -190,9 +191,9 @@ class LossMeter:
         False: a NaN or infinite loss makes the mean NaN or infinite (a diverged epoch shows), and ``compute``
         warns naming the cause. True: non-finite items are left out of the sum and weight, counted in `num_skipped`.
     device : str, torch.device or None, default None
-        Where the state lives. None: the first loss tensor's device (a state read before any tensor is made on
-        the CPU and moves there). Under NCCL pass the rank's CUDA device, so that a rank without batches
-        all-reduces a CUDA tensor. A loss on another device raises ValueError.
+        Where the state lives. None: the first loss tensor's device (a state read before any tensor is made on the
+        CPU, and moves to the first tensor's device while nothing is counted). Under NCCL pass the rank's CUDA
+        device, so that a rank without batches all-reduces a CUDA tensor. A loss on another device raises ValueError.
 
     Attributes
     ----------
@@ -208,9 +209,6 @@ class LossMeter:
     >>> meter.update(torch.tensor(2.5), n=2)             # or a batch mean and its number of items
     >>> meter.compute().item()                           # (4 + 5 + 2 + 2 * 2.5) / 5
     3.2
-
-    Under DDP: ``LossMeter(max_items=real_items(sampler))``; every rank calls ``compute()`` (a collective). Under
-    ``torch.compile``, ``update`` runs outside the graph (one graph break; with ``fullgraph=True``, call it outside).
     """
 
     def __init__(self, *,
@@ -226,8 +224,7 @@ class LossMeter:
         self._clear_host()
         if self.device is not None:
             try: self._init_state(self.device)
-            except (RuntimeError, AssertionError) as e:
-                raise ValueError(f"device {device!r} cannot hold tensors here: {e}") from None
+            except (RuntimeError, AssertionError) as e: raise ValueError(f"device {device!r} cannot hold tensors here: {e}") from None
 
     def __repr__(self):
         return f"LossMeter(count={self.count}, max_items={self.max_items}, skip_nonfinite={self.skip_nonfinite})"
