@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import functools
 import hashlib
 import html
 import importlib
@@ -23,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .._checks import check_bool
+from .._checks import check_bool, describe
 
 # %% auto #0
 __all__ = ['HISTORY', 'SEALED', 'Feedback', 'exercise_spec', 'graded_release', 'check', 'sealed_spec', 'grade', 'summary',
@@ -60,14 +61,7 @@ def _record(fb: Feedback) -> Feedback:
 # %% ../../nbs/course/exercises.ipynb #d4358387
 def _missing(x) -> bool: return x is ... or x is None
 
-def _describe(x) -> str:
-    "Short description of a value for feedback messages: a small tensor or array by its values, a larger one by its shape."
-    if hasattr(x, 'shape') and hasattr(x, 'dtype'):
-        small = repr(x) if getattr(x, 'size', None) is not None and int(getattr(x, 'numel', lambda: x.size)()) <= 8 else ''
-        if small and len(small) <= 80 and '\n' not in small: return small
-        return f"{type(x).__name__} of shape {tuple(x.shape)} and dtype {x.dtype}"
-    r = repr(x)
-    return r if len(r) <= 80 else r[:77] + '...'
+_show = functools.partial(describe, small=8, typed=False)  # a value in feedback: a small tensor by its values, no type
 
 def _as_float(x) -> float | None:
     "`x` as a Python float if it is a real number or a one-element tensor/array, else None."
@@ -103,7 +97,7 @@ def _seal(text: str, key: str) -> str:
 def _unseal(sealed: str, key: str) -> str:
     "The text in `sealed`; ValueError if it is not a sealed string or `key` is not the one it was sealed with."
     if not isinstance(sealed, str) or not sealed.startswith(SEALED):
-        raise ValueError(f"expected a sealed string (starting {SEALED!r}), got {_describe(sealed)}")
+        raise ValueError(f"expected a sealed string (starting {SEALED!r}), got {_show(sealed)}")
     raw = base64.urlsafe_b64decode(sealed[len(SEALED):].encode())
     data = bytes(a ^ b for a, b in zip(raw[4:], _stream(key, len(raw) - 4)))
     if _tag(key, data) != raw[:4]: raise ValueError(f"{sealed[:24]}... was sealed with another key (another salt?)")
@@ -127,7 +121,7 @@ def _number_feedback(exercise: str, given, expected: float, rtol: float, atol: f
                      spec: dict | None = None) -> Feedback:
     if _missing(given): return Feedback(exercise, False, "No answer yet: replace `...` with a number.", hint)
     g = _as_float(given)
-    if g is None: return Feedback(exercise, False, f"Expected a number, got {_describe(given)}.", hint)
+    if g is None: return Feedback(exercise, False, f"Expected a number, got {_show(given)}.", hint)
     tol = atol + rtol * abs(expected)
     if math.isfinite(g) and abs(g - expected) <= tol:
         return Feedback(exercise, True, f"{g:.6g} is right (within {tol:.2g} of {expected:.6g}).")
@@ -156,7 +150,7 @@ def _close(a, b, rtol: float, atol: float) -> bool:
         return isinstance(a, np.ndarray) and a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
     return type(a) is type(b) and bool(b == a)
 
-def _fmt_args(args) -> str: return ', '.join(_describe(a) for a in args)
+def _fmt_args(args) -> str: return ', '.join(_show(a) for a in args)
 
 def _difference(got, want) -> str:
     "What is wrong with `got`, said without showing `want`'s values."
@@ -180,7 +174,7 @@ def _function_feedback(exercise: str, fn, reference: Callable | None, cases: Seq
                        hint: str, reveal: bool = True, outputs: Sequence | None = None) -> Feedback:
     "The first case where `fn` and the reference (a function, or its `outputs` one per case) differ."
     if fn is None or fn is ...: return Feedback(exercise, False, "No function yet: define it above.", hint)
-    if not callable(fn): return Feedback(exercise, False, f"Expected a function, got {_describe(fn)}.", hint)
+    if not callable(fn): return Feedback(exercise, False, f"Expected a function, got {_show(fn)}.", hint)
     for k, args in enumerate(cases):
         want = reference(*args) if outputs is None else outputs[k]
         try: got = fn(*args)
@@ -189,8 +183,8 @@ def _function_feedback(exercise: str, fn, reference: Callable | None, cases: Seq
             return Feedback(exercise, False, f"Your function raised {last} on input ({_fmt_args(args)}).", hint)
         if _missing(got): return Feedback(exercise, False, f"Your function returned {got!r}: it is not written yet.", hint)
         if not _close(got, want, rtol, atol):
-            shown = f" The reference gives {_describe(want)}." if reveal else ''
-            return Feedback(exercise, False, f"On input ({_fmt_args(args)}) it returned {_describe(got)}: "
+            shown = f" The reference gives {_show(want)}." if reveal else ''
+            return Feedback(exercise, False, f"On input ({_fmt_args(args)}) it returned {_show(got)}: "
                             f"{_difference(got, want)}.{shown}", hint)
     return Feedback(exercise, True, f"Matches the reference on all {len(cases)} test cases.")
 
@@ -203,11 +197,11 @@ def _to_json(x):
     if isinstance(x, tuple): return {'tuple': [_to_json(v) for v in x]}
     if isinstance(x, list): return [_to_json(v) for v in x]
     if isinstance(x, dict):
-        if not all(isinstance(k, str) for k in x): raise TypeError(f"only dicts with str keys can be sealed, got {_describe(x)}")
+        if not all(isinstance(k, str) for k in x): raise TypeError(f"only dicts with str keys can be sealed, got {_show(x)}")
         return {'dict': {k: _to_json(v) for k, v in x.items()}}
     if x is None or isinstance(x, (bool, int, float, str)): return x
     raise TypeError(f"an output to seal must be a tensor, array, number, bool, str, None, or a list, tuple or dict of "
-                    f"them, got {_describe(x)}")
+                    f"them, got {_show(x)}")
 
 def _from_json(x):
     if isinstance(x, list): return [_from_json(v) for v in x]
@@ -260,11 +254,11 @@ def _plain_option_feedback(exercise: str, given, spec: dict, reveal: bool) -> Fe
     options, hint = dict(spec['options']), spec.get('hint', '')
     texts = list(options)
     if _missing(given): return Feedback(exercise, False, f"No answer yet: pick one of {texts} (or its letter).", hint)
-    if not isinstance(given, str): return Feedback(exercise, False, f"Expected an option's text or letter, got {_describe(given)}.", hint)
+    if not isinstance(given, str): return Feedback(exercise, False, f"Expected an option's text or letter, got {_show(given)}.", hint)
     norm = lambda x: ' '.join(x.split()).lower()
     letters = {chr(ord('a') + i): t for i, t in enumerate(texts)}
     chosen = letters.get(norm(given)) or next((t for t in texts if norm(t) == norm(given)), None)
-    if chosen is None: return Feedback(exercise, False, f"{_describe(given)} is not one of the options {texts}.", hint)
+    if chosen is None: return Feedback(exercise, False, f"{_show(given)} is not one of the options {texts}.", hint)
     if norm(chosen) == norm(spec['answer']): return Feedback(exercise, True, options[chosen] or f"{chosen!r} is right.")
     shown = f" The answer is {spec['answer']!r}." if reveal else ''
     return Feedback(exercise, False, (options[chosen] or f"{chosen!r} is not it.") + shown, hint)
@@ -275,10 +269,10 @@ def _option_feedback(exercise: str, given, spec: dict, reveal: bool = False) -> 
     letters = [chr(ord('a') + i) for i in range(len(digests))]
     how = f"answer with a letter from a to {letters[-1]}, or an option's text as the question writes it"
     if _missing(given): return Feedback(exercise, False, f"No answer yet: {how}.", hint)
-    if not isinstance(given, str): return Feedback(exercise, False, f"Expected an option's text or letter, got {_describe(given)}: {how}.", hint)
+    if not isinstance(given, str): return Feedback(exercise, False, f"Expected an option's text or letter, got {_show(given)}: {how}.", hint)
     g = _norm(given)
     i = letters.index(g) if g in letters else next((k for k, d in enumerate(digests) if d == _digest(salt, 'option', g)), None)
-    if i is None: return Feedback(exercise, False, f"{_describe(given)} is not one of the options: {how}.", hint)
+    if i is None: return Feedback(exercise, False, f"{_show(given)} is not one of the options: {how}.", hint)
     right = [k for k, d in enumerate(digests) if _digest(salt, 'answer', d) == spec['answer']]
     said = _unseal(spec['feedback'][i], f'{salt}:{digests[i]}')
     if i in right: return Feedback(exercise, True, f"({letters[i]}) {said}")
@@ -448,7 +442,7 @@ def check_choice(exercise: str, # the exercise's name
     norm = lambda x: x.strip().lower() if isinstance(x, str) else x
     opts = [norm(o) for o in options]
     if norm(given) not in opts:
-        return _record(Feedback(exercise, False, f"{_describe(given)} is not one of the options {list(options)}.", hint))
+        return _record(Feedback(exercise, False, f"{_show(given)} is not one of the options {list(options)}.", hint))
     if norm(given) == norm(expected): return _record(Feedback(exercise, True, f"{given!r} is right."))
     return _record(Feedback(exercise, False, f"{given!r} is not it.", hint))
 
