@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser_driver as bd  # noqa: E402
 from lossnotes.lessons.plotting import Explorer, Readout, explore, figure_png, live, new_figure, slider, toggle  # noqa: E402
+from lossnotes.lessons.plotting import _legend_at_best, _place, _titles  # noqa: E402
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -33,6 +34,23 @@ def counting(fast: bool):
             return f'a = {a:.2f}'
         return live(update(a, show), update, [line]) if fast else update(a, show)
     return draw, dict(a=slider(1.0, 0.0, 2.0, 0.1), show=toggle(True)), calls
+
+
+def test_the_private_matplotlib_names_the_fast_path_reads_still_mean_what_it_needs():
+    "The only private matplotlib API the live figures use sits in these three functions: a change in matplotlib fails here."
+    fig = new_figure(); ax = fig.subplots(); ax.plot([0, 1], label='a')
+    for loc, text in [('center', 'C'), ('left', 'L'), ('right', 'R')]: ax.set_title(text, loc=loc)
+    assert [t.get_text() for t in _titles(ax)] == ['C', 'L', 'R']
+    assert [t.get_text() for t in _titles(ax)] == [ax.get_title(loc) for loc in ('center', 'left', 'right')]
+    assert all(any(t is c for c in ax.get_children()) for t in _titles(ax))  # drawn by Axes.draw with the children
+    assert _legend_at_best(ax.legend()) and _legend_at_best(ax.legend(loc='best')) and _legend_at_best(ax.legend(loc=0))
+    assert not _legend_at_best(ax.legend(loc='upper right')) and not _legend_at_best(ax.legend(loc=(0.5, 0.5)))
+    assert not _legend_at_best(ax.title)
+    fig.set_layout_engine('constrained')
+    _place(ax, [0.3, 0.3, 0.4, 0.4])
+    assert ax.get_in_layout() and np.allclose(ax.get_position().bounds, [0.3, 0.3, 0.4, 0.4])
+    fig.get_layout_engine().execute(fig)  # still laid out: the layout moves it back to fill the figure
+    assert ax.get_position().x0 < 0.2 and ax.get_position().width > 0.6
 
 
 def test_live_returns_a_string_that_carries_the_fast_path():

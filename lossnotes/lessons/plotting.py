@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from fastcore.basics import patch
+
 from .._checks import optional_import
 
 # %% auto #0
@@ -171,7 +173,7 @@ def live(readout: str, # the readout text for the values just drawn ('' for none
     out.update, out.artists, out.redraw_on = update, artists, frozenset(redraw_on)
     return out
 
-# %% ../../nbs/lessons/plotting.ipynb #044ae9fd
+# %% ../../nbs/lessons/plotting.ipynb #d3fe793b
 def _widget(name: str, c: Control):
     "The ipywidgets widget for control `c`; sliders update continuously while they move."
     W = optional_import('ipywidgets')
@@ -188,6 +190,22 @@ def _widget(name: str, c: Control):
     step = c.step if c.step is not None else (1 if is_int else (c.max - c.min) / 100)
     return cls(value=c.value, min=c.min, max=c.max, step=step, continuous_update=True, **common)
 
+# %% ../../nbs/lessons/plotting.ipynb #1f74a6cc
+def _titles(ax) -> tuple:
+    "The three title texts of `ax`: centre (public `ax.title`), left and right (private attributes)."
+    return (ax.title, ax._left_title, ax._right_title)
+
+def _legend_at_best(a) -> bool:
+    "Whether `a` is a legend at loc='best', which matplotlib places anew, from the data, at every drawing (private `_loc`)."
+    from matplotlib.legend import Legend
+    return isinstance(a, Legend) and a._loc == 0  # loc codes: 'best' is 0
+
+def _place(ax, pos):
+    "Put `ax` at `pos` and keep it in later layouts (`set_position` alone takes it out of constrained layout)."
+    ax.set_position(pos)
+    ax.set_in_layout(True)
+
+# %% ../../nbs/lessons/plotting.ipynb #fa568c8b
 def _legend_texts(ax):
     "The entries of `ax`'s legend (None without one)."
     legend = ax.get_legend()
@@ -210,7 +228,7 @@ def _frame_signature(fig, layers: dict) -> tuple:
         top = layers.get(ax, ())
         sig += [ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), tuple(ax.get_position().bounds),
                 ax.get_xlabel(), ax.get_ylabel(), _legend_texts(ax),  # a legend takes room: its entries set the layout
-                tuple(a.get_text() for a in (ax.title, ax._left_title, ax._right_title) if a not in top),
+                tuple(a.get_text() for a in _titles(ax) if a not in top),
                 tuple((a, a.get_visible()) for a in ax.get_children() if a not in top)]  # the artists themselves: an id can be reused
     return tuple(sig)
 
@@ -221,6 +239,7 @@ def _encode_png(rgba, compress_level: int) -> bytes:
     Image.fromarray(rgba[..., :3]).save(buf, format='png', compress_level=compress_level)
     return buf.getvalue()
 
+# %% ../../nbs/lessons/plotting.ipynb #88babc3f
 _EVERYWHERE = ((-1e300, -1e300, 1e300, 1e300),)  # the box of an artist whose area is unknown: it meets every other
 
 def _boxes(xy, pad: float):
@@ -239,20 +258,14 @@ def _boxes(xy, pad: float):
 def _footprint(a, renderer):
     "Boxes in display pixels that hold every pixel a moving artist paints (padded for line width, markers, antialiasing)."
     import numpy as np
-    from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
     if not a.get_visible(): return np.empty((0, 4))
-    px = a.get_figure(root=True).dpi / 72
+    px = renderer.points_to_pixels(1.0)  # pixels per point: dpi / 72
     try:
         if isinstance(a, Line2D) and a.get_drawstyle() == 'default':
             ms = a.get_markersize() + 2 * a.get_markeredgewidth() if a.get_marker() not in (None, 'None', '', ' ', 'none') else 0
             lw = a.get_linewidth() if a.get_linestyle() not in ('None', '', ' ', 'none') else 0
             boxes = _boxes(a.get_transform().transform(a.get_xydata()), 3 + px * max(lw, ms) / 2)
-        elif type(a) is LineCollection and not np.any(a.get_offsets()):  # hlines and vlines carry one zero offset
-            pad = 3 + px * max([*a.get_linewidths(), 0]) / 2
-            t = a.get_transform()
-            segs = [s for s in a.get_segments() if len(s)]
-            boxes = np.vstack([_boxes(t.transform(s), pad) for s in segs]) if segs else np.empty((0, 4))
         else:
             boxes = _window_box(a, renderer)
             if boxes is None: return np.array(_EVERYWHERE)
@@ -275,7 +288,7 @@ def _still_extent(a, renderer):
     "The padded display box of an artist that does not move, or None where it cannot be measured exactly enough."
     import numpy as np
     if not a.get_visible(): return np.empty((0, 4))
-    if getattr(a, '_loc', None) == 0: return None  # a legend at loc='best' moves with the data
+    if _legend_at_best(a): return None  # it moves with the data
     return _window_box(a, renderer)
 
 def _meets(boxes, box) -> bool:
@@ -286,6 +299,7 @@ def _meets(boxes, box) -> bool:
     return bool(((boxes[:, None, 0] <= box[None, :, 2]) & (boxes[:, None, 2] >= box[None, :, 0]) &
                  (boxes[:, None, 1] <= box[None, :, 3]) & (boxes[:, None, 3] >= box[None, :, 1])).any())
 
+# %% ../../nbs/lessons/plotting.ipynb #4bb82320
 class Explorer:
     "A live figure: `draw(fig, **values)` drawn at the controls' values, and drawn again whenever a control moves."
     max_scenes = 16  # drawings kept for a return to earlier values of `redraw_on` controls
@@ -316,237 +330,262 @@ class Explorer:
         if unknown: raise ValueError(f"unknown control(s) {sorted(unknown)}; controls are {sorted(self.controls)}")
         return {**self.values, **changes}  # `changes` apply to this drawing only: the controls keep their values
 
-    def _scene_key(self, values: dict):
-        "What identifies a drawing on the fast path: the values of its `redraw_on` controls (None: not hashable)."
-        key = tuple((k, values[k]) for k in sorted(self._fast.redraw_on))
-        try: hash(key)
-        except TypeError: return None
-        return key
+# %% ../../nbs/lessons/plotting.ipynb #f9e73006
+@patch
+def _layout(self: Explorer):
+    "Constrained layout, computed from the grid once per layout signature and reused: the same text, the same layout."
+    sig = _layout_signature(self.fig)
+    if sig not in self._layouts:  # the layout costs 40-70 ms, a third of a full drawing
+        for ax in self.fig.axes:  # from the grid's own positions, so that the result depends on the text only
+            spec = ax.get_subplotspec()
+            if spec is not None: _place(ax, spec.get_position(self.fig))
+        self.fig.set_layout_engine('constrained')
+        self.fig.get_layout_engine().execute(self.fig)
+        self._layouts[sig] = [ax.get_position() for ax in self.fig.axes]
+    self.fig.set_layout_engine('none')  # drawing must not move the axes again: every frame uses these positions
+    for ax, pos in zip(self.fig.axes, self._layouts[sig]): _place(ax, pos)
 
-    def _keep(self) -> bool:
-        "Keep the current drawing, if it has a fast path, for a return to its `redraw_on` values; True if kept."
-        if self._fast is None or self._drawn is None: return False
-        key = self._scene_key(self._drawn)
-        if key is None: return False
-        self._scenes[key] = (self.fig, self._fast, self._layers, self._number)
-        self._scenes.move_to_end(key)
-        while len(self._scenes) > self.max_scenes:
-            number = self._scenes.popitem(last=False)[1][3]
-            for k in [k for k in self._backgrounds if k[0] == number]: del self._backgrounds[k]
-        return True
+# %% ../../nbs/lessons/plotting.ipynb #940fa853
+@patch
+def _scene_key(self: Explorer, values: dict):
+    "What identifies a drawing on the fast path: the values of its `redraw_on` controls (None: not hashable)."
+    key = tuple((k, values[k]) for k in sorted(self._fast.redraw_on))
+    try: hash(key)
+    except TypeError: return None
+    return key
 
-    def render(self, **changes) -> str:
-        "Draw the whole figure again for the controls' values updated with `changes`; return the readout."
-        values = self._with(changes)
-        if self._keep(): self.fig = self._new_figure()  # the kept drawing keeps its figure
-        else: self.fig.clear()
-        out = self.draw(self.fig, **values)
-        self._layout()
-        self._fast = out if isinstance(out, Readout) and out.update is not None else None
-        self.readout, self._drawn, self._layers = ('' if out is None else str(out)), values, None
-        self._number += 1
-        if self._fast is not None: self._scenes.pop(self._scene_key(values), None)  # this drawing replaces it
-        self.counts['draw'] += 1
-        return self.readout
+@patch
+def _keep(self: Explorer) -> bool:
+    "Keep the current drawing, if it has a fast path, for a return to its `redraw_on` values; True if kept."
+    if self._fast is None or self._drawn is None: return False
+    key = self._scene_key(self._drawn)
+    if key is None: return False
+    self._scenes[key] = (self.fig, self._fast, self._layers, self._number)
+    self._scenes.move_to_end(key)
+    while len(self._scenes) > self.max_scenes:
+        number = self._scenes.popitem(last=False)[1][3]
+        for k in [k for k in self._backgrounds if k[0] == number]: del self._backgrounds[k]
+    return True
 
-    def step(self, **changes) -> str:
-        """What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`.
-        A change of a `redraw_on` control back to values drawn before updates that kept drawing instead."""
-        values = self._with(changes)
-        if self._drawn is None: return self.render(**changes)
-        changed = {k for k, v in values.items() if v != self._drawn[k]}
-        if not changed: return self.readout
-        if self._fast is None: return self.render(**changes)
-        if changed & self._fast.redraw_on:
-            key = self._scene_key(values)
-            kept = self._scenes.pop(key) if key in self._scenes else None
-            if kept is None: return self.render(**changes)
-            self._keep()
-            self.fig, self._fast, self._layers, self._number = kept
-        out = self._fast.update(**values)
-        self.readout, self._drawn = ('' if out is None else str(out)), values
-        self.counts['update'] += 1
-        return self.readout
+# %% ../../nbs/lessons/plotting.ipynb #f53195dd
+@patch
+def render(self: Explorer, **changes) -> str:
+    "Draw the whole figure again for the controls' values updated with `changes`; return the readout."
+    values = self._with(changes)
+    if self._keep(): self.fig = self._new_figure()  # the kept drawing keeps its figure
+    else: self.fig.clear()
+    out = self.draw(self.fig, **values)
+    self._layout()
+    self._fast = out if isinstance(out, Readout) and out.update is not None else None
+    self.readout, self._drawn, self._layers = ('' if out is None else str(out)), values, None
+    self._number += 1
+    if self._fast is not None: self._scenes.pop(self._scene_key(values), None)  # this drawing replaces it
+    self.counts['draw'] += 1
+    return self.readout
 
-    def _layout(self):
-        "Constrained layout, computed from the grid once per layout signature and reused: the same text, the same layout."
-        sig = _layout_signature(self.fig)
-        if sig not in self._layouts:  # the layout costs 40-70 ms, a third of a full drawing
-            for ax in self.fig.axes:  # from the grid's own positions, so that the result depends on the text only
-                spec = ax.get_subplotspec()
-                if spec is not None: ax._set_position(spec.get_position(self.fig))
-            self.fig.set_layout_engine('constrained')
-            self.fig.get_layout_engine().execute(self.fig)
-            self._layouts[sig] = [ax.get_position() for ax in self.fig.axes]
-        self.fig.set_layout_engine('none')  # drawing must not move the axes again: every frame uses these positions
-        for ax, pos in zip(self.fig.axes, self._layouts[sig]): ax._set_position(pos)  # set_position would drop it from later layouts
+@patch
+def step(self: Explorer, **changes) -> str:
+    """What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`.
+    A change of a `redraw_on` control back to values drawn before updates that kept drawing instead."""
+    values = self._with(changes)
+    if self._drawn is None: return self.render(**changes)
+    changed = {k for k, v in values.items() if v != self._drawn[k]}
+    if not changed: return self.readout
+    if self._fast is None: return self.render(**changes)
+    if changed & self._fast.redraw_on:
+        key = self._scene_key(values)
+        kept = self._scenes.pop(key) if key in self._scenes else None
+        if kept is None: return self.render(**changes)
+        self._keep()
+        self.fig, self._fast, self._layers, self._number = kept
+    out = self._fast.update(**values)
+    self.readout, self._drawn = ('' if out is None else str(out)), values
+    self.counts['update'] += 1
+    return self.readout
 
-    def _split(self) -> dict:
-        """Per axes, the artists drawn on every fast frame, in drawing order: those `update` changes, and each artist
-        drawn after one of them whose area (padded) meets the area of a layer artist drawn before it. An artist above
-        that nothing moving touches (a legend the curves stay clear of) stays in the stored background."""
-        renderer = self.fig.canvas.get_renderer()
-        layers = {}
-        for ax in dict.fromkeys(a.axes for a in self._fast.artists):
-            moving = [a for a in self._fast.artists if a.axes is ax]
-            low = min(a.get_zorder() for a in moving)
-            skip = {ax.patch, ax.xaxis, ax.yaxis, ax.title, ax._left_title, ax._right_title}
-            above = [a for a in ax.get_children() if any(a is m for m in moving) or (a not in skip and a.get_zorder() >= low)]
-            top, boxes = [], []
-            for a in sorted(above, key=lambda a: a.get_zorder()):  # stable: the order Axes.draw uses
-                if any(a is m for m in moving): box = _footprint(a, renderer)
-                else:
-                    box = self._extent(a, renderer)
-                    if box is not None and not any(_meets(b, box) for b in boxes): continue  # stays in the background
-                    if box is None: box = _EVERYWHERE
-                top.append(a); boxes.append(box)
-            layers[ax] = top
-        return layers
+# %% ../../nbs/lessons/plotting.ipynb #1fdfbb87
+@patch
+def _split(self: Explorer) -> dict:
+    """Per axes, the artists drawn on every fast frame, in drawing order: those `update` changes, and each artist
+    drawn after one of them whose area (padded) meets the area of a layer artist drawn before it. An artist above
+    that nothing moving touches (a legend the curves stay clear of) stays in the stored background."""
+    renderer = self.fig.canvas.get_renderer()
+    layers = {}
+    for ax in dict.fromkeys(a.axes for a in self._fast.artists):
+        moving = [a for a in self._fast.artists if a.axes is ax]
+        low = min(a.get_zorder() for a in moving)
+        skip = {ax.patch, ax.xaxis, ax.yaxis, *_titles(ax)}
+        above = [a for a in ax.get_children() if any(a is m for m in moving) or (a not in skip and a.get_zorder() >= low)]
+        top, boxes = [], []
+        for a in sorted(above, key=lambda a: a.get_zorder()):  # stable: the order Axes.draw uses
+            if any(a is m for m in moving): box = _footprint(a, renderer)
+            else:
+                box = self._extent(a, renderer)
+                if box is not None and not any(_meets(b, box) for b in boxes): continue  # stays in the background
+                if box is None: box = _EVERYWHERE
+            top.append(a); boxes.append(box)
+        layers[ax] = top
+    return layers
 
-    def _extent(self, a, renderer):
-        "The padded display box of a still artist (cached per drawing, limits and position), or None where unknown."
-        ax = a.axes
-        key = (self._number, id(a), ax.get_xlim(), ax.get_ylim(), tuple(ax.get_position().bounds))
-        if key not in self._extents:
-            if len(self._extents) > 1024: self._extents.clear()
-            self._extents[key] = _still_extent(a, renderer)
-        return self._extents[key]
+@patch
+def _extent(self: Explorer, a, renderer):
+    "The padded display box of a still artist (cached per drawing, limits and position), or None where unknown."
+    ax = a.axes
+    key = (self._number, id(a), ax.get_xlim(), ax.get_ylim(), tuple(ax.get_position().bounds))
+    if key not in self._extents:
+        if len(self._extents) > 1024: self._extents.clear()
+        self._extents[key] = _still_extent(a, renderer)
+    return self._extents[key]
 
-    def _set_layers(self, layers: dict):
-        "Mark the artists of `layers` animated (left out of a background drawing), and only those."
-        old = {id(a): a for top in (self._layers or {}).values() for a in top}
-        new = {id(a): a for top in layers.values() for a in top}
-        for k, a in old.items():
-            if k not in new: a.set_animated(False)
-        for a in new.values(): a.set_animated(True)
-        self._layers = layers
+@patch
+def _set_layers(self: Explorer, layers: dict):
+    "Mark the artists of `layers` animated (left out of a background drawing), and only those."
+    old = {id(a): a for top in (self._layers or {}).values() for a in top}
+    new = {id(a): a for top in layers.values() for a in top}
+    for k, a in old.items():
+        if k not in new: a.set_animated(False)
+    for a in new.values(): a.set_animated(True)
+    self._layers = layers
 
-    def frame(self):
-        """The figure as an (H, W, 4) uint8 array. On the fast path only the moving layer is drawn (blitting) over a
-        stored background: the one drawn before for the same limits, layout, texts and layer, else a new one."""
-        import numpy as np
-        canvas = self.fig.canvas
-        if self._fast is None:
-            canvas.draw()
-            return np.asarray(canvas.buffer_rgba())
-        layers = self._split()
-        key = (self._number, _frame_signature(self.fig, layers))
-        if key not in self._backgrounds:
-            self._layout()  # an update since the last layout may have changed a legend, a label or tick labels
-            layers = self._split()  # with the positions of that layout
-            key = (self._number, _frame_signature(self.fig, layers))
-        self._set_layers(layers)
-        if key in self._backgrounds:  # drawn before: the same limits, positions, texts and artists behind
-            canvas.restore_region(self._backgrounds[key])
-            self._backgrounds.move_to_end(key)
-        else:  # first frame of these limits, texts and layer: draw the background
-            canvas.draw()  # Agg leaves animated artists out of a canvas draw (savefig keeps them)
-            self._backgrounds[key] = canvas.copy_from_bbox(self.fig.bbox)
-            while len(self._backgrounds) > self.max_backgrounds: self._backgrounds.popitem(last=False)
-            self.counts['background'] += 1
-        for ax, top in self._layers.items():
-            for a in top: ax.draw_artist(a)
+# %% ../../nbs/lessons/plotting.ipynb #1f1bcc4d
+@patch
+def frame(self: Explorer):
+    """The figure as an (H, W, 4) uint8 array. On the fast path only the moving layer is drawn (blitting) over a
+    stored background: the one drawn before for the same limits, layout, texts and layer, else a new one."""
+    import numpy as np
+    canvas = self.fig.canvas
+    if self._fast is None:
+        canvas.draw()
         return np.asarray(canvas.buffer_rgba())
+    layers = self._split()
+    key = (self._number, _frame_signature(self.fig, layers))
+    if key not in self._backgrounds:
+        self._layout()  # an update since the last layout may have changed a legend, a label or tick labels
+        layers = self._split()  # with the positions of that layout
+        key = (self._number, _frame_signature(self.fig, layers))
+    self._set_layers(layers)
+    if key in self._backgrounds:  # drawn before: the same limits, positions, texts and artists behind
+        canvas.restore_region(self._backgrounds[key])
+        self._backgrounds.move_to_end(key)
+    else:  # first frame of these limits, texts and layer: draw the background
+        canvas.draw()  # Agg leaves animated artists out of a canvas draw (savefig keeps them)
+        self._backgrounds[key] = canvas.copy_from_bbox(self.fig.bbox)
+        while len(self._backgrounds) > self.max_backgrounds: self._backgrounds.popitem(last=False)
+        self.counts['background'] += 1
+    for ax, top in self._layers.items():
+        for a in top: ax.draw_artist(a)
+    return np.asarray(canvas.buffer_rgba())
 
-    def prepare(self) -> int:
-        """Draw a frame, once, for every value of each control with a few values (options, a toggle) whose change needs
-        no whole drawing, then return to the controls' values: the first visit to a value is then as fast as any later
-        one. Returns how many backgrounds it drew; its frames are not added to `counts`, which describe moves."""
-        if self._drawn is None: self.render()
-        if self._fast is None: return 0
-        saved = dict(self.counts)
-        for name, c in self.controls.items():
-            if c.kind in ('select', 'choice', 'toggle') and name not in self._fast.redraw_on:
-                for v in c.values():
-                    self.step(**{name: v}); self.frame()
-        self.step(); self.frame()  # back at the controls' values
-        drew, self.counts = self.counts['background'] - saved['background'], saved
-        return drew
+# %% ../../nbs/lessons/plotting.ipynb #708291cd
+@patch
+def prepare(self: Explorer) -> int:
+    """Draw a frame, once, for every value of each control with a few values (options, a toggle) whose change needs
+    no whole drawing, then return to the controls' values: the first visit to a value is then as fast as any later
+    one. Returns how many backgrounds it drew; its frames are not added to `counts`, which describe moves."""
+    if self._drawn is None: self.render()
+    if self._fast is None: return 0
+    saved = dict(self.counts)
+    for name, c in self.controls.items():
+        if c.kind in ('select', 'choice', 'toggle') and name not in self._fast.redraw_on:
+            for v in c.values():
+                self.step(**{name: v}); self.frame()
+    self.step(); self.frame()  # back at the controls' values
+    drew, self.counts = self.counts['background'] - saved['background'], saved
+    return drew
 
-    def png(self, compress_level: int = 6, # 1 for live frames: a third of the time, a larger PNG
-           ) -> bytes:
-        "The figure as drawn (see `frame`), as PNG bytes."
-        return _encode_png(self.frame(), compress_level)
+@patch
+def png(self: Explorer, compress_level: int = 6, # 1 for live frames: a third of the time, a larger PNG
+       ) -> bytes:
+    "The figure as drawn (see `frame`), as PNG bytes."
+    return _encode_png(self.frame(), compress_level)
 
-    def sweep(self, compare: bool = False, # also check every fast frame against a full drawing
-              atol: int = 0, # largest difference of a pixel channel (0-255) allowed by `compare`
-             ) -> int:
-        "Move every control through the values it visits (see `Control.values`) as a slider would, then back; returns the largest difference found."
-        import numpy as np
-        worst = 0
-        for name, c in self.controls.items():
-            for v in [*c.values(), self.values[name]]:
-                self.step(**{name: v})
-                img = self.frame()
-                if compare:
-                    ref = Explorer(self.draw, self.controls, self.figsize)
-                    ref.render(**self._drawn)
-                    full = np.asarray(ref.frame())
-                    if full.shape != img.shape: raise AssertionError(f"{name}={v!r}: frame {img.shape}, full drawing {full.shape}")
-                    d = int(np.abs(full[..., :3].astype(int) - img[..., :3]).max())
-                    if d > atol: raise AssertionError(f"{name}={v!r}: the fast frame differs from a full drawing by {d} > atol={atol}")
-                    worst = max(worst, d)
-        return worst
+@patch
+def sweep(self: Explorer, compare: bool = False, # also check every fast frame against a full drawing
+          atol: int = 0, # largest difference of a pixel channel (0-255) allowed by `compare`
+         ) -> int:
+    "Move every control through the values it visits (see `Control.values`) as a slider would, then back; returns the largest difference found."
+    import numpy as np
+    worst = 0
+    for name, c in self.controls.items():
+        for v in [*c.values(), self.values[name]]:
+            self.step(**{name: v})
+            img = self.frame()
+            if compare:
+                ref = Explorer(self.draw, self.controls, self.figsize)
+                ref.render(**self._drawn)
+                full = np.asarray(ref.frame())
+                if full.shape != img.shape: raise AssertionError(f"{name}={v!r}: frame {img.shape}, full drawing {full.shape}")
+                d = int(np.abs(full[..., :3].astype(int) - img[..., :3]).max())
+                if d > atol: raise AssertionError(f"{name}={v!r}: the fast frame differs from a full drawing by {d} > atol={atol}")
+                worst = max(worst, d)
+    return worst
 
-    def _readout_html(self, error: str | None = None) -> str:
-        body = html.escape(error or self.readout)
-        color = f' style="color:{MISTAKE}"' if error else ''
-        return f'<pre class="lossnotes-readout"{color}>{body}</pre>'
+# %% ../../nbs/lessons/plotting.ipynb #42daa613
+@patch
+def _readout_html(self: Explorer, error: str | None = None) -> str:
+    body = html.escape(error or self.readout)
+    color = f' style="color:{MISTAKE}"' if error else ''
+    return f'<pre class="lossnotes-readout"{color}>{body}</pre>'
 
-    def _on_change(self, change):
-        name = next(k for k, w in self.widgets.items() if w is change['owner'])
-        self.values[name] = change['new']
-        try:
-            self.step()
-            png = self.png(compress_level=1)
-        except Exception:  # show it where the reader looks, then let ipywidgets log it too
-            self._show_readout(self._readout_html(error=traceback.format_exc()))
-            raise
-        if self._image is not None: self._image.value = png  # the figure first: it is what the eye follows
-        if self._static is not None:
-            from IPython.display import Image
-            self._static.update(Image(png))
-        self._show_readout(self._readout_html())
+@patch
+def _on_change(self: Explorer, change):
+    name = next(k for k, w in self.widgets.items() if w is change['owner'])
+    self.values[name] = change['new']
+    try:
+        self.step()
+        png = self.png(compress_level=1)
+    except Exception:  # show it where the reader looks, then let ipywidgets log it too
+        self._show_readout(self._readout_html(error=traceback.format_exc()))
+        raise
+    if self._image is not None: self._image.value = png  # the figure first: it is what the eye follows
+    if self._static is not None:
+        from IPython.display import Image
+        self._static.update(Image(png))
+    self._show_readout(self._readout_html())
 
-    def _show_readout(self, body: str):
-        "Put `body` where this page shows the readout: the readout widget (Voila), or the HTML output under the figure."
-        if self._static is None: self._text.value = body
-        else:
-            from IPython.display import HTML
-            self._static_text.update(HTML(body))
+@patch
+def _show_readout(self: Explorer, body: str):
+    "Put `body` where this page shows the readout: the readout widget (Voila), or the HTML output under the figure."
+    if self._static is None: self._text.value = body
+    else:
+        from IPython.display import HTML
+        self._static_text.update(HTML(body))
 
-    def show(self, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
-            ):
-        "Display the figure at the controls' values as a PNG output (or an image widget in Voila), then the controls."
-        W = optional_import('ipywidgets')
-        from IPython.display import display, Image, HTML
-        if voila is None: voila = bool(os.environ.get('VOILA_BASE_URL') or os.environ.get('VOILA_SERVER_URL'))
-        self.render()
-        self.prepare()
-        png = self.png()
-        self.widgets = {k: _widget(k, c) for k, c in self.controls.items()}
-        self._text = W.HTML(self._readout_html())
-        if voila:
-            self._image = W.Image(value=png, format='png', layout=W.Layout(max_width='100%'))
-            self._image.add_class('lossnotes-figure')
-            parts = [*self.widgets.values(), self._text, self._image]
-        else:
-            # Jupyter: an ordinary PNG output (what a reader without a kernel sees), updated in place.
-            self._static = display(Image(png), display_id=True)
-            self._static_text = display(HTML(self._readout_html() if self.readout else ''), display_id=True)  # errors go here too
-            parts = list(self.widgets.values())
-        for w in self.widgets.values(): w.observe(self._on_change, names='value')
-        names = ', '.join(self.controls)
-        class Panel(W.VBox):  # what a reader without a kernel sees in place of the controls
-            def _repr_mimebundle_(self, **kwargs):
-                data = super()._repr_mimebundle_(**kwargs)
-                data['text/plain'] = f'[live controls: {names}; run the notebook to move them]'
-                return data
-        box = Panel(parts)
-        box.add_class('lossnotes-explorer')
-        display(box)
-        return self
+# %% ../../nbs/lessons/plotting.ipynb #77134cdd
+@patch
+def show(self: Explorer, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
+        ):
+    "Display the figure at the controls' values as a PNG output (or an image widget in Voila), then the controls."
+    W = optional_import('ipywidgets')
+    from IPython.display import display, Image, HTML
+    if voila is None: voila = bool(os.environ.get('VOILA_BASE_URL') or os.environ.get('VOILA_SERVER_URL'))
+    self.render()
+    self.prepare()
+    png = self.png()
+    self.widgets = {k: _widget(k, c) for k, c in self.controls.items()}
+    self._text = W.HTML(self._readout_html())
+    if voila:
+        self._image = W.Image(value=png, format='png', layout=W.Layout(max_width='100%'))
+        self._image.add_class('lossnotes-figure')
+        parts = [*self.widgets.values(), self._text, self._image]
+    else:
+        # Jupyter: an ordinary PNG output (what a reader without a kernel sees), updated in place.
+        self._static = display(Image(png), display_id=True)
+        self._static_text = display(HTML(self._readout_html() if self.readout else ''), display_id=True)  # errors go here too
+        parts = list(self.widgets.values())
+    for w in self.widgets.values(): w.observe(self._on_change, names='value')
+    names = ', '.join(self.controls)
+    class Panel(W.VBox):  # what a reader without a kernel sees in place of the controls
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            data['text/plain'] = f'[live controls: {names}; run the notebook to move them]'
+            return data
+    box = Panel(parts)
+    box.add_class('lossnotes-explorer')
+    display(box)
+    return self
 
+# %% ../../nbs/lessons/plotting.ipynb #0b36d90e
 def explore(draw: Callable, # draw(fig, **values): draws the whole figure, returns a readout string or `live(...)`
             figsize: tuple = (7.0, 3.2), # figure size in inches
             **controls: Control, # one control per keyword argument of `draw`
