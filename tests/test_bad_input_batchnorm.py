@@ -117,7 +117,7 @@ RAISES = [
     # forward: what x is
     ('x-list', lambda: RunningBatchNorm(3)([[1.0, 2.0, 3.0]]), TypeError, 'x must be a torch.Tensor, got [[1.0'),
     ('x-numpy', lambda: RunningBatchNorm(3)(np.ones((2, 3), dtype=np.float32)), TypeError,
-     'x must be a torch.Tensor, got array'),
+     'x must be a torch.Tensor, got an array of shape (2, 3) and dtype float32'),
     ('x-np-scalar', lambda: RunningBatchNorm(3)(np.float32(1.0)), TypeError, 'x must be a torch.Tensor'),
     ('x-0d', lambda: RunningBatchNorm(3)(torch.tensor(1.0)), ValueError,
      'x must have shape (N, C, ...) with C = 3, got shape ()'),
