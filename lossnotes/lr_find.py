@@ -162,19 +162,11 @@ class LRFinderResult:
         "Check the record: 1-D float64 tensors of one length, positive increasing finite learning rates."
         n = None
         for name in ('lrs', 'losses', 'smoothed'):
-            v = getattr(self, name)
-            if not isinstance(v, torch.Tensor):
-                try: v = torch.as_tensor(v, dtype=torch.float64)
-                except (TypeError, ValueError, RuntimeError, OverflowError):
-                    raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {describe(v)}") from None
-            check_tensor(name, v)
-            if v.dtype == torch.bool or v.device.type == 'meta':
-                raise TypeError(f"{name} must hold real numbers, got a {v.dtype} tensor on {v.device}")
-            if v.dim() != 1: raise ValueError(f"{name} must be 1-D (one value per step), got shape {tuple(v.shape)}")
+            v = check_1d(name, getattr(self, name))  # one value per step
             if n is not None and len(v) != n:
                 raise ValueError(f"{name} must have one value per learning rate ({n}), got {len(v)}")
             n = len(v)
-            setattr(self, name, v.detach().to('cpu', torch.float64))
+            setattr(self, name, v.to('cpu', torch.float64))
         lrs = self.lrs
         if not bool(torch.isfinite(lrs).all()) or bool((lrs <= 0).any()):
             raise ValueError(f"lrs must be finite and > 0, got {describe(lrs.tolist(), typed=False)}")

@@ -691,6 +691,9 @@ def test_ddp_wrapped_model_is_refused(tmp_path):
     (dict(beta=1.0), ValueError, r'beta must be in \[0, 1\)'),
     (dict(skipped=-1), ValueError, r'skipped must be in \[0, inf\)'),
     (dict(losses='ab'), TypeError, r'losses must'),
+    (dict(losses=np.array([1 + 1j, 2.0])), TypeError, r'losses must be real, got complex values'),  # not cut to its real part
+    (dict(smoothed=torch.ones(2, device='meta')), ValueError, r'smoothed is on the meta device'),
+    (dict(losses=torch.tensor([True, False])), TypeError, r'losses must hold numbers, got bool values'),
 ])
 def test_result_is_checked_on_construction(kw, exc, match):
     args = dict(lrs=[1e-3, 1e-2], losses=[2.0, 1.0], smoothed=[2.0, 1.5]) | kw
