@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['dtype_kind', 'is_real_number', 'is_numpy_bool', 'describe', 'check_number', 'progress_bar', 'check_bool',
-           'check_tensor', 'check_1d', 'check_beta', 'optional_import']
+           'check_tensor', 'check_class_args', 'check_1d', 'check_beta', 'optional_import']
 
 # %% ../nbs/reference/checks.ipynb #45f984f4
 def dtype_kind(x) -> str | None:
@@ -35,7 +35,8 @@ def describe(x, # the value received
             ) -> str:
     "`x` in one short line for a message: its repr (cut to 80 characters), a larger tensor or array by its shape and dtype."
     of_type = f" of type {type(x).__name__}" if typed else ''
-    if isinstance(x, torch.Tensor) or hasattr(x, 'shape') and hasattr(x, 'dtype'):  # a tensor, an array, a NumPy scalar
+    array_like = hasattr(x, 'shape') and hasattr(x, 'dtype') and not isinstance(x, type)  # not np.float32 itself
+    if isinstance(x, torch.Tensor) or array_like:  # a tensor, an array, a NumPy scalar
         n = x.numel() if isinstance(x, torch.Tensor) else getattr(x, 'size', None)
         r = repr(x) if isinstance(n, int) and n <= small else ''
         if r and len(r) <= 80 and '\n' not in r: return r + of_type
@@ -108,6 +109,47 @@ def check_tensor(name: str, # the argument's name
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
     return x
 
+# %% ../nbs/reference/checks.ipynb #9b3e41c6
+def check_class_args(logits, # (N, C, ...) scores
+                     target, # (N, ...) class indices
+                     logits_name: str = 'logits', # the logits' name in messages
+                     target_name: str = 'target', # the target's name in messages
+                     values: bool = True, # also check the class indices' range (one host sync)
+                     ignore_index: int | None = None, # a target value that marks an entry to ignore (torch's -100)
+                    ) -> torch.Tensor:
+    "Raise unless `logits` (N, C, ...) and class indices `target` (N, ...) fit together; return `target` as int64."
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{logits_name} must be a floating-point torch.Tensor, got {describe(logits)}")
+    check_tensor(logits_name, logits, floating=True)  # complex and integer dtypes rejected
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target)}")
+    check_tensor(target_name, target)
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target, small=0)}")
+    if target.device != logits.device:
+        raise ValueError(f"{target_name} is on {target.device} but {logits_name} is on {logits.device}: "
+                         f"put both on one device")
+    want = logits.shape[:1] + logits.shape[2:]
+    if logits.dim() < 2 or target.shape != want:
+        raise ValueError(f"{logits_name} of shape {tuple(logits.shape)} and {target_name} of shape "
+                         f"{tuple(target.shape)} do not fit: class indices need {logits_name} (N, C, ...) and "
+                         f"{target_name} (N, ...)")
+    if logits.shape[1] == 0: raise ValueError(f"{logits_name} has no classes: shape {tuple(logits.shape)}")
+    if target.numel() == 0:
+        raise ValueError(f"{logits_name} of shape {tuple(logits.shape)} holds no example: an empty batch has no "
+                         f"mean (it would be NaN)")
+    if values and target.device.type != 'meta':
+        kept = target if ignore_index is None else target[target != ignore_index]
+        if kept.numel() == 0:
+            raise ValueError(f"{target_name} holds only ignore_index ({ignore_index}) entries: no example is left "
+                             f"to judge (the mean over none of them is NaN)")
+        lo, hi = torch.stack(torch.aminmax(kept)).tolist()  # one host sync
+        if lo < 0 or hi >= logits.shape[1]:
+            also = '' if ignore_index is None else f' (besides entries equal to ignore_index, {ignore_index})'
+            raise ValueError(f"{target_name} must hold class indices in [0, {logits.shape[1] - 1}] for "
+                             f"{logits_name} with {logits.shape[1]} classes, got values from {lo} to {hi}{also}")
+    return target if target.dtype == torch.int64 else target.long()
+
 # %% ../nbs/reference/checks.ipynb #e01cc955
 def check_1d(name: str, # the argument's name
              values, # a 1-D sequence of real numbers: list, ndarray or tensor
@@ -119,7 +161,9 @@ def check_1d(name: str, # the argument's name
             raise TypeError(f"{name} must be a 1-D sequence of numbers (list, ndarray or tensor), got {describe(values)}")
         kind = dtype_kind(values)  # an array's kind of number
         if kind == 'c': raise TypeError(f"{name} must be real, got complex values: {describe(values)}")
-        if kind == 'b': raise TypeError(f"{name} must hold numbers, got bool values: {describe(values)}")
+        bools = kind == 'b' or isinstance(values, (list, tuple)) and any(  # True would count as 1.0
+            isinstance(v, bool) or dtype_kind(v) == 'b' or getattr(v, 'dtype', None) is torch.bool for v in values)
+        if bools: raise TypeError(f"{name} must hold numbers, got bool values: {describe(values)}")
         try: x = torch.as_tensor(values, dtype=torch.float64)  # straight to float64: lists are not rounded to float32
         except OverflowError: raise ValueError(f"{name} holds a number too large for float64: {describe(values)}") from None
         except (TypeError, ValueError, RuntimeError) as e:

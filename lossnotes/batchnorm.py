@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_number, check_tensor
+from ._checks import check_bool, check_number, check_tensor, describe
 
 # %% auto #0
 __all__ = ['effective_momentum', 'merge_stats', 'RunningBatchNorm']
@@ -291,7 +291,8 @@ class RunningBatchNorm(nn.Module):
         self.eps = float(check_number('eps', eps, 0, low_open=True))
         if mom is not _NOT_GIVEN:
             if momentum is not _MOMENTUM_DEFAULT:
-                raise ValueError(f"give momentum or its other name mom, not both: got momentum={momentum!r}, mom={mom!r}")
+                raise ValueError(f"give momentum or its other name mom, not both: got momentum="
+                                 f"{describe(momentum, typed=False)}, mom={describe(mom, typed=False)}")
             momentum = float(check_number('mom', mom, 0, 1, low_open=True))
         self.momentum = None if momentum is None else float(check_number('momentum', momentum, 0, 1, low_open=True))
         self.affine = check_bool('affine', affine)
@@ -301,7 +302,7 @@ class RunningBatchNorm(nn.Module):
                              "normalises with each batch's own)")
         use_bias = check_bool('bias', bias)
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {describe(dtype)}")
         f = dict(device=device, dtype=dtype)
         if self.affine: self.weight = nn.Parameter(torch.ones(self.num_features, **f))  # the course's `mults`
         else: self.register_parameter('weight', None)
@@ -454,14 +455,14 @@ def convert(cls, module: nn.Module, # a model, or a single batch-norm layer
         A lazy batch-norm layer that has not seen a batch yet is left unchanged.
     """
     if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be an nn.Module, got {module!r} of type {type(module).__name__}")
+        raise TypeError(f"module must be an nn.Module, got {describe(module)}")
     if isinstance(module, _TORCH_BATCHNORMS):
         if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
-            warnings.warn(f"RunningBatchNorm.convert left {module!r} unchanged: a lazy batch norm that has not seen "
+            warnings.warn(f"RunningBatchNorm.convert left {describe(module, typed=False)} unchanged: a lazy batch norm that has not seen "
                           f"a batch has no num_features yet; run one batch through the model, then convert")
             return module
         if not module.track_running_stats or module.running_mean is None:
-            raise ValueError(f"module {module!r} was built with track_running_stats=False: it normalises with each "
+            raise ValueError(f"module {describe(module, typed=False)} was built with track_running_stats=False: it normalises with each "
                              f"batch's own statistics, and RunningBatchNorm always normalises with running ones")
         buf = module.running_mean
         new = cls(module.num_features, module.eps, module.momentum, module.affine, device=buf.device,
@@ -490,13 +491,20 @@ def load_state_dict(self, state_dict, # from `state_dict()`: weight and bias (th
                    ):
     "`nn.Module.load_state_dict`, with a ValueError naming missing or unexpected keys and bad values first."
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        raise TypeError(f"state_dict must be a mapping, got {describe(state_dict)}")
     if check_bool('strict', strict):
         names = tuple(k for k in ('weight', 'bias') if self._parameters[k] is not None) + _BUFFERS
         missing, extra = [k for k in names if k not in state_dict], [k for k in state_dict if k not in names]
         if missing: raise ValueError(f"state_dict is missing {missing} (it has {sorted(state_dict)})")
         if extra: raise ValueError(f"state_dict has unexpected keys {extra} (expected {list(names)})")
     return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+
+def _values(v: torch.Tensor, bad: torch.Tensor) -> str:
+    "`v`'s values for a message: all of them when they fit on a line, else the first `bad` one and where it is."
+    shown = describe(v.tolist(), typed=False)
+    if not shown.endswith('...'): return shown
+    i = int(bad.reshape(-1).nonzero()[0])
+    return f"{v.reshape(-1)[i].item()!r} at index {i} of a tensor of shape {tuple(v.shape)}"
 
 @patch_to(RunningBatchNorm)
 def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -507,7 +515,7 @@ def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, miss
         if key not in state_dict: continue  # strict=False: torch lists it in missing_keys
         v = state_dict[key]
         if not isinstance(v, torch.Tensor):
-            raise TypeError(f"state_dict[{key!r}] must be a torch.Tensor, got {v!r} of type {type(v).__name__}")
+            raise TypeError(f"state_dict[{key!r}] must be a torch.Tensor, got {describe(v)}")
         if v.is_complex() or v.dtype == torch.bool:
             raise TypeError(f"state_dict[{key!r}] must be a real number tensor, got dtype {v.dtype}")
         if v.shape != getattr(self, name).shape:
@@ -515,11 +523,11 @@ def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, miss
                              f"got shape {tuple(v.shape)}")
         if v.device.type == 'meta' or name in ('weight', 'bias'): continue  # no values to check
         if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"state_dict[{key!r}] must be finite, got {v.tolist()}")
+            raise ValueError(f"state_dict[{key!r}] must be finite, got {_values(v, ~torch.isfinite(v))}")
         if name != 'running_mean' and bool((v < 0).any()):
-            raise ValueError(f"state_dict[{key!r}] must be >= 0, got {v.tolist()}")
+            raise ValueError(f"state_dict[{key!r}] must be >= 0, got {_values(v, v < 0)}")
         if name.startswith('num_') and (v.is_floating_point() and bool((v != v.round()).any())):
-            raise ValueError(f"state_dict[{key!r}] must hold a whole number, got {v.tolist()}")
+            raise ValueError(f"state_dict[{key!r}] must hold a whole number, got {_values(v, v != v.round())}")
     self._ordinary_buffers()
     nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                     error_msgs)

@@ -5,12 +5,11 @@
 # %% ../nbs/reference/gradtricks.ipynb #2611282d
 from __future__ import annotations
 
-import numbers
 from typing import Callable
 
 import torch
 
-from ._checks import check_number, check_tensor
+from ._checks import check_number, check_tensor, describe, is_real_number
 
 # %% auto #0
 __all__ = ['grad_wrt', 'value_with_grad_of', 'straight_through', 'irls_loss']
@@ -18,9 +17,9 @@ __all__ = ['grad_wrt', 'value_with_grad_of', 'straight_through', 'irls_loss']
 # %% ../nbs/reference/gradtricks.ipynb #cd48982a
 def _check_target(target, pred: torch.Tensor) -> None:
     "Raise unless `target` is a real number or a real tensor that fits `pred`: broadcasting to its shape, or class indices."
-    if isinstance(target, numbers.Real) and not isinstance(target, bool): return
+    if is_real_number(target): return
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor or a real number, got {target!r} of type {type(target).__name__}")
+        raise TypeError(f"target must be a torch.Tensor or a real number, got {describe(target)}")
     check_tensor('target', target)
     if target.device != pred.device and not (target.ndim == 0 and target.device.type == 'cpu'):
         raise ValueError(f"target is on device {target.device} but pred is on device {pred.device}")
@@ -88,7 +87,7 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     >>> grad_wrt(lambda p, t: ((p - t) * (p - t).detach()).mean(), pred, target)  # half of MSE's
     tensor([-0.2500,  0.5000])
     """
-    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {loss_fn!r} of type {type(loss_fn).__name__}")
+    if not callable(loss_fn): raise TypeError(f"loss_fn must be callable, got {describe(loss_fn)}")
     check_tensor('pred', pred, floating=True)
     _check_target(target, pred)
     p = pred.detach().clone().requires_grad_(True)  # a leaf of our own: nothing reaches the caller's graph
@@ -96,7 +95,7 @@ def grad_wrt(loss_fn: Callable, # loss_fn(pred, target) -> a single-element real
     t = target.detach() if isinstance(target, torch.Tensor) else torch.full_like(p, target).detach()
     with torch.enable_grad(): loss = loss_fn(p, t)
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f"loss_fn must return a tensor, got {loss!r} of type {type(loss).__name__}")
+        raise TypeError(f"loss_fn must return a tensor, got {describe(loss)}")
     if loss.is_complex(): raise TypeError(f"loss_fn must return a real tensor, got dtype {loss.dtype}")
     if loss.numel() != 1:
         raise ValueError(f"loss_fn must return a single-element tensor, got shape {tuple(loss.shape)}")
@@ -226,9 +225,9 @@ def straight_through(x: torch.Tensor, # input, a floating-point tensor
     tensor([3., 4.])
     """
     check_tensor('x', x, floating=True)
-    if not callable(fn): raise TypeError(f"fn must be callable, got {fn!r} of type {type(fn).__name__}")
+    if not callable(fn): raise TypeError(f"fn must be callable, got {describe(fn)}")
     y = fn(x.detach())
-    if not isinstance(y, torch.Tensor): raise TypeError(f"fn must return a torch.Tensor, got {type(y).__name__}")
+    if not isinstance(y, torch.Tensor): raise TypeError(f"fn must return a torch.Tensor, got {describe(y)}")
     if y.is_complex(): raise TypeError(f"fn must return a real tensor, got dtype {y.dtype}")
     if y.shape != x.shape: raise ValueError(f"fn must keep the shape of x {tuple(x.shape)}, got {tuple(y.shape)}")
     if y.device != x.device: raise ValueError(f"fn must keep the device of x ({x.device}), got {y.device}")
@@ -311,10 +310,10 @@ def irls_loss(pred: torch.Tensor, # predictions, a floating-point tensor
         check_tensor('target', target)
         target = _same_device('target', target, 'pred', pred)
         if not target.is_floating_point(): target = target.to(pred.dtype)  # bool and integer labels
-    elif isinstance(target, numbers.Real) and not isinstance(target, bool):
+    elif is_real_number(target):
         check_number('target', target, finite=False)
         target = torch.tensor(target, dtype=pred.dtype, device=pred.device)
-    else: raise TypeError(f"target must be a real tensor or number, got {target!r} of type {type(target).__name__}")
+    else: raise TypeError(f"target must be a real tensor or number, got {describe(target)}")
     check_number('p', p, 0, low_open=True); check_number('eps', eps, 0, low_open=True)
     shape = _broadcast_shape('pred', pred, 'target', target)
     if shape != pred.shape:

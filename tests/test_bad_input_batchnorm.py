@@ -43,6 +43,13 @@ def _trained(steps=30, c=3, dtype=torch.float32):
     return m
 
 
+def _wide_state(name, index, value, c=1000):
+    "A fresh layer's state_dict over `c` channels with one entry of buffer `name` set to `value`."
+    s = dict(RunningBatchNorm(c).state_dict())
+    s[name] = s[name].clone(); s[name][index] = value
+    return s
+
+
 def _state(**changes):
     "A trained layer's state_dict with some entries replaced (None deletes the key)."
     s = dict(_trained().state_dict())
@@ -88,6 +95,8 @@ RAISES = [
     # convert
     ('convert-not-module', lambda: RunningBatchNorm.convert('model'), TypeError,
      "module must be an nn.Module, got 'model' of type str"),
+    ('convert-long-list', lambda: RunningBatchNorm.convert([nn.BatchNorm2d(3)] * 1000), TypeError,
+     'module must be an nn.Module, got [BatchNorm2d(3, eps=1e-05'),
     ('convert-no-stats', lambda: RunningBatchNorm.convert(nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False))),
      ValueError, 'was built with track_running_stats=False'),
     # mom
@@ -112,6 +121,8 @@ RAISES = [
      'dtype must be a floating-point torch.dtype, got torch.int64'),
     ('dtype-str', lambda: RunningBatchNorm(3, dtype='float32'), TypeError,
      "dtype must be a floating-point torch.dtype, got 'float32'"),
+    ('dtype-numpy', lambda: RunningBatchNorm(3, dtype=np.float32), TypeError,
+     "dtype must be a floating-point torch.dtype, got <class 'numpy.float32'> of type type"),
     ('dtype-complex', lambda: RunningBatchNorm(3, dtype=torch.complex64), TypeError,
      'dtype must be a floating-point torch.dtype, got torch.complex64'),
     # forward: what x is
@@ -179,7 +190,15 @@ RAISES = [
     ('state-wrong-shape', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=torch.zeros(4))), ValueError,
      "state_dict['running_mean'] must have shape (3,), got shape (4,)"),
     ('state-not-mapping', lambda: RunningBatchNorm(3).load_state_dict([('weight', torch.ones(3))]), TypeError,
-     'state_dict must be a mapping, got list'),
+     "state_dict must be a mapping, got [('weight', tensor([1., 1., 1.]))] of type list"),
+    ('state-long-list', lambda: RunningBatchNorm(3).load_state_dict(_state(running_mean=[0.0] * 10**5)), TypeError,
+     "state_dict['running_mean'] must be a torch.Tensor, got [0.0, 0.0, 0.0"),
+    ('state-wide-negative-var', lambda: RunningBatchNorm(1000).load_state_dict(_wide_state('running_var', 700, -1.0)),
+     ValueError, "state_dict['running_var'] must be >= 0, got -1.0 at index 700 of a tensor of shape (1000,)"),
+    ('state-wide-nan-mean', lambda: RunningBatchNorm(1000).load_state_dict(_wide_state('running_mean', 5, math.nan)),
+     ValueError, "state_dict['running_mean'] must be finite, got nan at index 5 of a tensor of shape (1000,)"),
+    ('state-wide-inf-var', lambda: RunningBatchNorm(1000).load_state_dict(_wide_state('running_var', 999, math.inf)),
+     ValueError, "state_dict['running_var'] must be finite, got inf at index 999 of a tensor of shape (1000,)"),
     ('state-strict-str', lambda: RunningBatchNorm(3).load_state_dict(_state(), strict='yes'), TypeError,
      "strict must be a bool (True or False), got 'yes'"),
     ('state-nested-bad-value', lambda: nn.Sequential(RunningBatchNorm(3)).load_state_dict(
@@ -193,6 +212,7 @@ def test_bad_call_raises_naming_the_argument(name, call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value), str(info.value)
+    assert len(str(info.value)) < 400, str(info.value)  # a long list or a wide tensor is cut or described, not printed
 
 
 def test_float16_layer_refuses_a_count_it_cannot_hold():
