@@ -13,48 +13,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_bool, check_number, check_tensor, describe
+from ._checks import check_bool, check_class_args, check_number, check_tensor, describe
 
 # %% auto #0
 __all__ = ['CHECKS', 'TASKS', 'soft_accuracy', 'mse_on_probabilities', 'Check', 'LossReport', 'check_loss']
-
-# %% ../nbs/reference/losscheck.ipynb #4b6524db
-def _check_class_args(logits, target, logits_name: str = 'logits', target_name: str = 'target',
-                      values: bool = True, # also check the class indices' range (one host sync)
-                      ignore_index: int | None = None, # a target value that marks an entry to ignore (torch's -100)
-                     ) -> torch.Tensor:
-    "Raise unless `logits` (N, C, ...) and class indices `target` (N, ...) fit together; return `target` as int64."
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{logits_name} must be a floating-point torch.Tensor, got {describe(logits)}")
-    check_tensor(logits_name, logits, floating=True)  # complex and integer dtypes rejected
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target)}")
-    check_tensor(target_name, target)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"{target_name} must be an integer tensor of class indices, got {describe(target, small=0)}")
-    if target.device != logits.device:
-        raise ValueError(f"{target_name} is on {target.device} but {logits_name} is on {logits.device}: "
-                         f"put both on one device")
-    want = logits.shape[:1] + logits.shape[2:]
-    if logits.dim() < 2 or target.shape != want:
-        raise ValueError(f"{logits_name} of shape {tuple(logits.shape)} and {target_name} of shape "
-                         f"{tuple(target.shape)} do not fit: class indices need {logits_name} (N, C, ...) and "
-                         f"{target_name} (N, ...)")
-    if logits.shape[1] == 0: raise ValueError(f"{logits_name} has no classes: shape {tuple(logits.shape)}")
-    if target.numel() == 0:
-        raise ValueError(f"{logits_name} of shape {tuple(logits.shape)} holds no example: an empty batch has no "
-                         f"mean (it would be NaN)")
-    if values and target.device.type != 'meta':
-        kept = target if ignore_index is None else target[target != ignore_index]
-        if kept.numel() == 0:
-            raise ValueError(f"{target_name} holds only ignore_index ({ignore_index}) entries: no example is left "
-                             f"to judge (the mean over none of them is NaN)")
-        lo, hi = torch.stack(torch.aminmax(kept)).tolist()  # one host sync
-        if lo < 0 or hi >= logits.shape[1]:
-            also = '' if ignore_index is None else f' (besides entries equal to ignore_index, {ignore_index})'
-            raise ValueError(f"{target_name} must hold class indices in [0, {logits.shape[1] - 1}] for "
-                             f"{logits_name} with {logits.shape[1]} classes, got values from {lo} to {hi}{also}")
-    return target if target.dtype == torch.int64 else target.long()
 
 # %% ../nbs/reference/losscheck.ipynb #70bf4d3b
 def soft_accuracy(logits: torch.Tensor, # (N, C, ...) scores, any floating dtype
@@ -101,7 +63,7 @@ def soft_accuracy(logits: torch.Tensor, # (N, C, ...) scores, any floating dtype
     0.5
     """
     check_number('temperature', temperature, 0, low_open=True)
-    target = _check_class_args(logits, target)
+    target = check_class_args(logits, target)
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     temperature = max(float(temperature), torch.finfo(z.dtype).tiny)  # T must not round to 0 in z's dtype
     z = (z - z.amax(1, keepdim=True).detach()) / temperature  # every entry <= 0: z / T cannot overflow
@@ -139,7 +101,7 @@ def mse_on_probabilities(logits: torch.Tensor, # (N, C, ...) scores, any floatin
     >>> round(float(mse_on_probabilities(torch.zeros(1, 2), torch.tensor([1]))), 4)  # 0.5**2 + 0.5**2
     0.5
     """
-    target = _check_class_args(logits, target)
+    target = check_class_args(logits, target)
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     onehot = F.one_hot(target, z.shape[1]).movedim(-1, 1).to(z.dtype)
     return (F.softmax(z, dim=1) - onehot).pow(2).sum(1).mean().to(logits.dtype)
@@ -316,7 +278,7 @@ def _check_example(pred, target, task,
     if pred.numel() == 0:
         raise ValueError(f"pred of shape {tuple(pred.shape)} is empty: check_loss needs at least one example")
     if task == 'classification':
-        try: _check_class_args(pred, target, 'pred', 'target', ignore_index=ignore_index)
+        try: check_class_args(pred, target, 'pred', 'target', ignore_index=ignore_index)
         except ValueError as e:
             if target.shape != pred.shape or target.is_floating_point(): raise
             raise ValueError(f"{e}; an integer target of pred's shape looks like binary or one-hot labels: a loss on "

@@ -13,10 +13,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_bool, check_number, progress_bar
+from .._checks import check_bool, check_class_args, check_number, progress_bar
 from .data import digits
 from .plotting import MISTAKE, TRUTH, get_ax, live, style
-from ..losscheck import _check_class_args, mse_on_probabilities, soft_accuracy
+from ..losscheck import mse_on_probabilities, soft_accuracy
 
 from .data import one_thread as _one_thread
 
@@ -43,7 +43,7 @@ def accuracy(logits: torch.Tensor, # (N, C) scores
              target: torch.Tensor, # (N,) class indices
             ) -> torch.Tensor:
     "Fraction of rows whose largest score is the target class (no gradient: argmax is piecewise constant)."
-    _check_class_args(logits, target)
+    check_class_args(logits, target)
     return (logits.argmax(dim=1) == target).to(logits.dtype).mean()
 
 
