@@ -167,7 +167,7 @@ def _check_device(device) -> torch.device | None:
     try: return torch.device(device)
     except RuntimeError as e: raise ValueError(f"device must name a torch device, got {device!r}: {e}") from None
 
-_FOLD_EVERY = 64  # skip_nonfinite=True: batch means queued, then folded this many at a time (see `_fold`)
+_FOLD_EVERY = 64  # batch means queued, then folded this many at a time (see `_fold`)
 
 # %% ../nbs/reference/accumulate.ipynb #eedc29f4
 class LossMeter:
@@ -235,7 +235,7 @@ def _clear_host(self: LossMeter) -> None:
     "Zero the host-side state: items counted and ignored, the host-known totals, the queued batch means."
     self.count, self._ignored = 0, 0  # items counted; items that arrived after max_items was reached
     self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0  # known on the host: added on the next read
-    self._pending, self._num_pending = {}, 0  # skip_nonfinite: {n: [batch means]} and their number
+    self._pending, self._num_pending = {}, 0  # {n: [batch means]} queued, and their number
 
 @patch
 def _init_state(self: LossMeter, device) -> None:
@@ -276,13 +276,15 @@ def _flush(self: LossMeter) -> None:
 
 @patch
 def _fold(self: LossMeter) -> None:
-    "Add the queued batch means (`skip_nonfinite=True`), times their `n`, to the device state: a few kernels, no sync."
+    "Add the queued batch means, times their `n`, to the device state: a few kernels per `n`, no sync."
     for n, lst in self._pending.items():
         v = torch.stack(lst).to(torch.float64)  # (number queued,)
-        ok = torch.isfinite(v)
-        self._sum.add_(torch.where(ok, v, 0.).sum(), alpha=n)
-        self._wsum.add_(ok.sum(), alpha=n)
-        self._skipped.add_((~ok).sum(), alpha=n)
+        if self.skip_nonfinite:
+            ok = torch.isfinite(v)
+            self._sum.add_(torch.where(ok, v, 0.).sum(), alpha=n)
+            self._wsum.add_(ok.sum(), alpha=n)
+            self._skipped.add_((~ok).sum(), alpha=n)
+        else: self._sum.add_(v.sum(), alpha=n)
     self._pending, self._num_pending = {}, 0
 
 def _state(attr: str, doc: str) -> property:
@@ -371,13 +373,10 @@ def _update_mean(self: LossMeter, loss: torch.Tensor, n, weight) -> None:
     loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
     if weight is not None: return self._add(loss, self._weight(weight, loss), n)
     self.count += n
-    if self.skip_nonfinite:  # isfinite, where, ~ and three adds per mean: queued, folded _FOLD_EVERY at a time
-        self._pending.setdefault(n, []).append(loss)
-        self._num_pending += 1
-        if self._num_pending >= _FOLD_EVERY: self._fold()
-    else:
-        self._sum.add_(loss, alpha=n)  # one kernel, no sync
-        self._host_w += n  # the weight is known on the host
+    self._pending.setdefault(n, []).append(loss)  # no kernel: folded _FOLD_EVERY at a time, or on a read
+    self._num_pending += 1
+    if not self.skip_nonfinite: self._host_w += n  # the weight is known on the host
+    if self._num_pending >= _FOLD_EVERY: self._fold()
 
 # %% ../nbs/reference/accumulate.ipynb #85176e13
 @patch

@@ -119,23 +119,23 @@ def test_python_float_losses():
     assert math.isnan(LossMeter().compute().item())  # no items: NaN, like 0/0
 
 
-def test_when_the_queue_folds_does_not_change_the_result():
-    """skip_nonfinite=True queues batch means and folds them 64 at a time or on a read: any reading schedule, and a
-    meter that adds each mean at once (the default), give the same mean."""
-    _, chunks = _ragged(7, dtype=torch.float64)
+@pytest.mark.parametrize('skip', [False, True])
+def test_when_the_queue_folds_does_not_change_the_result(skip):
+    "Batch means are queued and folded 64 at a time or on a read: any reading schedule gives the float64 mean."
+    items, chunks = _ragged(7, dtype=torch.float64)
     chunks = chunks * 5  # more batch means than one fold of 64
-    at_once = LossMeter()
-    for i, c in enumerate(chunks): at_once.update(c.mean(), n=len(c)) if i % 2 else at_once.update(c)
+    exact = math.fsum(len(c) * c.mean().item() if i % 2 else math.fsum(c.tolist()) for i, c in enumerate(chunks))
+    exact /= 5 * len(items)
     results = []
     for k in (1, 2, 5, 64, 10_000):  # read the state (which folds the queue) every k updates
-        m = LossMeter(skip_nonfinite=True)
+        m = LossMeter(skip_nonfinite=skip)
         for i, c in enumerate(chunks):
             m.update(c.mean(), n=len(c)) if i % 2 else m.update(c)
             if i % k == 0: m.loss_sum
         results.append(m.compute().item())
-        assert m.count == at_once.count and m.num_skipped.item() == 0
+        assert m.count == 5 * len(items) and m.num_skipped.item() == 0
     assert max(results) - min(results) <= 1e-15 * abs(results[0])
-    assert abs(results[0] - at_once.compute().item()) <= 1e-15 * abs(results[0])
+    assert results[0] == pytest.approx(exact, rel=1e-15)
 
 
 def test_update_does_not_keep_the_graph():
