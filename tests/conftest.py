@@ -1,10 +1,18 @@
-"""Paths shared by the tests: the repository root and the interpreter of the project's virtual environment."""
+"""Shared by the tests: the repository root, the interpreter of the project's virtual environment, one torch thread
+per test process, and the fast loop's own timing."""
+import json
+import os
 import sys
+import time
 from pathlib import Path
+
+# Before any test module imports torch: one thread per process. The suite runs in parallel (pytest-xdist) and starts
+# kernels and subprocesses, which inherit this; two threads per process on a busy machine make tiny models 10-25x
+# slower. A test about threads sets the count it needs itself.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-
 
 
 def without_module(name: str) -> str:
@@ -16,3 +24,31 @@ class _Without:
             raise ModuleNotFoundError(f"No module named {{fullname!r}}", name=fullname)
 sys.meta_path.insert(0, _Without())
 """
+
+
+_START = time.perf_counter()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    "The fast loop (`-m 'not slow'` over the whole of tests/) records how long it took, for BENCHMARKS.md."
+    cfg = session.config
+    if hasattr(cfg, 'workerinput') or cfg.getoption('markexpr') != 'not slow': return
+    if [Path(a).resolve() for a in cfg.args] != [ROOT / 'tests'] or cfg.getoption('keyword'): return
+    out = ROOT / 'artifacts' / 'fast-loop.json'
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'exit_status': int(exitstatus),
+                               'tests': session.testscollected, 'seconds': round(time.perf_counter() - _START, 1),
+                               'workers': getattr(cfg.option, 'numprocesses', None) or 0}))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def two_threads():
+    "torch at two threads for one test (the suite runs at one): a helper that sets one thread must be seen to restore two."
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try: yield 2
+    finally: torch.set_num_threads(before)

@@ -519,7 +519,7 @@ def test_digit_sequences_mask_and_tokens():
     assert x[~mask.bool()].abs().sum().item() == 0.0
 
 
-def test_train_epoch_losses_leaves_the_global_rng_and_threads():
+def test_train_epoch_losses_leaves_the_global_rng_and_threads(two_threads):
     rng, threads = torch.get_rng_state(), torch.get_num_threads()
     a = train_epoch_losses(512, epochs=1, progress=False)
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads

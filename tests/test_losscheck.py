@@ -347,7 +347,7 @@ def test_sweep_soft_runs_match_the_library_soft_accuracy():
     torch.testing.assert_close(runs['cross entropy'], train_logreg(F.cross_entropy, steps=30)['valid_accuracy'])
 
 
-def test_lesson_helpers_leave_global_state_alone():
+def test_lesson_helpers_leave_global_state_alone(two_threads):
     state, threads = torch.get_rng_state(), torch.get_num_threads()
     train_logreg(F.cross_entropy, steps=2)
     overfit_one_batch(F.cross_entropy, n=8, steps=2)
