@@ -24,7 +24,7 @@ print('floors:', ', '.join(f'{k} {v}' for k, v in got.items()), '| torch', md.ve
 PY
 export MPLBACKEND=Agg
 # test_plotting: the live-figure machinery and every lesson's explorer swept through its controls (slow ones too)
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_plotting.py "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_plotting.py "$@"  # one process: no pytest-xdist here
 # every lesson notebook run top to bottom, as a learner runs it (pandas and scipy are used there), one process each
 for nb in nbs/0[0-9]*.ipynb; do
   start=$SECONDS
