@@ -7,6 +7,7 @@
 #   bash scripts/course.sh --solutions   the instructor's notebooks in nbs/, solutions and all (in the development
 #                                        environment .venv, which scripts/_env.sh builds)
 #   --folder DIR                         serve DIR instead of course/ (with --solutions: instead of nbs/)
+#   --install-only                       build (or bring up to date) the course's environment .venv-course, then stop
 # Other arguments go to `jupyter lab` (e.g. --port=9000). The URL to open is printed by Jupyter: it ends in
 # /lab/tree/00_start_here.ipynb?token=... (index.ipynb with --solutions).
 #
@@ -17,10 +18,11 @@
 set -euo pipefail
 here=$PWD
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-solutions=0 folder= pass=()
+solutions=0 folder= install_only=0 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --solutions) solutions=1 ;;
+    --install-only) install_only=1 ;;
     --folder) folder=$2; shift ;;
     --folder=*) folder=${1#--folder=} ;;
     *) pass+=("$1") ;;
@@ -79,6 +81,7 @@ EOF
   echo "lossnotes: the course's environment is ready ($((SECONDS - start)) s)"
   echo "$want" > "$STAMP"
 fi
+if [ "$install_only" = 1 ]; then echo "lossnotes: the course's environment $VENV is up to date"; exit 0; fi
 export PATH="$VENV/bin:$PATH"
 unset MPLBACKEND  # inside the course, matplotlib uses the notebook's inline backend
 cd "$ROOT"

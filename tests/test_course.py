@@ -217,41 +217,66 @@ def test_lesson_exercises_match_its_module(nb):
     assert 'course_progress()' in _code(learner_notebook(_nb(nb)))[-1], 'the last cell shows course_progress()'
 
 
-RUN = """
+INSTRUCTOR_RUN = """
 import json, sys
-from execnb.nbio import dict2nb
-from execnb.shell import CaptureShell
+from pathlib import Path
+from nbdev.config import get_config
+from nbdev.test import test_nb
 from lossnotes.course import exercises
-from lossnotes.course.build import learner_notebook
-nb = json.loads(open(sys.argv[1]).read())
-if sys.argv[2] == 'learner': nb = learner_notebook(nb)
-CaptureShell().run_all(dict2nb(nb), exc_stop=True)
-print(json.dumps(exercises.summary()))
+ok, _ = test_nb(Path(sys.argv[1]), skip_flags=get_config().tst_flags.split())  # what nbdev_test runs, in this process
+print(json.dumps({'ok': ok, 'statuses': exercises.summary()}))
 """
-
-
-def _run_lesson(nb, version):
-    env = {**os.environ, 'MPLBACKEND': 'Agg',
-           'PYTHONPATH': os.pathsep.join([str(ROOT), str(FIXTURES), os.environ.get('PYTHONPATH', '')])}
-    r = subprocess.run([PY, '-c', RUN, str(nb), version], cwd=nb.parent, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('nb', BY_ID, ids=ids)
-def test_instructor_version_gets_every_exercise_right(nb):
-    statuses = _run_lesson(nb, 'instructor')
-    assert len(statuses) >= 3 and set(statuses.values()) == {'correct'}, statuses
+def test_instructor_version_runs_and_gets_every_exercise_right(nb):
+    """The instructor's notebook runs under nbdev's own `test_nb`, as `nbdev_test` runs it (scripts/test.sh leaves the
+    lessons to this test, so each runs once) and every exercise is checked correct."""
+    env = {**os.environ, 'MPLBACKEND': 'Agg',
+           'PYTHONPATH': os.pathsep.join([str(ROOT), str(FIXTURES), os.environ.get('PYTHONPATH', '')])}
+    r = subprocess.run([PY, '-c', INSTRUCTOR_RUN, str(nb)], cwd=nb.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result['ok'], r.stderr[-3000:]
+    assert len(result['statuses']) >= 3 and set(result['statuses'].values()) == {'correct'}, result['statuses']
+
+
+LEARNER_RUN = """
+import json, sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}}).execute()
+out = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs if o.get('output_type') == 'error']
+print(json.dumps({'errors': [f"{o['ename']}: {o['evalue']}" for o in out],
+                  'status': [t for c in nb.cells if c.cell_type == 'code' for o in c.outputs
+                             for t in [o.get('data', {}).get('text/html', '')] if 'lossnotes-feedback' in t]}))
+"""
+COURSE_PY = ROOT / '.venv-course' / 'bin' / 'python'
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('nb', CURRENT, ids=ids)
-def test_learner_version_runs_and_says_not_yet(nb):
-    "The learner version runs top to bottom (in a fresh process); every checker answers 'not yet', none fails."
-    statuses = _run_lesson(nb, 'learner')
-    assert set(statuses.values()) <= {'not yet'}, statuses
-    if has_exercises(nb): assert len(statuses) >= 3, statuses
+def test_learner_version_runs_and_says_not_yet(nb, course, tmp_path):
+    """The learner's copy runs top to bottom in a fresh kernel, every checker says 'not yet' and nothing errs. A
+    lesson runs in the learner's environment .venv-course (the course extra only; scripts/test.sh builds it) when it
+    exists, else in this one; the fixture lesson, which is not part of the course, in this one."""
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPLBACKEND', 'VIRTUAL_ENV')}
+    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / 'rt'), JUPYTER_CONFIG_DIR=str(tmp_path / 'cfg'), JUPYTER_DATA_DIR=str(tmp_path / 'data'))
+    if nb.parent == ROOT / 'nbs':
+        py, folder = (COURSE_PY if COURSE_PY.exists() else Path(PY)), course
+    else:  # the fixture lesson, as `lossnotes course` would write it
+        py, folder = Path(PY), tmp_path / 'course'
+        folder.mkdir()
+        (folder / nb.name).write_text(json.dumps(learner_notebook(_nb(nb))))
+        env['PYTHONPATH'] = os.pathsep.join([str(ROOT), str(FIXTURES)])
+    r = subprocess.run([str(py), '-c', LEARNER_RUN, str(folder / nb.name), str(folder)],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not result['errors'], result['errors']
+    assert all('data-status="not yet"' in s for s in result['status']), result['status']
+    if has_exercises(nb): assert len(result['status']) >= 3, result['status']
 
 
 def _cli(*args, cwd=None, **kw):
@@ -354,6 +379,7 @@ def _leaks(code: str, everything: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('wheel')  # one worker builds the wheel once
 def test_no_answer_in_the_wheel_or_the_course_folder(wheel, course):
     """Every right option, every value (4 digits or more; a short one as `answer=`), every option's feedback and every
     reference implementation: not in the wheel's files nor in the learner's course folder."""
@@ -370,6 +396,7 @@ def test_no_answer_in_the_wheel_or_the_course_folder(wheel, course):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('wheel')  # one worker builds the wheel once
 def test_course_open_and_reset_from_the_wheel_alone(tmp_path, wheel):
     "The wheel's files alone (no repository on the path): `lossnotes course DEST --open` serves DEST, `--reset` restores."
     site = tmp_path / 'site'
@@ -406,31 +433,3 @@ def test_open_without_jupyterlab_says_what_to_install(tmp_path):
     r = subprocess.run([PY, '-m', 'lossnotes.course.cli', 'course', str(tmp_path / 'c'), '--open'], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 1 and 'pip install "lossnotes[course]"' in r.stderr and 'Traceback' not in r.stderr, r.stderr
-
-
-LEARNER_RUN = """
-import json, sys, nbformat
-from nbclient import NotebookClient
-nb = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}}).execute()
-out = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs if o.get('output_type') == 'error']
-print(json.dumps({'errors': [f"{o['ename']}: {o['evalue']}" for o in out],
-                  'status': [t for c in nb.cells if c.cell_type == 'code' for o in c.outputs
-                             for t in [o.get('data', {}).get('text/html', '')] if 'lossnotes-feedback' in t]}))
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / '.venv-course' / 'bin' / 'python').exists(), reason='no .venv-course: run bash scripts/course.sh once')
-@pytest.mark.parametrize('nb', LESSONS, ids=ids)
-def test_learner_version_runs_in_the_learner_environment(nb, course, tmp_path):
-    "Each lesson's learner version runs top to bottom in .venv-course (the course extra only), every check 'not yet'."
-    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPLBACKEND', 'VIRTUAL_ENV')}
-    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / 'rt'), JUPYTER_CONFIG_DIR=str(tmp_path / 'cfg'), JUPYTER_DATA_DIR=str(tmp_path / 'data'))
-    r = subprocess.run([str(ROOT / '.venv-course' / 'bin' / 'python'), '-c', LEARNER_RUN, str(course / nb.name), str(course)],
-                       capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert not result['errors'], result['errors']
-    assert all('data-status="not yet"' in s for s in result['status']), result['status']
-    if has_exercises(nb): assert len(result['status']) >= 3, result['status']

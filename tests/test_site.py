@@ -139,6 +139,7 @@ def page_code(text: str) -> list[str]:
     return [html.unescape(re.sub(r'<[^>]+>', '', b)).strip('\n') for b in blocks]
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 def test_a_page_per_notebook_and_an_index_that_links_each(site):
     dest, seconds, _, nbs = site
@@ -151,6 +152,7 @@ def test_a_page_per_notebook_and_an_index_that_links_each(site):
             assert (page.parent / href).exists(), (page.name, href)
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 @pytest.mark.parametrize('nb', [p.name for p in lesson_pages()])
 def test_a_lesson_page_shows_the_learners_code_and_no_solution(site, nb):
@@ -174,6 +176,7 @@ def test_a_lesson_page_shows_the_learners_code_and_no_solution(site, nb):
     assert 'lossnotes-feedback' not in text  # the instructor's checker outputs (from the solutions) stay out
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 def test_saved_outputs_of_visible_cells_are_kept(site):
     "Each saved figure of a visible cell before the exercises is on its page (the explorer's is replaced by the live one)."
@@ -193,6 +196,7 @@ def test_saved_outputs_of_visible_cells_are_kept(site):
         assert text.count('<img class="output"') == want, nb.name
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 def test_page_sizes_stay_light(site):
     "A page and its frames stay under 4 MB (a phone on a slow link); sizes and build time are in BENCHMARKS.md."
@@ -213,6 +217,7 @@ def refuse_network(page) -> list:
     return refused
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 @pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')
 def test_every_page_renders_offline_with_its_math_and_images(site):
@@ -256,6 +261,7 @@ def numbers(text: str) -> list[str]:
     return re.findall(r'[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?', text)
 
 
+@pytest.mark.xdist_group('site')  # one worker builds the site once
 @pytest.mark.slow
 @pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')
 @pytest.mark.parametrize('stem', explorer_pages())
