@@ -52,3 +52,12 @@ def two_threads():
     torch.set_num_threads(2)
     try: yield 2
     finally: torch.set_num_threads(before)
+
+
+def load_script(name: str):
+    "scripts/<name>.py as a module (its main() runs in this process, without the few seconds of a fresh interpreter)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'scripts_{name}', ROOT / 'scripts' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -5,12 +5,15 @@ course` copies what is missing, never overwrites, resets one lesson with a dated
 a wheel's files alone. Lesson tests cover the fixture lesson (tests/fixtures/) and every lesson of nbs/ that checks
 its exercises by id."""
 import ast
+import contextlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import types
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import browser_driver as bd
-from conftest import PY, ROOT, without_module
+from conftest import PY, ROOT, load_script, without_module
 from lossnotes.course.build import (BEGIN, END, HOME, build_course, directives, has_exercises, learner_notebook,
                                     lesson_notebooks, title_and_subtitle, uses_check_api)
 from lossnotes.course.exercises import _digest, exercise_spec
@@ -47,9 +50,8 @@ def course(tmp_path_factory):
     return dest
 
 
-def test_packaged_course_is_fresh():
-    r = subprocess.run([PY, str(ROOT / 'scripts' / 'make_course.py'), '--check'], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_packaged_course_is_fresh(capsys):
+    assert load_script('make_course').main(['--check']) == 0, capsys.readouterr().err
 
 
 def test_course_is_the_home_page_and_the_lessons(course):
@@ -279,9 +281,14 @@ def test_learner_version_runs_and_says_not_yet(nb, course, tmp_path):
     if has_exercises(nb): assert len(result['status']) >= 3, result['status']
 
 
-def _cli(*args, cwd=None, **kw):
-    return subprocess.run([PY, '-m', 'lossnotes.course.cli', *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, 'PYTHONPATH': str(ROOT)}, **kw)
+def _cli(*args):
+    "The `lossnotes` command's main() with these arguments, in this process: (returncode, stdout, stderr)."
+    from lossnotes.course.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: code = main([str(a) for a in args])
+        except SystemExit as e: code = e.code
+    return types.SimpleNamespace(returncode=code or 0, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_cli_copies_what_is_missing_and_resets_one_lesson(tmp_path, course):

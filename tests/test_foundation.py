@@ -17,7 +17,7 @@ import lossnotes
 import lossnotes.course
 import lossnotes.lessons
 import browser_driver as bd
-from conftest import PY, ROOT
+from conftest import PY, ROOT, load_script
 
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.ispkg and m.name != '_modidx')
 LESSONS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.lessons.__path__))
@@ -83,9 +83,8 @@ def test_runtime_requirements_are_torch_only():
     assert 'matplotlib' in viz and 'ipywidgets' in viz
 
 
-def test_readme_is_generated_from_index():
-    r = subprocess.run([PY, str(ROOT / 'scripts' / 'make_readme.py'), '--check'], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_readme_is_generated_from_index(capsys):
+    assert load_script('make_readme').main(['--check']) == 0, capsys.readouterr().err
 
 
 def _cells(path):
