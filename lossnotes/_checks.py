@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['dtype_kind', 'is_real_number', 'is_numpy_bool', 'describe', 'check_number', 'progress_bar', 'check_bool',
-           'check_tensor', 'check_class_args', 'check_1d', 'check_beta', 'optional_import']
+           'check_tensor', 'check_class_args', 'check_1d', 'check_beta', 'patch', 'optional_import']
 
 # %% ../nbs/reference/checks.ipynb #45f984f4
 def dtype_kind(x) -> str | None:
@@ -178,6 +178,18 @@ def check_beta(name: str, # the argument's name
               ) -> float:
     "`value` as a float decay in [0, 1), else a ValueError/TypeError naming `name`."
     return float(check_number(name, value, 0, 1, high_open=True))
+
+# %% ../nbs/reference/checks.ipynb #5e0b9f13
+def patch(f): # a function whose first parameter is annotated with the class: `def name(self: Cls, ...)`
+    "Add `f` to the class its `self` parameter is annotated with, under `f`'s own name; returns `f`."
+    cls = getattr(f, '__annotations__', {}).get('self')
+    if isinstance(cls, str): cls = f.__globals__.get(cls, cls)  # `from __future__ import annotations` keeps it a string
+    if not isinstance(cls, type):
+        raise TypeError(f"f must annotate its self parameter with the class to add it to, as in "
+                        f"`def {getattr(f, '__name__', 'name')}(self: Cls)`, got {describe(cls)}")
+    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+    setattr(cls, f.__name__, f)
+    return f
 
 # %% ../nbs/reference/checks.ipynb #d766c165
 def optional_import(module: str, # module to import, e.g. 'matplotlib.pyplot'

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 import torch
 import torch.distributed as dist
 
-from ._checks import check_bool, check_number
-from .ema import patch
+from ._checks import check_1d, check_bool, check_number, is_real_number, patch
 
 # %% auto #0
 __all__ = ['batch_means', 'epoch_summaries', 'LossMeter', 'real_items']
@@ -34,20 +33,6 @@ def _check_count(name: str, v, low: int) -> int:
         raise ValueError(f"{name} must be at most 2**53 = {_MAX_COUNT} (the largest count a float64 holds exactly), "
                          f"got {_digits(v)}")
     return int(v)
-
-def _item_losses(item_losses, name: str = 'item_losses') -> torch.Tensor:
-    "`item_losses` as a 1-D float64 CPU tensor, or raise naming `name`."
-    if isinstance(item_losses, (str, bytes, dict)) or item_losses is None:
-        raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {item_losses!r} of type {type(item_losses).__name__}")
-    try: t = torch.as_tensor(item_losses)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"{name} must be a 1-D tensor or sequence of real numbers, got {item_losses!r}: {e}") from None
-    if t.is_complex(): raise TypeError(f"{name} must be real, got a complex tensor of dtype {t.dtype}")
-    if t.dtype == torch.bool: raise TypeError(f"{name} must hold losses (real numbers), got a bool tensor")
-    if t.dim() != 1: raise ValueError(f"{name} must be 1-D (one loss per item), got shape {tuple(t.shape)}")
-    if t.device.type == 'meta': raise ValueError(f"{name} must hold values, got a tensor on the meta device")
-    return t.detach().to('cpu', torch.float64)
-
 
 # %% ../nbs/reference/accumulate.ipynb #1c9c2963
 def batch_means(item_losses, # one loss per item, in the order the loader yields them
@@ -83,7 +68,7 @@ def batch_means(item_losses, # one loss per item, in the order the loader yields
     """
     _check_count('batch_size', batch_size, 1)
     drop_last = check_bool('drop_last', drop_last)
-    x = _item_losses(item_losses)
+    x = check_1d('item_losses', item_losses).to('cpu', torch.float64)  # exact sums of many losses, on the host
     n_full, r = divmod(len(x), batch_size)
     means = x[:n_full * batch_size].view(n_full, batch_size).mean(1)  # (n_full,)
     sizes = torch.full((n_full,), batch_size, dtype=torch.int64)
@@ -663,7 +648,7 @@ def _state_value(key: str, v, integer: bool = False):
             raise TypeError(f"state['{key}'] must be real, got a tensor of dtype {v.dtype}")
         if v.device.type == 'meta': raise ValueError(f"state['{key}'] must hold a value, got a tensor on the meta device")
         v = v.item()  # loading is rare: one read per entry is fine
-    elif isinstance(v, bool) or not isinstance(v, numbers.Real) or type(v).__module__ == 'numpy' and v.dtype.kind == 'b':
+    elif not is_real_number(v):  # a bool, a NumPy bool, a string: not a number
         raise TypeError(f"state['{key}'] must be a number or a one-element tensor, got {v!r} of type {type(v).__name__}")
     if integer:
         if isinstance(v, numbers.Integral): return int(v)  # range-checked by the caller

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, dtype_kind, is_real_number
+from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, dtype_kind, is_real_number, patch
 
 # %% auto #0
 __all__ = ['ema', 'ema_seeded', 'EMA', 'ema_lag', 'zero_lag', 'zero_lag_beta']
@@ -217,15 +217,6 @@ def ema_seeded(values, # 1-D sequence: list, ndarray or tensor
     x, beta = check_1d('values', values), check_beta('beta', beta)
     out = x.dtype
     return _smooth(x.to(_COMPUTE.get(out, out)), beta, 'seeded').to(out)
-
-# %% ../nbs/reference/ema.ipynb #b52b0861
-def patch(f):
-    "Add `f` to the class its `self` parameter is annotated with, under its own name; returns `f`."
-    cls = f.__annotations__['self']
-    if isinstance(cls, str): cls = f.__globals__[cls]  # `from __future__ import annotations` keeps it a string
-    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
-    setattr(cls, f.__name__, f)
-    return f
 
 # %% ../nbs/reference/ema.ipynb #9a1b4b24
 class EMA:

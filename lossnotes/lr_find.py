@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, progress_bar as _progress
-from .ema import EMA, ema, zero_lag, zero_lag_beta, patch
+from ._checks import check_1d, check_beta, check_bool, check_number, check_tensor, describe, patch, progress_bar as _progress
+from .ema import EMA, ema, zero_lag, zero_lag_beta
 
 # %% auto #0
 __all__ = ['lr_schedule', 'steepest_lr', 'LRFinderResult', 'lr_range_test']

@@ -336,7 +336,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got 0'): epoch_summaries(POST, 0)
     with pytest.raises(ValueError, match=r'batch_size must be in \[1, inf\), got -1'): batch_means(POST, -1)
     with pytest.raises(TypeError, match='batch_size must be an integer, got 2.0'): epoch_summaries(POST, 2.0)
-    with pytest.raises(ValueError, match=r'item_losses must be 1-D .* got shape \(2, 4\)'):
+    with pytest.raises(ValueError, match=r'item_losses must be 1-D, got shape \(2, 4\)'):
         epoch_summaries(torch.ones(2, 4), 2)
     with pytest.raises(ValueError, match=r'rank must be in \[0, 1\], got 2'): padded_shard(9, 2, 2)
     with pytest.raises(ValueError, match=r'world_size must be in \[1, inf\), got 0'): padded_shard(9, 0, 0)

@@ -140,16 +140,37 @@ def test_smoothed_curve_counts_only_the_recorded_steps():
     torch.testing.assert_close(res.smoothed[:-1], weighted_mean_oracle(values[21:30], 0.9), rtol=1e-12, atol=0)
 
 
-def test_tool_modules_import_no_private_names():
-    "A tool takes what another module shares through its public names (lossnotes._checks holds the shared checks)."
-    import ast, pathlib
-    import lossnotes
+def _private_tool_imports(path, root):
+    "`module.name` for each private name that the module at `path` (inside the package folder `root`) imports from a tool module."
+    import ast
+    package = ['lossnotes', *path.parent.relative_to(root).parts]
     found = []
-    for path in sorted(pathlib.Path(lossnotes.__file__).parent.glob('*.py')):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('lossnotes')):
-                found += [f'{path.name}: {node.module}.{a.name}' for a in node.names if a.name.startswith('_')]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom): continue
+        base = package[:len(package) - node.level + 1] if node.level else []
+        module = '.'.join(base + ([node.module] if node.module else []))
+        parts = module.split('.')
+        tool = parts[0] == 'lossnotes' and len(parts) == 2 and parts[1] not in ('lessons', 'course', '_checks')  # lossnotes.<tool>
+        found += [f'{module}.{a.name}' for a in node.names if tool and a.name.startswith('_')]
+    return found
+
+def test_tool_modules_import_no_private_names(tmp_path):
+    "Tools and lessons take what a tool shares through its public names (lossnotes._checks holds the shared checks)."
+    import pathlib
+    import lossnotes
+    root = pathlib.Path(lossnotes.__file__).parent
+    paths = sorted(root.glob('*.py')) + sorted(root.glob('lessons/*.py')) + sorted(root.glob('course/*.py'))
+    assert any(p.parent.name == 'lessons' for p in paths) and any(p.parent.name == 'course' for p in paths)
+    found = [f'{p.relative_to(root)}: {name}' for p in paths for name in _private_tool_imports(p, root)]
     assert found == [], found
+    probe = tmp_path / 'lessons' / 'probe.py'  # the check reads relative and absolute imports alike
+    probe.parent.mkdir()
+    for line, want in [('from ..accumulate import LossMeter, _item_losses', ['lossnotes.accumulate._item_losses']),
+                       ('from lossnotes.ema import _smooth', ['lossnotes.ema._smooth']),
+                       ('from .plotting import _titles', []),  # a lesson module's own helpers are not a tool's
+                       ('from .._checks import check_1d, _private', [])]:  # the shared internals
+        probe.write_text(line + '\n')
+        assert _private_tool_imports(probe, tmp_path) == want, line
 
 def test_cycles_over_short_batches():
     calls = []

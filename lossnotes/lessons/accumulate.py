@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_bool, check_number, progress_bar
-from ..accumulate import LossMeter, _item_losses, batch_means, epoch_summaries
+from .._checks import check_1d, check_bool, check_number, progress_bar
+from ..accumulate import LossMeter, batch_means, epoch_summaries
+from .data import one_thread
 from .plotting import MISTAKE, RAW, TRUTH, get_ax, live, style
 
 # %% auto #0
@@ -30,16 +31,12 @@ def _fitted(steps: int) -> tuple:
     g = torch.Generator().manual_seed(0)
     w = (torch.randn(64, 10, generator=g, dtype=torch.float64) * 0.01).requires_grad_()
     opt = torch.optim.SGD([w], lr=0.5)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny problem: one thread is fastest; the caller's setting is restored below
-    try:
+    with one_thread():  # a tiny problem: one thread is fastest
         for _ in range(steps):
             opt.zero_grad()
             F.cross_entropy(x @ w, y).backward()
             opt.step()
         with torch.no_grad(): return tuple(w.flatten().tolist()), tuple(F.cross_entropy(x @ w, y, reduction='none').tolist())
-    finally:
-        torch.set_num_threads(threads)
 
 def digits_classifier(steps: int = 30, # full-batch gradient steps of the softmax classifier (SGD, lr 0.5)
                      ) -> torch.Tensor:
@@ -59,7 +56,7 @@ def summary_errors(item_losses, # one loss per item, in loader order
                    drop_last: bool = False, # drop a short last batch
                   ) -> dict:
     "Relative error of each summary (the normalised sum divided by N) against the whole data set's per-item mean."
-    x = _item_losses(item_losses)
+    x = check_1d('item_losses', item_losses).to('cpu', torch.float64)
     truth, n = float(x.mean()), len(x)
     out = {k: [] for k in SUMMARY_COLORS}
     for bs in batch_sizes:
@@ -118,9 +115,7 @@ def train_epoch_losses(batch_size: int, # training batch size
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
     out = {k: [] for k in ('sum_of_averages', 'normalized_sum', 'mean_of_averages', 'per_item_mean', 'full_pass', 'batch_losses')}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is fastest; the caller's setting is restored below
-    try:
+    with one_thread():  # a tiny model: one thread is fastest
         for _ in progress_bar(range(epochs), enabled=progress, desc=f'batch size {batch_size}'):
             meter, means = LossMeter(), []
             for idx in torch.randperm(len(y), generator=g).split(batch_size):
@@ -133,8 +128,6 @@ def train_epoch_losses(batch_size: int, # training batch size
             for k, v in dict(sum_of_averages=s, normalized_sum=batch_size * s, mean_of_averages=s / len(means),
                              per_item_mean=float(meter.compute()), full_pass=full,
                              batch_losses=tuple(torch.stack(means).double().tolist())).items(): out[k].append(v)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 # %% ../../nbs/05_loss_accumulation.ipynb #fcb217d6
@@ -166,7 +159,7 @@ def plot_batches(item_losses, # one loss per item, in loader order
                 ):
     "Item losses as dots and each batch's mean as a segment over its items; returns the axes."
     ax = get_ax(ax)
-    x = _item_losses(item_losses)
+    x = check_1d('item_losses', item_losses).to('cpu', torch.float64)
     means, sizes = batch_means(x, batch_size, drop_last)
     starts = sizes.cumsum(0) - sizes  # first item of each batch
     ax.plot(range(len(x)), x.numpy(), '.', color=RAW, markersize=2, label='item loss')

@@ -13,8 +13,8 @@ import time
 import torch
 import torch.distributed as dist
 
-from .._checks import check_bool, check_number
-from ..accumulate import LossMeter, _item_losses, real_items
+from .._checks import check_1d, check_bool, check_number
+from ..accumulate import LossMeter, real_items
 
 # %% auto #0
 __all__ = ['digit_sequences', 'padded_shard', 'ddp_epoch_loss']
@@ -119,7 +119,7 @@ def ddp_epoch_loss(item_losses, # one loss per item of the data set
     shuffle = check_bool('shuffle', shuffle)
     check_number('seed', seed, integer=True)
     from lossnotes.lessons.accumulation_ddp import _ddp_worker as worker  # spawned children import it by module path
-    x = _item_losses(item_losses)
+    x = check_1d('item_losses', item_losses).to('cpu', torch.float64)
     if len(x) == 0: raise ValueError(f"item_losses must hold at least one loss, got {item_losses!r}")
     # fork (Linux) starts a rank in milliseconds; spawn re-imports torch in every rank, seconds each. The ranks
     # touch only CPU tensors, so forking is safe even in a process that has initialised CUDA.

@@ -12,6 +12,7 @@ import torch
 
 from .._checks import check_bool, check_number, check_tensor, progress_bar
 from ..gradtricks import grad_wrt, irls_loss, straight_through, value_with_grad_of
+from .data import one_thread
 from .plotting import MISTAKE, TRUTH, get_ax, live, style
 
 # %% auto #0
@@ -111,9 +112,7 @@ def fit_linear(loss_fn: Callable, # loss_fn(pred, target) -> scalar tensor, the 
         raise TypeError(f"opt_func must return a torch.optim.Optimizer, got {type(opt).__name__}")
     flat = lambda: torch.cat([prm.detach().flatten() for prm in model.parameters()])
     params, losses, maes = [flat()], [], []
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)  # a tiny model: one thread is enough, and sums do not depend on the core count
+    with one_thread():  # a tiny model: one thread is enough, and sums do not depend on the core count
         for _ in progress_bar(range(steps), enabled=progress, desc=type(opt).__name__):
             pred = model(x).squeeze(1)  # (N,)
             loss = loss_fn(pred, y)
@@ -121,7 +120,6 @@ def fit_linear(loss_fn: Callable, # loss_fn(pred, target) -> scalar tensor, the 
             losses.append(loss.item())  # .item() is a host sync; fine for a teaching run
             maes.append((pred.detach() - y).abs().mean().item())
             params.append(flat())
-    finally: torch.set_num_threads(threads)  # the caller's setting, restored
     return dict(params=torch.stack(params), loss=losses, mae=maes)
 
 MSE_COLOR = '#6b8e23'  # olive: e*e, MSE (this lesson's colour; brown means other things elsewhere in the course)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-from .._checks import optional_import
+from .._checks import optional_import, patch
 
 # %% auto #0
 __all__ = ['RAW', 'EMA', 'DEBIASED', 'ZERO_LAG', 'TRUTH', 'MISTAKE', 'COLOR_WORDS', 'STYLES', 'style', 'new_figure',
            'no_autoshow', 'figure_png', 'get_ax', 'plot_series', 'mark_point', 'Control', 'slider', 'choice', 'toggle',
-           'Readout', 'live', 'Explorer', 'render', 'step', 'frame', 'prepare', 'png', 'sweep', 'show', 'explore']
+           'Readout', 'live', 'Explorer', 'explore']
 
 # %% ../../nbs/lessons/plotting.ipynb #22826206
 RAW = '#9e9e9e'       # grey: raw values
@@ -329,15 +329,9 @@ class Explorer:
         if unknown: raise ValueError(f"unknown control(s) {sorted(unknown)}; controls are {sorted(self.controls)}")
         return {**self.values, **changes}  # `changes` apply to this drawing only: the controls keep their values
 
-def _method(f):
-    "Add `f` to `Explorer`: the class grows cell by cell, as with fastcore's `patch` (without needing fastcore)."
-    f.__qualname__ = f'Explorer.{f.__name__}'
-    setattr(Explorer, f.__name__, f)
-    return f
-
 # %% ../../nbs/lessons/plotting.ipynb #f9e73006
-@_method
-def _layout(self):
+@patch
+def _layout(self: Explorer):
     "Constrained layout, computed from the grid once per layout signature and reused: the same text, the same layout."
     sig = _layout_signature(self.fig)
     if sig not in self._layouts:  # the layout costs 40-70 ms, a third of a full drawing
@@ -351,16 +345,16 @@ def _layout(self):
     for ax, pos in zip(self.fig.axes, self._layouts[sig]): _place(ax, pos)
 
 # %% ../../nbs/lessons/plotting.ipynb #940fa853
-@_method
-def _scene_key(self, values: dict):
+@patch
+def _scene_key(self: Explorer, values: dict):
     "What identifies a drawing on the fast path: the values of its `redraw_on` controls (None: not hashable)."
     key = tuple((k, values[k]) for k in sorted(self._fast.redraw_on))
     try: hash(key)
     except TypeError: return None
     return key
 
-@_method
-def _keep(self) -> bool:
+@patch
+def _keep(self: Explorer) -> bool:
     "Keep the current drawing, if it has a fast path, for a return to its `redraw_on` values; True if kept."
     if self._fast is None or self._drawn is None: return False
     key = self._scene_key(self._drawn)
@@ -373,8 +367,8 @@ def _keep(self) -> bool:
     return True
 
 # %% ../../nbs/lessons/plotting.ipynb #f53195dd
-@_method
-def render(self, **changes) -> str:
+@patch
+def render(self: Explorer, **changes) -> str:
     "Draw the whole figure again for the controls' values updated with `changes`; return the readout."
     values = self._with(changes)
     if self._keep(): self.fig = self._new_figure()  # the kept drawing keeps its figure
@@ -388,8 +382,8 @@ def render(self, **changes) -> str:
     self.counts['draw'] += 1
     return self.readout
 
-@_method
-def step(self, **changes) -> str:
+@patch
+def step(self: Explorer, **changes) -> str:
     """What a slider move does: `update` in place when the drawing offers it (see `live`), else `render`.
     A change of a `redraw_on` control back to values drawn before updates that kept drawing instead."""
     values = self._with(changes)
@@ -409,8 +403,8 @@ def step(self, **changes) -> str:
     return self.readout
 
 # %% ../../nbs/lessons/plotting.ipynb #1fdfbb87
-@_method
-def _split(self) -> dict:
+@patch
+def _split(self: Explorer) -> dict:
     """Per axes, the artists drawn on every fast frame, in drawing order: those `update` changes, and each artist
     drawn after one of them whose area (padded) meets the area of a layer artist drawn before it. An artist above
     that nothing moving touches (a legend the curves stay clear of) stays in the stored background."""
@@ -432,8 +426,8 @@ def _split(self) -> dict:
         layers[ax] = top
     return layers
 
-@_method
-def _extent(self, a, renderer):
+@patch
+def _extent(self: Explorer, a, renderer):
     "The padded display box of a still artist (cached per drawing, limits and position), or None where unknown."
     ax = a.axes
     key = (self._number, id(a), ax.get_xlim(), ax.get_ylim(), tuple(ax.get_position().bounds))
@@ -442,8 +436,8 @@ def _extent(self, a, renderer):
         self._extents[key] = _still_extent(a, renderer)
     return self._extents[key]
 
-@_method
-def _set_layers(self, layers: dict):
+@patch
+def _set_layers(self: Explorer, layers: dict):
     "Mark the artists of `layers` animated (left out of a background drawing), and only those."
     old = {id(a): a for top in (self._layers or {}).values() for a in top}
     new = {id(a): a for top in layers.values() for a in top}
@@ -453,8 +447,8 @@ def _set_layers(self, layers: dict):
     self._layers = layers
 
 # %% ../../nbs/lessons/plotting.ipynb #1f1bcc4d
-@_method
-def frame(self):
+@patch
+def frame(self: Explorer):
     """The figure as an (H, W, 4) uint8 array. On the fast path only the moving layer is drawn (blitting) over a
     stored background: the one drawn before for the same limits, layout, texts and layer, else a new one."""
     import numpy as np
@@ -482,8 +476,8 @@ def frame(self):
     return np.asarray(canvas.buffer_rgba())
 
 # %% ../../nbs/lessons/plotting.ipynb #708291cd
-@_method
-def prepare(self) -> int:
+@patch
+def prepare(self: Explorer) -> int:
     """Draw a frame, once, for every value of each control with a few values (options, a toggle) whose change needs
     no whole drawing, then return to the controls' values: the first visit to a value is then as fast as any later
     one. Returns how many backgrounds it drew; its frames are not added to `counts`, which describe moves."""
@@ -498,14 +492,14 @@ def prepare(self) -> int:
     drew, self.counts = self.counts['background'] - saved['background'], saved
     return drew
 
-@_method
-def png(self, compress_level: int = 6, # 1 for live frames: a third of the time, a larger PNG
+@patch
+def png(self: Explorer, compress_level: int = 6, # 1 for live frames: a third of the time, a larger PNG
        ) -> bytes:
     "The figure as drawn (see `frame`), as PNG bytes."
     return _encode_png(self.frame(), compress_level)
 
-@_method
-def sweep(self, compare: bool = False, # also check every fast frame against a full drawing
+@patch
+def sweep(self: Explorer, compare: bool = False, # also check every fast frame against a full drawing
           atol: int = 0, # largest difference of a pixel channel (0-255) allowed by `compare`
          ) -> int:
     "Move every control through the values it visits (see `Control.values`) as a slider would, then back; returns the largest difference found."
@@ -526,14 +520,14 @@ def sweep(self, compare: bool = False, # also check every fast frame against a f
     return worst
 
 # %% ../../nbs/lessons/plotting.ipynb #42daa613
-@_method
-def _readout_html(self, error: str | None = None) -> str:
+@patch
+def _readout_html(self: Explorer, error: str | None = None) -> str:
     body = html.escape(error or self.readout)
     color = f' style="color:{MISTAKE}"' if error else ''
     return f'<pre class="lossnotes-readout"{color}>{body}</pre>'
 
-@_method
-def _on_change(self, change):
+@patch
+def _on_change(self: Explorer, change):
     name = next(k for k, w in self.widgets.items() if w is change['owner'])
     self.values[name] = change['new']
     try:
@@ -548,8 +542,8 @@ def _on_change(self, change):
         self._static.update(Image(png))
     self._show_readout(self._readout_html())
 
-@_method
-def _show_readout(self, body: str):
+@patch
+def _show_readout(self: Explorer, body: str):
     "Put `body` where this page shows the readout: the readout widget (Voila), or the HTML output under the figure."
     if self._static is None: self._text.value = body
     else:
@@ -557,8 +551,8 @@ def _show_readout(self, body: str):
         self._static_text.update(HTML(body))
 
 # %% ../../nbs/lessons/plotting.ipynb #77134cdd
-@_method
-def show(self, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
+@patch
+def show(self: Explorer, voila: bool | None = None, # the figure as a widget (Voila shows only widgets); None: detect Voila
         ):
     "Display the figure at the controls' values as a PNG output (or an image widget in Voila), then the controls."
     W = optional_import('ipywidgets')
