@@ -12,7 +12,7 @@ from lossnotes.lessons.losscheck import draw_explorer, explorer_parts
 from lossnotes.lessons.losscheck import (EXERCISES, accuracy, digits_slice, digits_split,
                                         fit_bias_only, overfit_one_batch, plot_slice, plot_temperature_sweep, plot_training,
                                         slice_curves, slice_point, sweep_losses, train_logreg)
-from lossnotes.lessons.losscheck import _one_minus_soft
+from lossnotes.lessons.losscheck import _one_minus_soft, random_batches
 from lossnotes.lessons.plotting import Explorer, new_figure
 import browser_driver as bd
 
@@ -942,3 +942,22 @@ def test_blind_spots_documented():
     p, t = _reg()
     r = check_loss(lambda p, t: F.mse_loss(p, t) + 0.01 * (p.detach() ** 2).mean(), p, t)
     assert r['informative gradient'].status == 'pass'  # the slope is off by about 1%: inside the 5% tolerance
+
+
+def test_random_batches_draw_as_multinomial_on_one_thread_and_restore_the_setting():
+    "Lesson 02's SGD batches: torch.multinomial's own draws, step by step; the loop runs on one thread, then the caller's setting is back."
+    q, threads = torch.tensor([0.7, 0.2, 0.1]), torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = [(torch.get_num_threads(), y) for y in random_batches(q, 5, 4, 6, seed=3)]
+        g = torch.Generator().manual_seed(3)
+        assert len(seen) == 6 and all(n == 1 for n, _ in seen)
+        for _, y in seen: assert torch.equal(y, torch.multinomial(q, 20, replacement=True, generator=g).view(5, 4))
+        assert torch.get_num_threads() == 2
+        for y in random_batches(q, 5, 4, 6): break  # a loop left early
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match='in the loop'):
+            for y in random_batches(q, 5, 4, 6): raise RuntimeError('in the loop')
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match='batch_size must be in \\[1, inf\\), got 0'): next(random_batches(q, 5, 0, 6))
+    finally: torch.set_num_threads(threads)

@@ -23,7 +23,8 @@ from .data import one_thread as _one_thread
 # %% auto #0
 __all__ = ['LOSS_COLORS', 'TEMPERATURES', 'EXERCISES', 'digits_split', 'accuracy', 'train_logreg', 'sweep_fits', 'sweep_losses',
            'per_digit_accuracy', 'fit_bias_only', 'overfit_one_batch', 'WeightSlice', 'digits_slice', 'slice_curves',
-           'plot_slice', 'plot_training', 'plot_temperature_sweep', 'slice_point', 'draw_explorer', 'explorer_parts']
+           'plot_slice', 'plot_training', 'plot_temperature_sweep', 'random_batches', 'slice_point', 'draw_explorer',
+           'explorer_parts']
 
 # %% ../../nbs/02_loss_differentiability.ipynb #32eb1498
 LOSS_COLORS = {  # one colour per loss in this lesson (the course's MISTAKE red marks accuracy)
@@ -286,6 +287,24 @@ def plot_temperature_sweep(results: dict, # sweep_losses() output
     ax.set_xscale('log'); ax.set_xlabel('temperature T of the soft accuracy'); ax.set_ylabel(f'validation accuracy, step {steps}')
     ax.set_ylim(0, 1); ax.legend(fontsize=8, loc='lower right')
     return ax
+
+# %% ../../nbs/02_loss_differentiability.ipynb #b3c9e4a1
+def random_batches(q: torch.Tensor, # (C,) class frequencies
+                   runs: int, # independent runs side by side
+                   batch_size: int, # examples in each run's batch
+                   steps: int, # batches per run
+                   seed: int = 0, # seed of the draws
+                  ):
+    """Yield `steps` tensors of class indices drawn with frequencies `q`, each (runs, batch_size): every run's batch at one step.
+
+    The draws and the loop that takes them run on one torch thread (tiny tensors: with two, every op of the loop
+    waits for the other core, 10-25x slower on a busy machine); the caller's setting is back when the loop ends."""
+    check_number('runs', runs, 1, integer=True); check_number('batch_size', batch_size, 1, integer=True)
+    check_number('steps', steps, 0, integer=True); check_number('seed', seed, integer=True)
+    gen = torch.Generator().manual_seed(seed)
+    with _one_thread():  # held while the generator is suspended in the caller's loop; restored when it ends or is closed
+        for _ in range(steps):
+            yield torch.multinomial(q, runs * batch_size, replacement=True, generator=gen).view(runs, batch_size)
 
 # %% ../../nbs/02_loss_differentiability.ipynb #53f77713
 TEMPERATURES = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
