@@ -44,7 +44,7 @@ def _added_by_lossnotes(code: str) -> float:
 def run(quick: bool) -> list[dict]:
     import lossnotes, pkgutil, statistics
     mods = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.name.startswith('_'))
-    repeat = 2 if quick else 15
+    repeat = 1 if quick else 15
     torch_only = _wall([sys.executable, '-c', 'import torch'], repeat)
     rows = [row('import', 'import torch', torch_only, note='wall time of a fresh process')]
     for label, code in [('import lossnotes', 'import torch, lossnotes'),

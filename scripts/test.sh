@@ -2,16 +2,13 @@
 # Run every test: the library is in sync with the notebooks, the notebooks are clean, every notebook runs,
 # and pytest (unit, property-based, wheel, benchmark smoke, nbgrader and browser tests). Exits non-zero on any failure.
 # Each lesson notebook runs once as the instructor's (under nbdev's own test_nb, inside pytest, which also checks that
-# every exercise is right) and once as the learner's, in the course's own environment .venv-course, built here.
+# every exercise is right); nbgrader then grades its release answered and its learner's copy as it comes.
 start=$SECONDS; steps=()
 mark() { steps+=("\"$1\": $((SECONDS - start))"); }
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
 mark environment
-tmp=$(mktemp -d); course_pid=
-trap '[ -n "$course_pid" ] && kill "$course_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-# the learner's environment builds while the notebooks are checked (pip waits on the disk more than on the CPU)
-bash scripts/course.sh --install-only > "$tmp/course-env.log" 2>&1 & course_pid=$!
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"
@@ -29,16 +26,9 @@ if ! diff -r -x .ipynb_checkpoints nbs "$tmp/nbs" >/dev/null; then
 fi
 
 mark clean
-echo "== 3/4 nbdev_test runs every notebook but the lessons (pytest runs those, instructor's and learner's)"
+echo "== 3/4 nbdev_test runs every notebook but the lessons (pytest runs those)"
 nbdev_test --n_workers 2 --timing --skip_file_re '^[_.0]'
 mark nbdev_test
-
-if ! wait "$course_pid"; then
-  course_pid=; cat "$tmp/course-env.log" >&2
-  echo "FAIL: the course's environment .venv-course could not be built: bash scripts/course.sh --install-only" >&2; exit 1
-fi
-course_pid=; tail -1 "$tmp/course-env.log"
-mark course_environment
 
 echo "== 4/4 pytest"
 if [ -x /usr/bin/chromium ]; then

@@ -5,12 +5,16 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 import browser_driver as bd
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / 'scripts'))
+import make_site as ms  # noqa: E402  finds a notebook's explorer cell, as the static site does
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')]
 ARTIFACTS = ROOT / 'artifacts' / 'browser'
@@ -20,12 +24,27 @@ def test_every_topic_has_a_live_figure():
     assert len(bd.TOPICS) == 5, bd.TOPICS
 
 
+def explorer_notebook(nb: str, folder: Path) -> str:
+    """Write into `folder` a notebook of the topic notebook's own explorer cell, after the import of its module's
+    `explorer_parts` and of `explore`; returns its name. The rest of the lesson runs in the course and nbgrader tests: Voila shows only
+    widgets, and the explorer is the lesson's one widget."""
+    import nbformat
+    cells = json.loads((ROOT / 'nbs' / nb).read_text())['cells']
+    at = ms.explorer_cell(cells)[0]
+    code = [f'from lossnotes.lessons.plotting import explore\nfrom {bd.module_of(nb).__name__} import explorer_parts',
+            ''.join(cells[at]['source'])]
+    name = f'explorer_{nb}'
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in code], metadata={
+        'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}), folder / name)
+    return name
+
+
 def parts_and_folder(nb: str, folder: Path) -> tuple:
-    "(draw, controls, notebook name) of a topic notebook, or of a one-line reference figure written into `folder`."
+    "(draw, controls, notebook name) of a topic's explorer notebook, or of a one-line reference figure, written into `folder`."
     if nb.startswith('reference'):
         fast = nb == 'reference_fast'
         return (*bd.reference_parts(fast), bd.reference_notebook(folder, fast))
-    return (*bd.module_of(nb).explorer_parts(), nb)
+    return (*bd.module_of(nb).explorer_parts(), explorer_notebook(nb, folder))
 
 
 def assert_final_figure(page, draw, controls, values, figure=bd.FIGURE):
@@ -37,7 +56,8 @@ def assert_final_figure(page, draw, controls, values, figure=bd.FIGURE):
 
 @pytest.mark.parametrize('nb', bd.TOPICS + ['reference_full', 'reference_fast'])
 def test_voila_sliders_redraw_and_a_drag_ends_on_the_library_figure(nb, tmp_path):
-    "Each slider moved once, then a drag of 30 key presses 30 ms apart on the first: the page ends on the library's figure."
+    """The topic's explorer cell in Voila: each slider moved once, then a drag of 30 key presses 30 ms apart on the
+    first: the page ends on the library's figure."""
     folder = bd.copy_nbs(tmp_path / 'nbs')
     draw, controls, name = parts_and_folder(nb, folder)
     values = {k: c.value for k, c in controls.items()}
