@@ -61,3 +61,22 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope='session')
+def course_env():
+    """The learner's environment .venv-course, built or brought up to date by `bash scripts/course.sh --install-only`
+    (minutes from nothing, seconds when its stamp is current). Tests that use it share the xdist group 'course-env',
+    so that one worker builds it once."""
+    import subprocess
+    r = subprocess.run(['bash', str(ROOT / 'scripts' / 'course.sh'), '--install-only'], capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return ROOT / '.venv-course'
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core for the fast loop (`-m "not slow"`, which computes), one more for a run with the
+    slow tests, many of which wait on a browser, a server or pip rather than compute (`-n N` sets the count)."""
+    cores = os.cpu_count() or 1
+    return cores if config.getoption('markexpr') == 'not slow' else cores + 1

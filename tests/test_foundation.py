@@ -134,7 +134,8 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
 
 
 @pytest.mark.slow
-def test_open_command_serves_jupyterlab_with_token(tmp_path):
+@pytest.mark.xdist_group('course-env')
+def test_open_command_serves_jupyterlab_with_token(tmp_path, course_env):
     "The README's open command serves JupyterLab on 127.0.0.1, and /api/status needs the token."
     port, token = bd.free_port(), 'lossnotes-test-token'
     env = {'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt'), 'JUPYTER_CONFIG_DIR': str(tmp_path / 'cfg')}

@@ -42,9 +42,9 @@ def test_ddp_epoch_loss_refuses_empty_data(data):
 
 
 def test_ddp_epoch_loss_refuses_non_losses():
-    with pytest.raises(TypeError, match=r'item_losses must be a 1-D tensor or sequence of real numbers, got None'):
+    with pytest.raises(TypeError, match=r'item_losses must be a 1-D sequence of numbers \(list, ndarray or tensor\), got None'):
         ddp_epoch_loss(None)
-    with pytest.raises(ValueError, match=r'item_losses must be 1-D .* got shape \(2, 2\)'): ddp_epoch_loss(torch.ones(2, 2))
+    with pytest.raises(ValueError, match=r'item_losses must be 1-D, got shape \(2, 2\)'): ddp_epoch_loss(torch.ones(2, 2))
 
 
 def test_digit_sequences_refuses_bad_sizes():
