@@ -32,6 +32,53 @@ def test_modules_found():
     assert {'build', 'cli', 'exercises', 'folder', 'grading', 'lab'} == set(COURSE)
 
 
+def _import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    "Every module of lossnotes/ -> the lossnotes modules it imports (anywhere in it), and those it imports inside a function."
+    pkg = Path(lossnotes.__file__).parent
+    files = {('.'.join(p.relative_to(pkg.parent).with_suffix('').parts)).removesuffix('.__init__'): p
+             for p in pkg.rglob('*.py') if p.name != '_modidx.py'}
+    graph, inside = {m: set() for m in files}, {m: set() for m in files}
+    for mod, path in files.items():
+        tree, here = ast.parse(path.read_text(encoding='utf-8')), mod if path.name == '__init__.py' else mod.rpartition('.')[0]
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import): targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                package = here.split('.')[:len(here.split('.')) - node.level + 1] if node.level else []  # `from ..x import` climbs
+                base = '.'.join(package + ([node.module] if node.module else []))
+                targets = [f'{base}.{a.name}' if f'{base}.{a.name}' in files else base for a in node.names]
+            else: continue
+            for t in targets:
+                if t in files and t != mod:  # a module that imports itself (a worker spawned by name) is no cycle
+                    graph[mod].add(t)
+                    if id(node) not in top: inside[mod].add(t)
+    return graph, inside
+
+
+def test_no_import_cycle_and_layers_point_down():
+    "No cycle among lossnotes' modules; tools import no lesson or course, lessons no course, only the CLI imports grading."
+    graph, inside = _import_graph()
+    state, stack = {}, []
+    def visit(m):  # depth first: a module met again while still on the stack closes a cycle
+        state[m] = 'open'; stack.append(m)
+        for n in sorted(graph[m]):
+            assert state.get(n) != 'open', f"import cycle: {' -> '.join(stack[stack.index(n):] + [n])}"
+            if n not in state: visit(n)
+        state[m] = 'done'; stack.pop()
+    for m in sorted(graph):
+        if m not in state: visit(m)
+    layer = lambda m: 'course' if m.startswith('lossnotes.course') else 'lesson' if m.startswith('lossnotes.lessons') else 'tool'
+    up = {(m, n) for m in graph for n in graph[m] if (layer(m), layer(n)) in {('tool', 'lesson'), ('tool', 'course'), ('lesson', 'course')}}
+    assert not up, f'imports against the layers: {sorted(up)}'
+    assert {m for m in graph if 'lossnotes.course.grading' in graph[m]} == {'lossnotes.course.cli'}
+    assert {m: sorted(v) for m, v in inside.items() if m.startswith('lossnotes.course') and v} == {}, 'an import hidden in a function'
+    # and each course module imports first, whatever was imported before: in one fresh process, each after clearing lossnotes
+    code = ("import importlib, sys\nfor m in sys.argv[1:]:\n    for k in [k for k in sys.modules if k.split('.')[0] == 'lossnotes']: del sys.modules[k]\n"
+            "    importlib.import_module(m)\nprint('ok')")
+    r = subprocess.run([PY, '-c', code, *sorted(m for m in graph if m.startswith('lossnotes.course.'))], capture_output=True, text=True)
+    assert r.stdout.strip() == 'ok', r.stderr[-2000:]
+
+
 @pytest.mark.parametrize('mod', TOOLS)
 def test_tool_all_holds_tools_only(mod):
     "No tool module exports a figure, explorer, colour, demo data set or demo trainer."
