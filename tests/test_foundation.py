@@ -196,3 +196,32 @@ def test_open_command_serves_jupyterlab_with_token(tmp_path, course_env):
         assert e.value.code == 403
         with urllib.request.urlopen(f'{base}/api/contents/00_start_here.ipynb?content=0&token={token}', timeout=5) as r:
             assert json.loads(r.read())['name'] == '00_start_here.ipynb'
+
+
+def test_floors_txt_pins_exactly_the_lesson_layer_floors_of_settings_ini():
+    "scripts/floors.txt pins (pkg==x) what settings.ini's viz and course requirements allow at the lowest (pkg>=x)."
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / 'settings.ini')
+    floors = {}  # package -> the version of its >= floor, over both lines
+    for key in ('viz_requirements', 'course_requirements'):
+        for spec in cfg['DEFAULT'][key].split():
+            req = Requirement(spec)
+            low = [s.version for s in req.specifier if s.operator == '>=']
+            if low: floors.setdefault(req.name.lower(), set()).add(Version(low[0]))
+    assert all(len(v) == 1 for v in floors.values()), f'one package with two floors: {floors}'
+    floors = {k: v.pop() for k, v in floors.items()}
+    pins = {}
+    for line in (ROOT / 'scripts' / 'floors.txt').read_text().splitlines():
+        line = line.split('#')[0].strip()
+        if not line: continue
+        req = Requirement(line)
+        (pin,) = req.specifier  # one exact pin per line
+        assert pin.operator == '==', f'floors.txt must pin exactly (pkg==x), got {line!r}'
+        pins[req.name.lower()] = Version(pin.version)
+    # jupyterlab is the course's front end: the floors run executes the lessons in an IPython shell, without it
+    unpinned = {k for k in floors if k not in pins}
+    assert unpinned == {'jupyterlab'}, f'floors in settings.ini that scripts/floors.txt does not pin: {unpinned - {"jupyterlab"}}'
+    assert {k: pins[k] for k in floors if k in pins} == {k: v for k, v in floors.items() if k in pins}
+    # and nothing pinned without a floor (torch's floor is in `requirements`; test_floors.sh uses the local torch)
+    assert {k for k in pins if k != 'torch'} <= set(floors), f'pinned without a floor in settings.ini: {set(pins) - set(floors)}'
