@@ -25,7 +25,9 @@ PY
 export MPLBACKEND=Agg
 # test_plotting: the live-figure machinery and every lesson's explorer swept through its controls (slow ones too)
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_plotting.py "$@"  # one process: no pytest-xdist here
-# every lesson notebook run top to bottom, as a learner runs it (pandas and scipy are used there), one process each
+# every lesson notebook in nbs/ run top to bottom in an IPython InteractiveShell, one process each: the instructor's
+# notebook with its hidden cells and solutions (not the learner's copy), every code cell nbdev_test runs
+# (pandas and scipy are used there)
 for nb in nbs/0[0-9]*.ipynb; do
   start=$SECONDS
   log="$ROOT/build/floors-$(basename "$nb" .ipynb).log"
