@@ -13,7 +13,8 @@ fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "lossnotes: installing the project and its pinned toolchain into .venv (first run only)"
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel packaging
-  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
+  # --no-compile: Python compiles a module when it is first imported; compiling all of torch up front triples its install
+  "$VENV/bin/python" -m pip install -q --no-compile -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ]; then "${PYTHON:-python3}" -m venv "$VENV"; fi
 want=$(cat scripts/floors.txt constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]; then
   # the floors as requirements and as constraints: nothing else may pull a newer release of them
-  "$VENV/bin/python" -m pip install -q -c scripts/floors.txt -c constraints.txt -r scripts/floors.txt torch pytest pillow
+  "$VENV/bin/python" -m pip install -q --no-compile -c scripts/floors.txt -c constraints.txt -r scripts/floors.txt torch pytest pillow
   "$VENV/bin/python" -m pip install -q --no-deps -e .
   echo "$want" > "$VENV/.stamp"
 fi

@@ -254,20 +254,17 @@ print(json.dumps({'errors': [f"{o['ename']}: {o['evalue']}" for o in out],
                   'status': [t for c in nb.cells if c.cell_type == 'code' for o in c.outputs
                              for t in [o.get('data', {}).get('text/html', '')] if 'lossnotes-feedback' in t]}))
 """
-COURSE_PY = ROOT / '.venv-course' / 'bin' / 'python'
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('nb', [p if p.parent != ROOT / 'nbs' or COURSE_PY.exists() else pytest.param(p, marks=pytest.mark.skip(
-    'no .venv-course when the tests started: bash scripts/course.sh builds it')) for p in CURRENT], ids=ids)
-def test_learner_version_runs_and_says_not_yet(nb, course, tmp_path):
-    """The learner's copy runs top to bottom in a fresh kernel, every checker says 'not yet' and nothing errs: the
-    fixture lesson here; a lesson in the learner's environment .venv-course (the course extra only), when it existed
-    as the tests started (else skipped: tests/test_nbgrader.py runs every lesson's learner copy, in this environment)."""
+@pytest.mark.parametrize('nb', CURRENT, ids=ids)
+def test_learner_version_runs_and_says_not_yet(nb, course, tmp_path, course_env):
+    """The learner's copy as `lossnotes course` writes it runs top to bottom in a fresh kernel, every checker says 'not
+    yet' and nothing errs: each lesson in the learner's environment .venv-course (the course extra only); the fixture
+    lesson, which is not part of the course, in this one."""
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPLBACKEND', 'VIRTUAL_ENV')}
     env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / 'rt'), JUPYTER_CONFIG_DIR=str(tmp_path / 'cfg'), JUPYTER_DATA_DIR=str(tmp_path / 'data'))
-    if nb.parent == ROOT / 'nbs':
-        py, folder = COURSE_PY, course
+    if nb.parent == ROOT / 'nbs': py, folder = course_env / 'bin' / 'python', course
     else:  # the fixture lesson, as `lossnotes course` would write it
         py, folder = Path(PY), tmp_path / 'course'
         folder.mkdir()

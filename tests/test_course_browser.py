@@ -6,7 +6,7 @@ value. `--reset` while the course is open starts no second server. `--solutions`
 instead. Needs Debian's chromium (`apt-get install chromium`).
 
 course.sh builds .venv-course when it is missing or stale: the copy's is a link to the clone's, which the `course_env`
-fixture builds first (tests/conftest.py), so course.sh in the copy finds it current and installs nothing. `--solutions`
+fixture (tests/conftest.py) builds first, so course.sh in the copy finds it current and installs nothing. `--solutions`
 sources scripts/_env.sh, which builds .venv: the copy's .venv is a link to the virtual environment running these
 tests, used only when its install stamp matches the copy; otherwise the test is skipped. Servers bind 127.0.0.1 and
 are stopped by their PID."""
@@ -111,7 +111,6 @@ def _printed_url(log: Path, port: int, timeout: float = 30) -> re.Match:
         time.sleep(0.3)
 
 
-@pytest.mark.xdist_group('course-env')
 def test_course_sh_serves_the_learner_course_and_lands_on_its_home_page(tmp_path, course_env):
     repo = _fresh_copy(tmp_path / 'repo')
     _learner_venv(repo)

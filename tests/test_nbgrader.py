@@ -4,13 +4,14 @@ instructor's solutions score full marks, the untouched release scores 0 with no 
 half-done submission scores in between, a learner's answered copy from `lossnotes course` (no nbgrader metadata)
 scores full marks, a notebook with none of the exercises is refused loudly, and without lossnotes in nbgrader's
 environment generate_assignment fails naming what to install. On every lesson of nbs/ that checks its exercises by
-id, two submissions: the release with the instructor's answers passes every autograder cell, the learner's copy as
-`lossnotes course` writes it runs top to bottom and says "not yet" in every one (the learner-copy run of the lessons). Everywhere: no autograder cell's output is read as a score ("cannot be converted to
+id, two submissions (a half-answered release and a learner's copy answering the other half) see every autograder cell
+pass once and say "not yet" once. Everywhere: no autograder cell's output is read as a score ("cannot be converted to
 a float"), the feedback's failure lines are short and its figures have alt text."""
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -162,10 +163,10 @@ def test_nbgrader_grades_full_zero_partial(tmp_path):
 @pytest.fixture(scope='module')
 def lessons_graded(tmp_path_factory):
     """Every lesson of nbs/ in one nbgrader course, released by one `generate_assignment '*'`; per lesson two
-    submissions: the release with every answer filled in ('solved') and the learner's copy from `lossnotes course`
-    as it comes, nothing answered ('copy'; this run is the test that a learner's copy runs top to bottom and says "not
-    yet" everywhere). Each student's submissions are autograded and given feedback in a copy of the course folder of
-    their own, the two at once. Returns {lesson: (source, {student: (course, scores)})}."""
+    submissions that between them answer every exercise once and leave it alone once: the release with the
+    even-numbered answers filled in ('half') and a learner's copy from `lossnotes course`, matched by exercise id, with
+    the odd-numbered ones ('copy'). Each student's submissions are autograded and given feedback in a copy of the
+    course folder of their own, the two at once. Returns {lesson: (source, {student: (course, scores)})}."""
     tmp = tmp_path_factory.mktemp('nbgrader')
     env, course = _env(tmp), tmp / 'grading'
     _run([PY, '-m', 'lossnotes.course.cli', 'nbgrader', course, '--from', ROOT / 'nbs'], tmp, env)
@@ -173,7 +174,7 @@ def lessons_graded(tmp_path_factory):
     r = _run([NBGRADER, 'generate_assignment', '*'], course, env)
     assert 'Exception while loading config' not in r.stderr, r.stderr[-3000:]
     sources, folders = {}, {}
-    for student in ('solved', 'copy'):
+    for student in ('half', 'copy'):
         folders[student] = tmp / student
         shutil.copytree(course, folders[student])
     for lesson in LESSONS:
@@ -181,17 +182,24 @@ def lessons_graded(tmp_path_factory):
         n = sum(1 for c in release['cells'] if _meta(c).get('solution'))
         assert n >= 3, (lesson, n)
         instructor = json.loads((ROOT / 'nbs' / f'{lesson}.ipynb').read_text())
-        _submit(folders['solved'], 'solved', lesson, _answered_release(source, release, range(n)))
-        _submit(folders['copy'], 'copy', lesson, _learner_copy(instructor, ()))
+        _submit(folders['half'], 'half', lesson, _answered_release(source, release, range(0, n, 2)))
+        _submit(folders['copy'], 'copy', lesson, _learner_copy(instructor, range(1, n, 2)))
         sources[lesson] = source
-    grading = {s: subprocess.Popen([str(NBGRADER), 'autograde', '*'], cwd=f, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True) for s, f in folders.items()}
-    for student, proc in grading.items():
-        out, err = proc.communicate(timeout=1800)
+    logs = {s: (open(tmp / f'{s}.out', 'w'), open(tmp / f'{s}.err', 'w')) for s in folders}
+    procs = {s: subprocess.Popen([str(NBGRADER), 'autograde', '*'], cwd=f, env=env, stdout=logs[s][0], stderr=logs[s][1],
+                                 start_new_session=True) for s, f in folders.items()}
+    try:
+        for proc in procs.values(): proc.wait(timeout=1800)
+    finally:  # a failure or a timeout leaves no autograde (nor its kernels) running
+        for proc in procs.values():
+            if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        for out, err in logs.values(): out.close(); err.close()
+    for student, proc in procs.items():
+        out, err = (tmp / f'{student}.out').read_text(), (tmp / f'{student}.err').read_text()
         assert proc.returncode == 0, (student, err[-4000:])
         assert 'cannot be converted to a float' not in out + err, (out + err)[-3000:]
-        if student == 'copy':
-            assert err.count('matched to the release by exercise id') == len(LESSONS), err[-3000:]  # said, not silent
+        if student == 'copy':  # said, not silent, and every exercise found in the learner's copy
+            assert err.count('matched to the release by exercise id') == len(LESSONS) and 'not found' not in err, err[-3000:]
         _run([NBGRADER, 'generate_feedback', '*'], folders[student], env)
     code = ("import json, sys\nfrom nbgrader.api import Gradebook\n"
             "with Gradebook('sqlite:///gradebook.db') as gb:\n"
@@ -204,21 +212,23 @@ def lessons_graded(tmp_path_factory):
 @pytest.mark.xdist_group('nbgrader-lessons')
 @pytest.mark.parametrize('lesson', LESSONS)
 def test_nbgrader_grades_every_exercise_right_and_not_yet(lesson, lessons_graded):
-    """Each lesson, graded twice: every autograder cell passes on the instructor's answers and says "not yet" (an
-    AssertionError, nothing else) on the learner's copy as it comes; no cell outside them errs in either; full marks
-    and zero; the feedback pages show the scores and the checkers' feedback."""
+    """Each lesson, graded in two executions that between them see every exercise answered once and left alone once:
+    each autograder cell passes in exactly one of them and says "not yet" (an AssertionError, nothing else) in the
+    other; no cell outside them errs; the two scores are partial and add up to full marks; the feedback pages show the
+    scores and the checkers' feedback."""
     source, students = lessons_graded[lesson]
     points = sum(_meta(c).get('points', 0) for c in source['cells'] if _meta(c).get('grade'))
-    (solved, outside_solved), (copy, outside_copy) = (_graded(students[s][0], s, lesson) for s in ('solved', 'copy'))
-    assert not outside_solved and not outside_copy, (outside_solved, outside_copy)
-    assert set(solved) == set(copy) == {_meta(c)['grade_id'] for c in source['cells'] if _meta(c).get('grade')}
-    assert len(solved) >= 3 and all(g is None for g in solved.values()), solved
-    assert all(g and g[0] == 'AssertionError' and 'not yet' in g[1] for g in copy.values()), copy
-    _short_lines([value for _, value in copy.values()])
+    (half, outside_half), (copy, outside_copy) = (_graded(students[s][0], s, lesson) for s in ('half', 'copy'))
+    assert not outside_half and not outside_copy, (outside_half, outside_copy)
+    assert set(half) == set(copy) == {_meta(c)['grade_id'] for c in source['cells'] if _meta(c).get('grade')}
+    assert all((half[g] is None) != (copy[g] is None) for g in half), (half, copy)  # right in one, "not yet" in the other
+    failed = [g for g in list(half.values()) + list(copy.values()) if g]
+    assert all(ename == 'AssertionError' and 'not yet' in value for ename, value in failed), failed
+    _short_lines([value for _, value in failed])
     scores = {s: students[s][1] for s in students}
-    assert scores == {'solved': [points, points], 'copy': [0, points]}, scores
-    _feedback_pages_agree(students['solved'][0], lesson, {'solved': scores['solved']}, not_yet=())
-    _feedback_pages_agree(students['copy'][0], lesson, {'copy': scores['copy']}, not_yet=('copy',))
+    assert scores['half'][1] == scores['copy'][1] == points and scores['half'][0] + scores['copy'][0] == points, scores
+    assert 0 < scores['half'][0] < points and 0 < scores['copy'][0] < points, scores
+    for s in students: _feedback_pages_agree(students[s][0], lesson, {s: scores[s]}, not_yet=(s,))
 
 
 BLOCK_LOSSNOTES = without_module('lossnotes')
