@@ -142,6 +142,12 @@ _ONE_ITEM = ("loss has shape (1,) and no n, and is a view of a 0-d loss (loss.vi
              "counted as one item. If it is a batch mean, pass the 0-d mean with n=len(batch); if the batch held one "
              "item, pass n=1 to say so")
 
+_CHANGED = ("loss passed to update() as a batch mean was changed in place after update() ({k} changed; the first one's "
+            "version counter went from {was} to {now}): update() keeps the 0-d tensor, not a copy, and adds it once 64 "
+            "batch means are queued or when the meter is read, so the mean would silently use the changed value. Pass "
+            "loss.detach().clone() if the loop changes the tensor in place afterwards, or read the meter (compute(), "
+            "loss_sum) before changing it; the meter raises this on every read until reset()")
+
 _STATE_KEYS = ('loss_sum', 'weight_sum', 'count', 'num_skipped')  # what state_dict() holds
 
 def _check_device(device) -> torch.device | None:
@@ -221,6 +227,7 @@ def _clear_host(self: LossMeter) -> None:
     self.count, self._ignored = 0, 0  # items counted; items that arrived after max_items was reached
     self._host_sum, self._host_w, self._host_skipped = 0.0, 0, 0  # known on the host: added on the next read
     self._pending, self._num_pending = {}, 0  # {n: [batch means]} queued, and their number
+    self._versions = []  # (queued batch mean, its _version when queued): see _fold
 
 @patch
 def _init_state(self: LossMeter, device) -> None:
@@ -262,6 +269,7 @@ def _flush(self: LossMeter) -> None:
 @patch
 def _fold(self: LossMeter) -> None:
     "Add the queued batch means, times their `n`, to the device state: a few kernels per `n`, no sync."
+    self._check_versions()
     for n, lst in self._pending.items():
         v = torch.stack(lst).to(torch.float64)  # (number queued,)
         if self.skip_nonfinite:
@@ -270,7 +278,25 @@ def _fold(self: LossMeter) -> None:
             self._wsum.add_(ok.sum(), alpha=n)
             self._skipped.add_((~ok).sum(), alpha=n)
         else: self._sum.add_(v.sum(), alpha=n)
-    self._pending, self._num_pending = {}, 0
+    self._pending, self._num_pending, self._versions = {}, 0, []
+
+@patch
+def _check_versions(self: LossMeter) -> None:
+    "Raise if a queued batch mean was changed in place after `update` queued it (host counters: no kernel, no sync)."
+    changed = [(v, t._version) for t, v in self._versions if t._version != v]
+    if changed: raise RuntimeError(_CHANGED.format(k=len(changed), was=changed[0][0], now=changed[0][1]))
+
+@patch
+def __getstate__(self: LossMeter) -> dict:
+    "For `copy.deepcopy` and pickle: check the queue first, since a copied tensor's version counter starts afresh."
+    self._check_versions()
+    return self.__dict__.copy()
+
+@patch
+def __setstate__(self: LossMeter, state: dict) -> None:
+    "Restore a copied meter, recording the copied batch means' own version counters."
+    self.__dict__.update(state)
+    self._versions = [(t, t._version) for t, _ in self._versions]
 
 def _state(attr: str, doc: str) -> property:
     "A read-only property: the state tensor `attr`, after `_flush` (reading its value is a synchronisation)."
@@ -301,7 +327,12 @@ def update(self: LossMeter,
         (``loss.view(1)``, ``loss.unsqueeze(0)``) without ``n`` counts as one item and warns (RuntimeWarning), since
         it is probably a batch mean; ``n=1`` says it is one item. Under ``torch.inference_mode()`` views are not
         tracked and it counts silently. ``nn.DataParallel``'s gathered ``(n_gpu,)`` means cannot be told from per-item
-        losses: reduce them with ``.mean()`` and pass ``n``.
+        losses: reduce them with ``.mean()`` and pass ``n``. A 0-d tensor is queued, not copied, and added once 64
+        batch means are queued or on the next read: if torch changes it in place before then (``loss.zero_()``,
+        ``loss /= k``, a reused buffer), that fold raises RuntimeError instead of using the new value (writes through
+        ``.data`` or ``.numpy()`` are not seen). Pass ``loss.detach().clone()`` if the loop changes it in place, or
+        read the meter first. Under ``torch.inference_mode()``, where tensors keep no version counter, a 0-d loss
+        is copied when queued (one kernel).
     n : int, optional
         The number of items in the batch, an integer >= 1. Required for a batch mean: a mean of ``n`` items counted as
         one item turns the epoch loss into a mean of batch means. Optional for per-item losses, where it must equal
@@ -325,6 +356,9 @@ def update(self: LossMeter,
     ValueError
         ``n`` < 1 or not ``loss.shape[0]``, ``weight`` of the wrong shape or on another device, ``loss`` on a device
         other than the state's, a batch mean straddling ``max_items``.
+    RuntimeError
+        A 0-d ``loss`` queued by an earlier call was changed in place before it was added (raised by the update or
+        the read that adds it, and by every read until `reset`).
 
     Examples
     --------
@@ -357,6 +391,8 @@ def _update_mean(self: LossMeter, loss: torch.Tensor, n, weight) -> None:
     if self._over_limit(n): return
     loss = self._on_device(loss.detach(), 'loss')  # detach: never keep the autograd graph alive
     if weight is not None: return self._add(loss, self._weight(weight, loss), n)
+    try: self._versions.append((loss, loss._version))  # a Python int: checked when folded (see _fold)
+    except RuntimeError: loss = loss.clone()  # an inference tensor has no version counter: queue a copy (one kernel)
     self.count += n
     self._pending.setdefault(n, []).append(loss)  # no kernel: folded _FOLD_EVERY at a time, or on a read
     self._num_pending += 1

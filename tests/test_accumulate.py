@@ -138,6 +138,89 @@ def test_when_the_queue_folds_does_not_change_the_result(skip):
     assert results[0] == pytest.approx(exact, rel=1e-15)
 
 
+_CHANGED = r"loss passed to update\(\) as a batch mean was changed in place after update\(\).*loss\.detach\(\)\.clone\(\)"
+
+
+@pytest.mark.parametrize('skip', [False, True])
+def test_a_batch_mean_changed_in_place_after_update_raises_instead_of_changing_the_mean(skip):
+    "The queue holds the 0-d tensor itself: an in-place change before the fold raised nothing and gave 0.0, not 2.0."
+    w = torch.tensor(1.0, requires_grad=True)
+    m = LossMeter(skip_nonfinite=skip)
+    for _ in range(3):
+        loss = w * 2.0
+        m.update(loss, n=4)
+        loss.detach().zero_()  # shares the version counter (and storage) of the detached mean the meter queued
+    with pytest.raises(RuntimeError, match=_CHANGED):
+        m.compute()
+    with pytest.raises(RuntimeError, match=r"\(3 changed; the first one's version counter went from 0 to 1\)"):
+        m.loss_sum  # every read raises again: the queued values are gone
+    m.reset()  # a new epoch empties the queue
+    for _ in range(3):
+        loss = w * 2.0
+        m.update(loss.detach().clone(), n=4)  # the documented remedy
+        loss.detach().zero_()
+    assert m.compute().item() == 2.0 and m.count == 12 and m.weight_sum.item() == 12.0
+
+
+def test_a_changed_batch_mean_raises_from_the_update_that_folds_the_queue():
+    "A view's base changed in place (a reused buffer of losses) is seen too; the 64th queued mean folds inside update."
+    buf = torch.zeros(2)
+    m = LossMeter()
+    buf[0] = 3.0; m.update(buf[0], n=2)  # a 0-d view of a buffer the loop refills
+    buf.fill_(5.0)
+    for i in range(62): m.update(torch.tensor(float(i)), n=1)  # 63 queued: no fold yet, no error
+    with pytest.raises(RuntimeError, match=_CHANGED):
+        m.update(torch.tensor(1.0), n=1)  # the 64th: folds
+
+
+def test_a_batch_mean_changed_after_the_meter_was_read_is_fine():
+    "Reading the meter folds the queue: a later in-place change cannot reach the sum and raises nothing."
+    m = LossMeter()
+    loss = torch.tensor(2.0)
+    m.update(loss, n=4); m.loss_sum
+    loss.zero_(); m.update(loss, n=4)  # queued again at its new version: 0.0 is the value it had
+    assert m.compute().item() == pytest.approx((4 * 2.0 + 4 * 0.0) / 8, rel=1e-15)
+
+
+def test_a_copied_or_pickled_meter_keeps_its_queued_batch_means():
+    "A copied tensor's version counter starts afresh: the copy records its own, and a changed mean is refused on copy."
+    import copy, io
+    loss = torch.tensor(2.0); loss.add_(1.0); loss.sub_(1.0)  # version 2, value 2.0
+    m = LossMeter(); m.update(loss, n=4); m.update(torch.tensor([1.0, 3.0]))
+    buf = io.BytesIO(); torch.save(m, buf); buf.seek(0)
+    for c in (copy.deepcopy(m), torch.load(buf, weights_only=False)):
+        assert c.compute().item() == pytest.approx((4 * 2.0 + 4.0) / 6, rel=1e-15) and c.count == 6
+    assert m.merge(copy.deepcopy(m)).compute().item() == pytest.approx(2.0, rel=1e-15) and m.count == 12
+    m = LossMeter(); m.update(loss, n=4); loss.zero_()
+    with pytest.raises(RuntimeError, match=_CHANGED):
+        copy.deepcopy(m)
+
+def test_the_version_counter_misses_writes_through_data_and_numpy():
+    "The documented limit: writes that bypass torch's operations leave _version as it was, so the meter cannot see them."
+    for write in (lambda t: t.data.zero_(), lambda t: t.numpy().__setitem__((), 0.0)):
+        m, loss = LossMeter(), torch.tensor(2.0)
+        m.update(loss, n=4); write(loss)
+        assert loss.item() == 0.0 and loss._version == 0
+        assert m.compute().item() == 0.0  # not seen: the value when read
+    m, loss = LossMeter(), torch.tensor(2.0)
+    m.update(loss, n=4)
+    with torch.no_grad(): loss.add_(1.0)  # a torch operation, even without autograd: seen
+    assert loss._version == 1
+    with pytest.raises(RuntimeError, match=_CHANGED):
+        m.compute()
+
+@pytest.mark.parametrize('skip', [False, True])
+def test_a_batch_mean_made_under_inference_mode_is_copied_when_queued(skip):
+    "Inference tensors keep no version counter: the meter queues a copy, so a later in-place change cannot reach it."
+    m = LossMeter(skip_nonfinite=skip)
+    with torch.inference_mode():
+        for v in (2.0, 4.0):
+            loss = torch.tensor(v); m.update(loss, n=3); loss.zero_()
+        with pytest.raises(RuntimeError, match='Inference tensors do not track version counter'):
+            loss._version  # why the meter cannot check it: the oracle for the copy
+    assert m.compute().item() == pytest.approx(3.0, rel=1e-15) and m.count == 6
+
+
 def test_update_does_not_keep_the_graph():
     w = torch.tensor(2.0, requires_grad=True)
     m = LossMeter()
