@@ -49,7 +49,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     "${PYTHON:-python3}" -m venv "$VENV"
   fi
   py="$VENV/bin/python"
-  pip=("$py" -m pip install -q --no-compile -c "$ROOT/constraints.txt")  # modules compile when first imported
+  pip=("$py" -m pip install -q -c "$ROOT/constraints.txt")
   torch=$(grep -E '^torch([=<>!~ ]|$)' "$ROOT/constraints.txt" | head -1 | tr -d ' ' || true)
   torch=${torch:-torch}
   echo "lossnotes: installing the course's packages into $VENV (first run only; PyTorch and JupyterLab take a few minutes)"

@@ -87,13 +87,6 @@ def course_env():
     return ROOT / '.venv-course'
 
 
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker per core for the fast loop (`-m "not slow"`, which computes), one more for a run with the
-    slow tests, many of which wait on a browser, a server or pip rather than compute (`-n N` sets the count)."""
-    cores = os.cpu_count() or 1
-    return cores if config.getoption('markexpr') == 'not slow' else cores + 1
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """On a pytest-xdist worker under `--dist loadgroup`: a test marked `xdist_group` must carry its group in its id
