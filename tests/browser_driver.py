@@ -290,17 +290,59 @@ def jupyterlab(folder: Path, tmp: Path, token: str = 'lossnotes-browser-test'):
         yield f'http://127.0.0.1:{port}', token
 
 
-def lab_run_all(page, url: str, token: str, nb: str, timeout_ms: float = 240000):
-    "Open `nb` in JupyterLab, Run All Cells, wait until the kernel is idle with the explorer shown."
-    idle = "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')"
-    page.goto(f'{url}/lab/tree/{nb}?token={token}', timeout=120000)
-    page.wait_for_selector('.jp-Notebook', timeout=120000)
-    page.wait_for_function(idle, timeout=120000)
-    page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-    page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
-    page.wait_for_selector(HANDLE, timeout=timeout_ms)
-    page.wait_for_function(idle, timeout=timeout_ms)
-    page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
+_PAGE_STATE = """() => ({
+    prompts: [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.innerText.trim()),
+    status: document.querySelector('#jp-main-statusbar')?.innerText || '',
+    dialog: document.querySelector('.jp-Dialog')?.innerText || '',
+    outputs: [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-Cell-outputWrapper')].map(o => o.innerText.slice(0, 600))})"""
+
+
+def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, timeout_s: float = 480,
+                log: Path | None = None, screenshot: Path | None = None) -> dict:
+    """Open `nb` in JupyterLab as the one notebook of a reset workspace, Run All Cells, and wait until the JavaScript
+    predicate `done` holds (default: the explorer's slider handle is shown) with the kernel idle; returns the page's
+    state (each code cell's prompt and output text).
+
+    The run is driven from what the page shows, not from timing: JupyterLab's kernel dialog is accepted; cells still
+    unrun while the kernel is idle (a click that reached a notebook whose kernel was still starting) are run again;
+    every cell run without `done` holding fails at once. A time-out raises with the prompts, the outputs, the status
+    bar, any dialog and the tail of the server's log `log` (the kernel's own errors go there), after saving
+    `screenshot`."""
+    explorer = done is None
+    done = done or f"() => !!document.querySelector({json.dumps(HANDLE)})"
+    state = lambda: page.evaluate(_PAGE_STATE)
+    def fail(why: str):
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot))
+        said = log.read_text(errors='replace')[-4000:] if log is not None and log.exists() else '(no log)'
+        raise TimeoutError(f'{nb}: {why}\npage: {json.dumps(state(), indent=1)}\nserver log, last lines:\n{said}')
+    page.goto(f'{url}/lab/tree/{nb}?reset&token={token}', timeout=120000)
+    page.wait_for_selector('.jp-Notebook .jp-CodeCell', timeout=120000)
+    start = time.time(); runs = []; all_ran = None
+    while True:
+        now = time.time()
+        if now - start > timeout_s: fail(f'not done {timeout_s:.0f} s after opening ({len(runs)} Run All)')
+        accept = page.locator('.jp-Dialog .jp-mod-accept')
+        if accept.count():  # JupyterLab asks which kernel to (re)start: its default
+            accept.first.click()
+            continue
+        s = state()
+        idle = 'Idle' in s['status']
+        if idle and page.evaluate(done):
+            if explorer: page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
+            return s
+        unrun = [p for p in s['prompts'] if not re.fullmatch(r'\[\d+\]:', p)]
+        if idle and not unrun:
+            all_ran = all_ran or now
+            if now - all_ran > 30: fail('every cell ran, and it is not done')
+        else: all_ran = None
+        if idle and unrun and not any('*' in p for p in unrun) and (not runs or now - runs[-1] > 20):
+            if len(runs) == 3: fail('Run All three times, and cells are left unrun (an error stops Run All)')
+            page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+            page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+            runs.append(now)
+        time.sleep(0.5)
 
 
 REFERENCE = '''import numpy as np

@@ -96,15 +96,8 @@ def test_jupyterlab_run_all_then_slider_redraws(tmp_path):
            'JUPYTER_RUNTIME_DIR': str(tmp_path / 'rt')}
     with bd.server(cmd, port, tmp_path, env=env, ready_path=f'/api/status?token={token}', timeout=120), \
          bd.browser() as page:
-        page.goto(f'http://127.0.0.1:{port}/lab/tree/{LAB_NB}?token={token}', timeout=120000)
-        page.wait_for_selector('.jp-Notebook', timeout=120000)
-        page.wait_for_function("() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')",
-                               timeout=120000)
-        page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-        page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
-        page.wait_for_selector('.lossnotes-explorer .noUi-handle', timeout=240000)
-        page.wait_for_function("() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')",
-                               timeout=240000)
+        bd.lab_run_all(page, f'http://127.0.0.1:{port}', token, LAB_NB, log=tmp_path / f'server-{port}.log',
+                       screenshot=ARTIFACTS / 'jupyterlab_failed.png')
         imgs = "() => Array.from(document.querySelectorAll('.jp-OutputArea-output img')).map(i => i.src).join('|')"
         before = page.evaluate(imgs)
         page.locator('.lossnotes-explorer .noUi-handle').first.focus()

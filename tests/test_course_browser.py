@@ -60,30 +60,12 @@ def _shows_news_question(page, seconds: float) -> bool:
     except Exception: return False
 
 
-def _run_all(page, url: str, nb: str) -> list[str]:
+def _run_all(page, url: str, nb: str, log: Path) -> list[str]:
     "Open `nb` on the server at `url` (a lab URL with its token), run every cell, return each code cell's output text."
     base, token = re.match(r'(http://[^/]+)/.*\?token=(\w+)', url).groups()
-    idle = "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')"
-    page.goto(f'{base}/lab/tree/{nb}?token={token}', timeout=120000)
-    page.wait_for_selector('.jp-Notebook', timeout=120000)
-    page.wait_for_function(idle, timeout=120000)
-    def run_cells():
-        page.locator('.jp-CodeCell .jp-InputPrompt').first.click()  # command mode on the first cell
-        for _ in HINTS: page.keyboard.press('Shift+Enter')  # run it, select the next
-    run_cells()
-    deadline = time.time() + 480  # a kernel's first start on a busy machine: the test suite runs in parallel
-    while page.locator('.lossnotes-feedback').count() < 2:
-        if page.locator('.jp-Dialog .jp-mod-accept').count():  # JupyterLab may ask which kernel to (re)start: the default
-            page.locator('.jp-Dialog .jp-mod-accept').first.click()
-            page.wait_for_function(idle, timeout=120000)
-            run_cells()
-        if time.time() > deadline:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / 'course_hints_failed.png'))
-            raise TimeoutError('the checks gave no feedback in 480 s')
-        time.sleep(1)
-    page.wait_for_function(idle, timeout=120000)
-    return [c.inner_text() for c in page.locator('.jp-CodeCell .jp-Cell-outputWrapper').all()][:len(HINTS)]  # Shift+Enter on the last adds a cell
+    feedback = "() => document.querySelectorAll('.lossnotes-feedback').length >= 2"
+    return bd.lab_run_all(page, base, token, nb, done=feedback, log=log,
+                          screenshot=ARTIFACTS / 'course_hints_failed.png')['outputs']
 
 
 def _fresh_copy(dest: Path) -> Path:
@@ -151,7 +133,7 @@ def test_course_sh_serves_the_learner_course_and_lands_on_its_home_page(tmp_path
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in HINTS],
                                           metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
             nbformat.write(nb, served / 'zz_hints.ipynb')
-            imports, wrong, revealed = _run_all(page, url.group(0), 'zz_hints.ipynb')
+            imports, wrong, revealed = _run_all(page, url.group(0), 'zz_hints.ipynb', log)
             assert 'Not yet' in wrong and 'You gave 9. That is too high.' in wrong and '3' not in wrong.replace('predict-mean-of-means', ''), wrong
             assert 'Not yet' in revealed and 'The value is 3.' in revealed, revealed
             page.screenshot(path=str(ARTIFACTS / 'course_hints.png'))
