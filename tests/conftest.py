@@ -2,9 +2,13 @@
 per test process, and the fast loop's own timing."""
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 # Before any test module imports torch: one thread per process. The suite runs in parallel (pytest-xdist) and starts
 # kernels and subprocesses, which inherit this; two threads per process on a busy machine make tiny models 10-25x
@@ -49,9 +53,6 @@ def pytest_sessionfinish(session, exitstatus):
                                'workers': getattr(cfg.option, 'numprocesses', None) or 0}))
 
 
-import pytest  # noqa: E402
-
-
 @pytest.fixture
 def two_threads():
     "torch at two threads for one test (the suite runs at one): a helper that sets one thread must be seen to restore two."
@@ -71,13 +72,36 @@ def load_script(name: str):
     return mod
 
 
+def copy_repo_files(dest: Path) -> Path:
+    "The repository's files (tracked, and new ones git does not ignore) copied to `dest`: what a fresh clone of this working tree has."
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split('\n')
+    for f in filter(None, files):
+        if (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    return dest
+
+
+@pytest.fixture(scope='session')
+def wheel(tmp_path_factory):
+    """The wheel built from this working tree's files, with the learner notebooks built from nbs/ (what make_course.py
+    writes). Tests that use it share the xdist group 'wheel', so that one worker builds it once."""
+    from lossnotes.course.build import build_course
+    tmp = tmp_path_factory.mktemp('wheel')
+    src = copy_repo_files(tmp / 'src')
+    build_course(ROOT / 'nbs', src / 'lossnotes' / 'notebooks')
+    r = subprocess.run([PY, '-m', 'build', '--wheel', '--no-isolation', '-o', str(tmp / 'dist'), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return next((tmp / 'dist').glob('lossnotes-*.whl'))
+
+
 @pytest.fixture(scope='session')
 def course_env():
     """The learner's environment .venv-course, built or brought up to date by `bash scripts/course.sh --install-only`
     (minutes from nothing, under a second when its stamp is current). Each worker asks once; a lock makes the others
     wait while the first builds, so that no kernel starts from an environment pip is rewriting."""
     import fcntl
-    import subprocess
     with open(ROOT / '.venv-course.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try: r = subprocess.run(['bash', str(ROOT / 'scripts' / 'course.sh'), '--install-only'], capture_output=True,

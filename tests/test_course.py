@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -311,20 +310,6 @@ def test_cli_copies_what_is_missing_and_resets_one_lesson(tmp_path, course):
     assert lesson.read_text() == (course / lesson.name).read_text()
     r = _cli('course', dest, '--from', ROOT / 'nbs', '--reset', '99')
     assert r.returncode == 1 and "lesson must be one of" in r.stderr
-
-
-@pytest.fixture(scope='module')
-def wheel(tmp_path_factory):
-    "The wheel built from this working tree's files, with the learner notebooks built from nbs/ (what make_course.py writes)."
-    tmp = tmp_path_factory.mktemp('wheel')
-    src = tmp / 'src'
-    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split('\n')
-    for f in filter(None, files):
-        if (ROOT / f).is_file(): (src / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, src / f)
-    build_course(ROOT / 'nbs', src / 'lossnotes' / 'notebooks')  # what the merge's make_course.py writes
-    r = subprocess.run([PY, '-m', 'build', '--wheel', '--no-isolation', '-o', str(tmp / 'dist'), str(src)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return next((tmp / 'dist').glob('lossnotes-*.whl'))
 
 
 def _solution_strings(nb, exercise: str) -> list[str]:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import browser_driver as bd
-from conftest import PY, ROOT
+from conftest import PY, ROOT, copy_repo_files
 from lossnotes.course.build import BEGIN, HOME, lesson_notebooks, title_and_subtitle
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bd.CHROMIUM is None, reason='Debian chromium is missing: apt-get install chromium')]
@@ -69,13 +68,8 @@ def _run_all(page, url: str, nb: str, log: Path) -> list[str]:
 
 
 def _fresh_copy(dest: Path) -> Path:
-    "The repository's files (tracked, and new ones git does not ignore), as a fresh clone of this working tree has them."
-    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split('\n')
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
+    "The repository's files as a fresh clone of this working tree has them, with its .venv a link to this one."
+    copy_repo_files(dest)
     venv = Path(PY).parent.parent
     want = hashlib.sha256(b''.join((dest / n).read_bytes() for n in ('constraints.txt', 'settings.ini', 'setup.py'))).hexdigest()
     stamp = venv / '.lossnotes-installed'

@@ -4,7 +4,6 @@ import configparser
 import json
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -151,16 +150,9 @@ def test_notebook_opens_the_house_way(nb):
 
 
 @pytest.mark.slow
-def test_wheel_installs_into_a_clean_venv(tmp_path):
+@pytest.mark.xdist_group('wheel')  # one worker builds the wheel once
+def test_wheel_installs_into_a_clean_venv(tmp_path, wheel):
     "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
-    # build from a copy without build/ (setuptools reuses build/lib, which can hold files git no longer has)
-    src = tmp_path / 'src'
-    top = {'.venv', 'build', '.git', 'course', 'artifacts', 'site', '.pytest_cache'}  # only at the root: lossnotes/course stays
-    shutil.copytree(ROOT, src, ignore=lambda d, names: [n for n in names if (Path(d) == ROOT and n in top)
-                                                           or n == '__pycache__' or n.endswith('.egg-info')])
-    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
-                   check=True, capture_output=True)
-    wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
     vpy = str(venv / 'bin' / 'python')
