@@ -8,7 +8,14 @@ mark() { steps+=("\"$1\": $((SECONDS - start))"); }
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
 mark environment
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"; [ -z "${course_pid:-}" ] || kill -- "-$course_pid" 2>/dev/null' EXIT
+if command -v flock >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
+  # The learner's environment .venv-course, which pytest's course_env fixture needs, is built (a minute or two of pip
+  # the first time, nothing once current) while the notebooks are checked and run; the fixture waits on the same lock.
+  # In a process group of its own, stopped with this script.
+  setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec bash scripts/course.sh --install-only' > "$tmp/venv-course.log" 2>&1 &
+  course_pid=$!
+fi
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"

@@ -100,7 +100,8 @@ def wheel(tmp_path_factory):
 def course_env():
     """The learner's environment .venv-course, built or brought up to date by `bash scripts/course.sh --install-only`
     (minutes from nothing, under a second when its stamp is current). Each worker asks once; a lock makes the others
-    wait while the first builds, so that no kernel starts from an environment pip is rewriting."""
+    wait while the first builds, so that no kernel starts from an environment pip is rewriting. scripts/test.sh starts
+    that build, under the same lock, before the notebooks' checks, so that pytest's workers rarely wait for it."""
     import fcntl
     with open(ROOT / '.venv-course.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
