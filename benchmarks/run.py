@@ -60,21 +60,23 @@ def table(rows: list[dict]) -> list[str]:
     return out
 
 
-def test_command_timings() -> list[str]:
+def test_command_timings(artifacts: Path = ROOT / 'artifacts') -> list[str]:
     "The section on the test commands: the last full run of scripts/test.sh step by step, and the last fast loop."
     lines = []
-    p = ROOT / 'artifacts' / 'test-timings.json'
+    p = artifacts / 'test-timings.json'
     if p.exists():
         t = json.loads(p.read_text())
         ends, prev = t['seconds_at_end_of'], 0
-        lines += [f'The last run of `bash scripts/test.sh` ({t["date"]}), which `.ci/run` runs; target: the whole of '
-                  '`.ci/run` on a fresh clone (the environment set up from nothing included) within 10 minutes.', '',
+        where = {True: 'on a fresh clone, its environments built from nothing',
+                 False: 'in a working tree whose environments were already built'}.get(t.get('fresh_environment'), 'where not recorded')
+        lines += [f'The last run of `bash scripts/test.sh` ({t["date"]}, {where}), which `.ci/run` runs; target: the whole '
+                  'of `.ci/run` on a fresh clone (the environment set up from nothing included) within 10 minutes.', '',
                   '| step | seconds |', '|---|---|']
         for step, end in ends.items():
             lines.append(f'| {step} | {end - prev} |'); prev = end
         lines += [f'| **whole test command** | **{prev}** |', '']
     else: lines += ['The whole test command: not measured yet (run `bash scripts/test.sh`, then this command again).', '']
-    p = ROOT / 'artifacts' / 'fast-loop.json'
+    p = artifacts / 'fast-loop.json'
     if p.exists():
         f = json.loads(p.read_text())
         lines += [f'The last fast loop, `.venv/bin/python -m pytest -m "not slow"` ({f["date"]}): {f["tests"]} tests in '

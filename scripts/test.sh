@@ -4,6 +4,7 @@
 # pytest runs each lesson notebook: the instructor's under nbdev's own test_nb (every exercise right), the learner's
 # copy in .venv-course (every checker "not yet"), and twice in nbgrader (each autograder cell right once, "not yet" once).
 start=$SECONDS; steps=()
+fresh=false; [ -x "$(dirname "${BASH_SOURCE[0]}")/../.venv/bin/python" ] || fresh=true  # for the report: built from nothing?
 mark() { steps+=("\"$1\": $((SECONDS - start))"); }
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
@@ -49,4 +50,4 @@ fi
 python -m pytest tests -q -p no:cacheprovider "$@"
 mark pytest
 mkdir -p artifacts  # read by the benchmark report: how long the whole test command took, step by step
-(IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json
+(IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"fresh_environment\": $fresh, \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json

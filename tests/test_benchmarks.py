@@ -34,3 +34,16 @@ def test_report_table_formats_a_row():
     assert r['ratio'] == 0.5
     line = bench_run.table([r])[-1]
     assert line == '| n=10 | mine | 2.00 us | 1.00 us | 3.00 us | theirs | 0.50x | at most 1x | yes |  |'
+
+
+def test_test_command_section_gives_each_step_its_own_seconds_and_says_where_it_ran(tmp_path):
+    "artifacts/test-timings.json holds the seconds at the end of each step; the report shows each step's own share."
+    (tmp_path / 'test-timings.json').write_text(json.dumps({'date': 'D', 'fresh_environment': True,
+        'seconds_at_end_of': {'environment': 50, 'export': 51, 'nbdev_test': 89, 'pytest': 996}}))
+    lines = bench_run.test_command_timings(tmp_path)
+    assert 'on a fresh clone, its environments built from nothing' in lines[0]
+    assert lines[4:9] == ['| environment | 50 |', '| export | 1 |', '| nbdev_test | 38 |', '| pytest | 907 |',
+                          '| **whole test command** | **996** |']
+    assert lines[-1].startswith('The fast loop: not measured yet')
+    (tmp_path / 'test-timings.json').write_text(json.dumps({'date': 'D', 'fresh_environment': False, 'seconds_at_end_of': {'pytest': 5}}))
+    assert 'in a working tree whose environments were already built' in bench_run.test_command_timings(tmp_path)[0]
