@@ -44,9 +44,9 @@ sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum 
 want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" "$ROOT/scripts/course.sh" | sha256 | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   start=$SECONDS
-  if [ ! -x "$VENV/bin/python" ]; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then  # missing, or cut short
     echo "lossnotes: creating the course's environment $VENV"
-    "${PYTHON:-python3}" -m venv "$VENV"
+    "${PYTHON:-python3}" -m venv --clear "$VENV"
   fi
   py="$VENV/bin/python"
   pip=("$py" -m pip install -q -c "$ROOT/constraints.txt")

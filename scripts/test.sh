@@ -9,12 +9,19 @@ mark() { steps+=("\"$1\": $((SECONDS - start))"); }
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
 mark environment
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"; [ -z "${course_pid:-}" ] || kill -- "-$course_pid" 2>/dev/null' EXIT
+tmp=$(mktemp -d)
+stop_build() {  # an EXIT trap runs under set -e too: it must not fail, or a green run exits 1
+  if [ -n "${course_pid:-}" ] && kill -0 "$course_pid" 2>/dev/null; then kill -- "-$course_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap stop_build EXIT
 if command -v flock >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
   # The learner's environment .venv-course, which pytest's course_env fixture needs, is built (a minute or two of pip
   # the first time, nothing once current) while the notebooks are checked and run; the fixture waits on the same lock.
-  # In a process group of its own, stopped with this script.
-  setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec bash scripts/course.sh --install-only' > "$tmp/venv-course.log" 2>&1 &
+  # In a process group of its own (stopped with this script) and for at most 30 minutes; its log: artifacts/.
+  mkdir -p artifacts
+  setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec timeout 1800 bash scripts/course.sh --install-only' \
+    > artifacts/venv-course.log 2>&1 &
   course_pid=$!
 fi
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/

@@ -290,58 +290,78 @@ def jupyterlab(folder: Path, tmp: Path, token: str = 'lossnotes-browser-test'):
         yield f'http://127.0.0.1:{port}', token
 
 
-_PAGE_STATE = """() => ({
-    prompts: [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.innerText.trim()),
-    status: document.querySelector('#jp-main-statusbar')?.innerText || '',
-    dialog: document.querySelector('.jp-Dialog')?.innerText || '',
-    outputs: [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-Cell-outputWrapper')].map(o => o.innerText.slice(0, 600))})"""
+_PAGE_STATE = r"""() => {  // textContent, not innerText: JupyterLab skips rendering the cells out of view
+    const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+    const cells = panel ? [...panel.querySelectorAll('.jp-CodeCell')] : [];
+    const out = c => c.querySelector('.jp-Cell-outputWrapper');
+    return {prompts: cells.map(c => (c.querySelector('.jp-InputPrompt')?.textContent || '').trim()),
+            outputs: cells.map(c => out(c)?.innerText || out(c)?.textContent || ''),
+            errors: cells.filter(c => /^\[\d+\]:$/.test((c.querySelector('.jp-InputPrompt')?.textContent || '').trim())  // run here
+                                      && /Traceback \(most recent call last\)/.test(out(c)?.textContent || '')).length,
+            status: document.querySelector('#jp-main-statusbar')?.innerText || '',
+            dialog: document.querySelector('.jp-Dialog')?.innerText || ''}; }"""
 
 
 def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, timeout_s: float = 480,
                 log: Path | None = None, screenshot: Path | None = None) -> dict:
-    """Open `nb` in JupyterLab as the one notebook of a reset workspace, Run All Cells, and wait until the JavaScript
-    predicate `done` holds (default: the explorer's slider handle is shown) with the kernel idle; returns the page's
-    state (each code cell's prompt and output text).
+    """Open `nb` in JupyterLab as the one notebook of a reset workspace, Run All Cells, and wait until every code cell
+    has run in this session, the kernel is idle and the JavaScript predicate `done` holds (default: the explorer's
+    slider handle is shown); returns the page's state (each code cell's prompt and output text).
 
-    The run is driven from what the page shows, not from timing: JupyterLab's kernel dialog is accepted; cells still
-    unrun while the kernel is idle (a click that reached a notebook whose kernel was still starting) are run again;
-    every cell run without `done` holding fails at once. A time-out raises with the prompts, the outputs, the status
-    bar, any dialog and the tail of the server's log `log` (the kernel's own errors go there), after saving
-    `screenshot`."""
+    Driven by what the page shows, not by timing. JupyterLab's kernel-selection dialog is accepted. Run All is clicked
+    again (twice at most) only while no cell has run at all and the kernel is idle: a click that reached a notebook
+    whose kernel was still starting. Any other dialog (a kernel that died), a traceback in an output, cells left unrun after
+    others ran (an error stops Run All), or every cell run without `done` for 30 s raises an AssertionError at once;
+    nothing done after `timeout_s` raises a TimeoutError. Each failure names the prompts, the outputs, the status bar,
+    the dialog and the tail of the server's log `log` (the kernel's own errors go there), and saves `screenshot`."""
+    from playwright.sync_api import Error as PlaywrightError
     explorer = done is None
     done = done or f"() => !!document.querySelector({json.dumps(HANDLE)})"
-    state = lambda: page.evaluate(_PAGE_STATE)
-    def fail(why: str):
+    def fail(why: str, kind=AssertionError):
+        try: state = json.dumps({k: (v[:20] if isinstance(v, list) else v) for k, v in page.evaluate(_PAGE_STATE).items()}, indent=1)[:6000]
+        except PlaywrightError as e: state = f'(unreadable: {e})'
         if screenshot is not None:
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot))
-        said = log.read_text(errors='replace')[-4000:] if log is not None and log.exists() else '(no log)'
-        raise TimeoutError(f'{nb}: {why}\npage: {json.dumps(state(), indent=1)}\nserver log, last lines:\n{said}')
-    page.goto(f'{url}/lab/tree/{nb}?reset&token={token}', timeout=120000)
-    page.wait_for_selector('.jp-Notebook .jp-CodeCell', timeout=120000)
-    start = time.time(); runs = []; all_ran = None
+            try:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot))
+            except PlaywrightError: pass
+        said = log.read_text(errors='replace')[-4000:] if log is not None and log.exists() else '(no server log given)'
+        raise kind(f'{nb}: {why}\npage: {state}\nserver log, last lines:\n{said}')
+    try:
+        page.goto(f'{url}/lab/tree/{nb}?reset&token={token}', timeout=120000)
+        page.wait_for_selector('.jp-Notebook .jp-CodeCell', timeout=120000)
+    except PlaywrightError as e: fail(f'the notebook did not open: {e}')
+    start, runs, all_ran, stopped = time.time(), [], None, None
     while True:
         now = time.time()
-        if now - start > timeout_s: fail(f'not done {timeout_s:.0f} s after opening ({len(runs)} Run All)')
-        accept = page.locator('.jp-Dialog .jp-mod-accept')
-        if accept.count():  # JupyterLab asks which kernel to (re)start: its default
-            accept.first.click()
-            continue
-        s = state()
-        idle = 'Idle' in s['status']
-        if idle and page.evaluate(done):
-            if explorer: page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
-            return s
-        unrun = [p for p in s['prompts'] if not re.fullmatch(r'\[\d+\]:', p)]
-        if idle and not unrun:
-            all_ran = all_ran or now
-            if now - all_ran > 30: fail('every cell ran, and it is not done')
-        else: all_ran = None
-        if idle and unrun and not any('*' in p for p in unrun) and (not runs or now - runs[-1] > 20):
-            if len(runs) == 3: fail('Run All three times, and cells are left unrun (an error stops Run All)')
-            page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-            page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
-            runs.append(now)
+        if now - start > timeout_s: fail(f'not done {timeout_s:.0f} s after opening ({len(runs)} Run All)', TimeoutError)
+        try:
+            s = page.evaluate(_PAGE_STATE)
+            if s['dialog']:
+                if 'Select Kernel' not in s['dialog']: fail('JupyterLab shows a dialog')
+                page.locator('.jp-Dialog .jp-mod-accept').first.click()  # which kernel to start: its default
+                continue
+            if s['errors']: fail('a cell raised an error')
+            idle = 'Idle' in s['status']
+            unrun = [p for p in s['prompts'] if not re.fullmatch(r'\[\d+\]:', p)]
+            running = any('*' in p for p in unrun)
+            if runs and idle and not unrun:
+                if page.evaluate(done):
+                    if explorer: page.locator('.lossnotes-explorer').first.scroll_into_view_if_needed()
+                    return s
+                all_ran = all_ran or now
+                if now - all_ran > 30: fail('every cell ran, and it is not done')
+            else: all_ran = None
+            if runs and idle and unrun and not running and len(unrun) < len(s['prompts']):
+                stopped = stopped or now  # some cells ran, the rest did not: give the page a moment to show an error
+                if now - stopped > 5: fail('cells are left unrun after others ran (an error stops Run All)')
+            else: stopped = None
+            if idle and not running and len(unrun) == len(s['prompts']) and (not runs or now - runs[-1] > 20):
+                if len(runs) == 3: fail('Run All, three times, ran no cell')
+                page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+                page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+                runs.append(now)
+        except PlaywrightError as e: fail(f'the page did not answer: {e}')
         time.sleep(0.5)
 
 

@@ -74,8 +74,8 @@ def load_script(name: str):
 
 def copy_repo_files(dest: Path) -> Path:
     "The repository's files (tracked, and new ones git does not ignore) copied to `dest`: what a fresh clone of this working tree has."
-    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split('\n')
+    files = subprocess.run(['git', 'ls-files', '-z', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split('\0')  # -z: a name git would quote arrives as it is
     for f in filter(None, files):
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,9 @@ def copy_repo_files(dest: Path) -> Path:
 
 @pytest.fixture(scope='session')
 def wheel(tmp_path_factory):
-    """The wheel built from this working tree's files, with the learner notebooks built from nbs/ (what make_course.py
-    writes). Tests that use it share the xdist group 'wheel', so that one worker builds it once."""
+    """The wheel built (`python -m build --no-isolation`, with this environment's setuptools) from this working tree's
+    files, with the learner notebooks built from nbs/ (what make_course.py writes). Tests that use it share the xdist
+    group 'wheel', so that one worker builds it once."""
     from lossnotes.course.build import build_course
     tmp = tmp_path_factory.mktemp('wheel')
     src = copy_repo_files(tmp / 'src')

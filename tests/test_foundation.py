@@ -16,7 +16,7 @@ import lossnotes
 import lossnotes.course
 import lossnotes.lessons
 import browser_driver as bd
-from conftest import PY, ROOT, load_script
+from conftest import PY, ROOT, copy_repo_files, load_script
 
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.__path__) if not m.ispkg and m.name != '_modidx')
 LESSONS = sorted(m.name for m in pkgutil.iter_modules(lossnotes.lessons.__path__))
@@ -150,9 +150,13 @@ def test_notebook_opens_the_house_way(nb):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group('wheel')  # one worker builds the wheel once
-def test_wheel_installs_into_a_clean_venv(tmp_path, wheel):
-    "A wheel built from the repository installs into a fresh virtual environment (torch from constraints) and works."
+def test_wheel_installs_into_a_clean_venv(tmp_path):
+    """A wheel built as `pip install` from a clone builds it (pip's isolated build, the committed learner notebooks)
+    installs into a fresh virtual environment (torch from constraints) and works."""
+    src = copy_repo_files(tmp_path / 'src')  # git's files only: no build/, no virtual environment
+    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
     vpy = str(venv / 'bin' / 'python')
