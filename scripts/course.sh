@@ -44,8 +44,15 @@ sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum 
 want=$(cat "$ROOT/constraints.txt" "$ROOT/settings.ini" "$ROOT/setup.py" "$ROOT/scripts/course.sh" | sha256 | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   start=$SECONDS
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then  # missing, or cut short
+  if [ ! -x "$VENV/bin/python" ]; then
     echo "lossnotes: creating the course's environment $VENV"
+    "${PYTHON:-python3}" -m venv "$VENV"
+  elif ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then  # an environment whose creation was cut short
+    if [ ! -f "$VENV/pyvenv.cfg" ] || [ -L "$VENV" ]; then
+      echo "lossnotes: $VENV has a python without pip and is not a virtual environment this script made: remove it" >&2
+      exit 1
+    fi
+    echo "lossnotes: creating the course's environment $VENV again (its creation was cut short)"
     "${PYTHON:-python3}" -m venv --clear "$VENV"
   fi
   py="$VENV/bin/python"

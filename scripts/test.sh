@@ -58,3 +58,4 @@ python -m pytest tests -q -p no:cacheprovider "$@"
 mark pytest
 mkdir -p artifacts  # read by the benchmark report: how long the whole test command took, step by step
 (IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"fresh_environment\": $fresh, \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json
+if [ -n "${course_pid:-}" ]; then wait "$course_pid" || true; fi  # a run that never needed .venv-course leaves it whole

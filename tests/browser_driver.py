@@ -294,9 +294,11 @@ _PAGE_STATE = r"""() => {  // textContent, not innerText: JupyterLab skips rende
     const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
     const cells = panel ? [...panel.querySelectorAll('.jp-CodeCell')] : [];
     const out = c => c.querySelector('.jp-Cell-outputWrapper');
-    return {prompts: cells.map(c => (c.querySelector('.jp-InputPrompt')?.textContent || '').trim()),
-            outputs: cells.map(c => out(c)?.innerText || out(c)?.textContent || ''),
-            errors: cells.filter(c => /^\[\d+\]:$/.test((c.querySelector('.jp-InputPrompt')?.textContent || '').trim())  // run here
+    const editor = c => c.querySelector('.jp-InputArea-editor .cm-content');
+    const runnable = cells.filter(c => !editor(c) || editor(c).textContent.trim());  // JupyterLab never runs an empty cell
+    return {prompts: runnable.map(c => (c.querySelector('.jp-InputPrompt')?.textContent || '').trim()),
+            outputs: runnable.map(c => out(c)?.innerText || out(c)?.textContent || ''),
+            errors: runnable.filter(c => /^\[\d+\]:$/.test((c.querySelector('.jp-InputPrompt')?.textContent || '').trim())  // run here
                                       && /Traceback \(most recent call last\)/.test(out(c)?.textContent || '')).length,
             status: document.querySelector('#jp-main-statusbar')?.innerText || '',
             dialog: document.querySelector('.jp-Dialog')?.innerText || ''}; }"""
@@ -318,7 +320,13 @@ def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, ti
     explorer = done is None
     done = done or f"() => !!document.querySelector({json.dumps(HANDLE)})"
     def fail(why: str, kind=AssertionError):
-        try: state = json.dumps({k: (v[:20] if isinstance(v, list) else v) for k, v in page.evaluate(_PAGE_STATE).items()}, indent=1)[:6000]
+        try:
+            s = page.evaluate(_PAGE_STATE)
+            ran = [i for i, p in enumerate(s['prompts']) if re.fullmatch(r'\[\d+\]:', p)]
+            shown = [i for i, o in enumerate(s['outputs']) if 'Traceback (most recent call last)' in o] + ran[-1:]
+            state = '\n'.join([f"status bar: {s['status']!r}", f"dialog: {s['dialog']!r}", f"tracebacks: {s['errors']}",
+                               f"prompts: {' '.join(s['prompts'])}"]
+                              + [f"output of code cell {i + 1}:\n{s['outputs'][i][-2000:]}" for i in sorted(set(shown))])
         except PlaywrightError as e: state = f'(unreadable: {e})'
         if screenshot is not None:
             try:
@@ -326,7 +334,7 @@ def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, ti
                 page.screenshot(path=str(screenshot))
             except PlaywrightError: pass
         said = log.read_text(errors='replace')[-4000:] if log is not None and log.exists() else '(no server log given)'
-        raise kind(f'{nb}: {why}\npage: {state}\nserver log, last lines:\n{said}')
+        raise kind(f'{nb}: {why}\n{state}\nserver log, last lines:\n{said}')
     try:
         page.goto(f'{url}/lab/tree/{nb}?reset&token={token}', timeout=120000)
         page.wait_for_selector('.jp-Notebook .jp-CodeCell', timeout=120000)
@@ -339,7 +347,8 @@ def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, ti
             s = page.evaluate(_PAGE_STATE)
             if s['dialog']:
                 if 'Select Kernel' not in s['dialog']: fail('JupyterLab shows a dialog')
-                page.locator('.jp-Dialog .jp-mod-accept').first.click()  # which kernel to start: its default
+                page.locator('.jp-Dialog .jp-mod-accept').first.click(timeout=5000)  # which kernel to start: its default
+                time.sleep(0.5)
                 continue
             if s['errors']: fail('a cell raised an error')
             idle = 'Idle' in s['status']

@@ -56,10 +56,11 @@ def assert_final_figure(page, draw, controls, values, figure=bd.FIGURE, wait_s: 
     shown = bd.shown_image(page, figure)
     library = bd.library_image(draw, controls, values, shown.shape)
     deadline = time.time() + wait_s
+    asked = shown.shape
     while bd.differing(shown, library) >= 0.002 and time.time() < deadline:
         page.wait_for_timeout(250)
         shown = bd.shown_image(page, figure)
-        if shown.shape != library.shape: library = bd.library_image(draw, controls, values, shown.shape)
+        if shown.shape != asked: library, asked = bd.library_image(draw, controls, values, shown.shape), shown.shape
     assert bd.differing(shown, library) < 0.002, (values, bd.differing(shown, library))
     assert bd.readout_text(page) == bd.expected_readout(draw, values).strip()  # and nothing moved on since
 

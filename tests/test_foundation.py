@@ -154,14 +154,16 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     """A wheel built as `pip install` from a clone builds it (pip's isolated build, the committed learner notebooks)
     installs into a fresh virtual environment (torch from constraints) and works."""
     src = copy_repo_files(tmp_path / 'src')  # git's files only: no build/, no virtual environment
-    subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
-                   check=True, capture_output=True)
+    r = subprocess.run([PY, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp_path / 'dist'), str(src)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
     wheel = next((tmp_path / 'dist').glob('lossnotes-*.whl'))
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
     vpy = str(venv / 'bin' / 'python')
-    subprocess.run([vpy, '-m', 'pip', 'install', '-q', '--no-compile', '-c', str(ROOT / 'constraints.txt'), str(wheel)],
-                   check=True, capture_output=True)
+    r = subprocess.run([vpy, '-m', 'pip', 'install', '-q', '--no-compile', '-c', str(ROOT / 'constraints.txt'), str(wheel)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
     course = subprocess.run([str(venv / "bin" / "lossnotes"), "course", str(tmp_path / "c")], capture_output=True, text=True)
     assert course.returncode == 0, course.stderr
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(p.name for p in (ROOT / "lossnotes" / "notebooks").glob("*.ipynb"))
