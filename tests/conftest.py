@@ -83,6 +83,17 @@ def copy_repo_files(dest: Path) -> Path:
     return dest
 
 
+def let_gloo_workers_finish(seconds: float = 0.3) -> None:
+    """Call after the last collective of a one-process gloo group and after dropping the DDP model, before
+    destroy_process_group. A gloo worker thread that finishes a collective frees it, and that needs the GIL; a
+    process group freed meanwhile from Python (a DDP model or the group going away) holds the GIL and joins that
+    thread: a deadlock (torch 2.13; seen once in ~ProcessGroupGloo under ~Reducer on a busy machine). Collecting
+    garbage and then sleeping, which releases the GIL, lets the workers finish first."""
+    import gc
+    gc.collect()
+    time.sleep(seconds)
+
+
 @pytest.fixture(scope='session')
 def wheel(tmp_path_factory):
     """The wheel built (`python -m build --no-isolation`, with this environment's setuptools) from this working tree's

@@ -17,6 +17,7 @@ from lossnotes.lessons.batchnorm import (EXERCISES, InstrumentedRunningBatchNorm
 from course_batchnorm import CourseRunningBatchNorm
 from lossnotes.lessons.plotting import DEBIASED, EMA, RAW, Explorer, new_figure
 import browser_driver as bd
+from conftest import let_gloo_workers_finish
 
 torch.set_num_threads(1)
 
@@ -643,6 +644,8 @@ def test_buffers_are_updated_in_place_and_ddp_broadcasts_them(tmp_path):
         tracked = {id(b) for b in ddp.modules_buffers}  # what DDP broadcasts from rank 0 at each forward
         assert all(id(b) in tracked for b in layer.buffers())
     finally:
+        ddp = model = layer = None  # the reducer goes first, while its group lives
+        let_gloo_workers_finish()
         if own: dist.destroy_process_group()
 
 
@@ -668,6 +671,8 @@ def test_ddp_collects_buffers_afresh_before_every_broadcast(tmp_path):
             assert ddp.modules_buffers[0] is before and before is not model.b
         assert ddp.modules_buffers[0] is not first and float(model.b) == 3
     finally:
+        ddp = model = None  # the reducer goes first, while its group lives
+        let_gloo_workers_finish()
         if own: dist.destroy_process_group()
 
 

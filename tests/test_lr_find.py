@@ -14,6 +14,7 @@ from lossnotes.lessons.ema import draw_smoothing, explorer_parts, minimum_shift,
 from lossnotes.lessons.lr_find import plot_lr_curves
 from lossnotes.lessons.plotting import Control, Explorer, new_figure
 import browser_driver as bd
+from conftest import let_gloo_workers_finish
 
 F = torch.nn.functional
 
@@ -698,6 +699,8 @@ def test_ddp_wrapped_model_is_refused(tmp_path):
         res = lr_range_test(ddp.module, F.cross_entropy, _loader(), num_it=10, progress=False)
         assert len(res.lrs) == 10
     finally:
+        ddp = compiled = None  # the reducer goes first, while its group lives
+        let_gloo_workers_finish()
         dist.destroy_process_group()
 
 
