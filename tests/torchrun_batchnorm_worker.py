@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lossnotes import RunningBatchNorm
+from conftest import let_gloo_workers_finish  # this script's folder, tests/, is on sys.path
 
 STEPS = 4
 
@@ -37,6 +38,8 @@ def main(out: str) -> None:
             steps.append({k: v.tolist() for k, v in layer.state_dict().items() if k.startswith(('running', 'count'))})
         with open(f'{out}/rank{rank}.json', 'w') as f: json.dump(dict(rank=rank, steps=steps), f)
     finally:
+        ddp = layer = None  # the reducer goes first, while its group lives
+        let_gloo_workers_finish()  # else a rank can abort at exit ('terminate called without an active exception')
         dist.destroy_process_group()
 
 

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from lossnotes import LossMeter, real_items
+from conftest import let_gloo_workers_finish  # this script's folder, tests/, is on sys.path
 
 
 def dataset(n: int) -> TensorDataset:
@@ -52,6 +53,7 @@ def main(out: str, n: int, batch_size: int) -> None:
                 count=exact.count))
         with open(f'{out}/rank{rank}.json', 'w') as f: json.dump(res, f)
     finally:
+        let_gloo_workers_finish()  # the last all_reduce freed before the group goes (see conftest)
         dist.destroy_process_group()
 
 
