@@ -44,6 +44,9 @@ def test_test_command_section_gives_each_step_its_own_seconds_and_says_where_it_
     assert 'on a fresh clone, its environments built from nothing' in lines[0]
     assert lines[4:9] == ['| environment | 50 |', '| export | 1 |', '| nbdev_test | 38 |', '| pytest | 907 |',
                           '| **whole test command** | **996** |']
+    assert lines[10] == 'The 10-minute target: **missed** by 396 s.'
     assert lines[-1].startswith('The fast loop: not measured yet')
     (tmp_path / 'test-timings.json').write_text(json.dumps({'date': 'D', 'fresh_environment': False, 'seconds_at_end_of': {'pytest': 5}}))
-    assert 'in a working tree whose environments were already built' in bench_run.test_command_timings(tmp_path)[0]
+    lines = bench_run.test_command_timings(tmp_path)
+    assert 'in a working tree whose environments were already built' in lines[0]
+    assert 'The 10-minute target: not judged (not a fresh clone).' in lines
