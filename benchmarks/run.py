@@ -67,14 +67,14 @@ def test_command_timings(artifacts: Path = ROOT / 'artifacts') -> list[str]:
     if p.exists():
         t = json.loads(p.read_text())
         ends, prev = t['seconds_at_end_of'], 0
+        fresh = t.get('fresh_environment')
         where = {True: 'on a fresh clone, its environments built from nothing',
-                 False: 'in a working tree whose environments were already built'}.get(t.get('fresh_environment'), 'where not recorded')
+                 False: 'in a working tree whose environments were already built'}.get(fresh, 'where not recorded')
         lines += [f'The last run of `bash scripts/test.sh` ({t["date"]}, {where}), which `.ci/run` runs; target: the whole '
                   'of `.ci/run` on a fresh clone (the environment set up from nothing included) within 10 minutes.', '',
                   '| step | seconds |', '|---|---|']
         for step, end in ends.items():
             lines.append(f'| {step} | {end - prev} |'); prev = end
-        fresh = t.get('fresh_environment')
         verdict = ('met' if prev <= 600 else f'**missed** by {prev - 600} s') if fresh else 'not judged (not a fresh clone)'
         lines += [f'| **whole test command** | **{prev}** |', '', f'The 10-minute target: {verdict}.', '']
     else: lines += ['The whole test command: not measured yet (run `bash scripts/test.sh`, then this command again).', '']

@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
 mark environment
 tmp=$(mktemp -d)
+mkdir -p artifacts  # the background build's log; the benchmark report reads the step timings written at the end
 stop_build() {  # an EXIT trap runs under set -e too: it must not fail, or a green run exits 1
   if [ -n "${course_pid:-}" ] && kill -0 "$course_pid" 2>/dev/null; then kill -- "-$course_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
@@ -19,7 +20,6 @@ if command -v flock >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
   # The learner's environment .venv-course, which pytest's course_env fixture needs, is built (a minute or two of pip
   # the first time, nothing once current) while the notebooks are checked and run; the fixture waits on the same lock.
   # In a process group of its own (stopped with this script) and for at most 30 minutes; its log: artifacts/.
-  mkdir -p artifacts
   setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec timeout 1800 bash scripts/course.sh --install-only' \
     > artifacts/venv-course.log 2>&1 &
   course_pid=$!
@@ -56,6 +56,6 @@ else
 fi
 python -m pytest tests -q -p no:cacheprovider "$@"
 mark pytest
-mkdir -p artifacts  # read by the benchmark report: how long the whole test command took, step by step
+# read by the benchmark report: how long the whole test command took, step by step
 (IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"fresh_environment\": $fresh, \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json
 if [ -n "${course_pid:-}" ]; then wait "$course_pid" || true; fi  # a run that never needed .venv-course leaves it whole

@@ -303,6 +303,8 @@ _PAGE_STATE = r"""() => {  // textContent, not innerText: JupyterLab skips rende
             status: document.querySelector('#jp-main-statusbar')?.innerText || '',
             dialog: document.querySelector('.jp-Dialog')?.innerText || ''}; }"""
 
+_RAN = re.compile(r'\[\d+\]:')  # the prompt of a cell run in this session: [12]:
+
 
 def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, timeout_s: float = 480,
                 log: Path | None = None, screenshot: Path | None = None) -> dict:
@@ -322,7 +324,7 @@ def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, ti
     def fail(why: str, kind=AssertionError):
         try:
             s = page.evaluate(_PAGE_STATE)
-            ran = [i for i, p in enumerate(s['prompts']) if re.fullmatch(r'\[\d+\]:', p)]
+            ran = [i for i, p in enumerate(s['prompts']) if _RAN.fullmatch(p)]
             shown = [i for i, o in enumerate(s['outputs']) if 'Traceback (most recent call last)' in o] + ran[-1:]
             state = '\n'.join([f"status bar: {s['status']!r}", f"dialog: {s['dialog']!r}", f"tracebacks: {s['errors']}",
                                f"prompts: {' '.join(s['prompts'])}"]
@@ -352,7 +354,7 @@ def lab_run_all(page, url: str, token: str, nb: str, done: str | None = None, ti
                 continue
             if s['errors']: fail('a cell raised an error')
             idle = 'Idle' in s['status']
-            unrun = [p for p in s['prompts'] if not re.fullmatch(r'\[\d+\]:', p)]
+            unrun = [p for p in s['prompts'] if not _RAN.fullmatch(p)]
             running = any('*' in p for p in unrun)
             if runs and idle and not unrun:
                 if page.evaluate(done):
