@@ -4,26 +4,28 @@
 # pytest runs each lesson notebook: the instructor's under nbdev's own test_nb (every exercise right), the learner's
 # copy in .venv-course (every checker "not yet"), and twice in nbgrader (each autograder cell right once, "not yet" once).
 start=$SECONDS; steps=()
-fresh=false; [ -x "$(dirname "${BASH_SOURCE[0]}")/../.venv/bin/python" ] || fresh=true  # for the report: built from nothing?
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+fresh=false; [ -x .venv/bin/python ] || fresh=true  # for the report: built from nothing?
 mark() { steps+=("\"$1\": $((SECONDS - start))"); }
-source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
-mark environment
-tmp=$(mktemp -d)
 mkdir -p artifacts  # the background build's log; the benchmark report reads the step timings written at the end
 stop_build() {  # an EXIT trap runs under set -e too: it must not fail, or a green run exits 1
   if [ -n "${course_pid:-}" ] && kill -0 "$course_pid" 2>/dev/null; then kill -- "-$course_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
+  if [ -n "${tmp:-}" ]; then rm -rf "$tmp"; fi
 }
 trap stop_build EXIT
 if command -v flock >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
   # The learner's environment .venv-course, which pytest's course_env fixture needs, is built (a minute or two of pip
-  # the first time, nothing once current) while the notebooks are checked and run; the fixture waits on the same lock.
-  # In a process group of its own (stopped with this script) and for at most 30 minutes; its log: artifacts/.
+  # the first time, nothing once current) while .venv is built and the notebooks are checked and run; it needs nothing
+  # of .venv, and the fixture waits on the same lock. In a process group of its own (stopped with this script) and for
+  # at most 30 minutes; its log: artifacts/.
   setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec timeout 1800 bash scripts/course.sh --install-only' \
     > artifacts/venv-course.log 2>&1 &
   course_pid=$!
 fi
+source scripts/_env.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
+mark environment
+tmp=$(mktemp -d)
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"

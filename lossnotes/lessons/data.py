@@ -5,7 +5,9 @@
 # %% ../../nbs/lessons/data.ipynb #0dc9c59b
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -13,6 +15,19 @@ from .._checks import check_number, optional_import
 
 # %% auto #0
 __all__ = ['digits', 'one_thread']
+
+# %% ../../nbs/lessons/data.ipynb #5e7d1c2a
+def _digits_table(path: Path | None = None, # the CSV file; default: the one installed with scikit-learn
+                 ):
+    "(1797, 65) float64 NumPy array: each row an image's 64 pixels (0..16), then its label."
+    np = optional_import('numpy')
+    if path is None:
+        spec = importlib.util.find_spec('sklearn')  # finds the package without importing it
+        if spec is not None and spec.submodule_search_locations:
+            path = Path(spec.submodule_search_locations[0]) / 'datasets' / 'data' / 'digits.csv.gz'
+    if path is not None and Path(path).is_file(): return np.loadtxt(path, delimiter=',')  # as load_digits reads it
+    d = optional_import('sklearn.datasets').load_digits()  # ships its data; no download
+    return np.column_stack([d.data, d.target])
 
 # %% ../../nbs/lessons/data.ipynb #ba08fb0c
 def digits(images: bool = False, # True: shape (N, 1, 8, 8); False: flat (N, 64)
@@ -22,10 +37,9 @@ def digits(images: bool = False, # True: shape (N, 1, 8, 8); False: flat (N, 64)
           ) -> tuple:
     "scikit-learn's digits as `(x_train, y_train, x_valid, y_valid)` tensors, pixels scaled to [0, 1]."
     check_number('valid_frac', valid_frac, 0, 1, low_open=True, high_open=True)
-    load_digits = optional_import('sklearn.datasets').load_digits  # ships its data; no download
-    d = load_digits()
-    x = torch.as_tensor(d.data, dtype=dtype or torch.get_default_dtype()) / 16.0  # pixels are 0..16
-    y = torch.as_tensor(d.target, dtype=torch.long)
+    table = _digits_table()
+    x = torch.as_tensor(table[:, :-1], dtype=dtype or torch.get_default_dtype()) / 16.0  # pixels are 0..16
+    y = torch.as_tensor(table[:, -1], dtype=torch.long)
     if images: x = x.view(-1, 1, 8, 8)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_valid = int(round(valid_frac * len(y)))

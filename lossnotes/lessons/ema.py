@@ -200,7 +200,7 @@ def explorer_parts() -> tuple:
 
 @lru_cache(maxsize=1)
 def _digits() -> tuple:
-    "The digits split, loaded once (scikit-learn parses its file on every call)."
+    "The digits split, loaded once (`digits` parses its file on every call)."
     return digits()
 
 def digits_data() -> tuple:

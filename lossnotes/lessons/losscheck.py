@@ -33,7 +33,7 @@ LOSS_COLORS = {  # one colour per loss in this lesson (the course's MISTAKE red 
 
 @lru_cache(maxsize=2)
 def _digits_cached(seed: int) -> tuple:
-    return digits(seed=seed)  # scikit-learn's loader is the slow part: load once per process
+    return digits(seed=seed)  # parse the file once per process
 
 def digits_split(seed: int = 0, # seed of the split (0: the split every run in this lesson uses)
                 ) -> tuple:
