@@ -17,6 +17,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --no-compile -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
   echo "$want" > "$STAMP"
 fi
+# .venv is installed with --no-compile, so Python compiles each module on its first import and caches the bytecode in
+# .venv. With PYTHONDONTWRITEBYTECODE set (some containers set it) nothing is cached, and every process compiles torch,
+# Jupyter and the rest again: about a second more of CPU per process, over hundreds of test processes and kernels.
+unset PYTHONDONTWRITEBYTECODE
 export PATH="$VENV/bin:$PATH"
 export MPLBACKEND=${MPLBACKEND:-Agg}
 cd "$ROOT"

@@ -160,6 +160,23 @@ def test_nbgrader_grades_full_zero_partial(tmp_path):
     assert 'refusing to grade it' in r.stderr, r.stderr[-3000:]
 
 
+def _at_once(tmp, folders, env, command):
+    """`nbgrader COMMAND '*'` in each student's course folder, all at once; {student: (exit code, stdout, stderr)}.
+    A failure or a timeout leaves none of them (nor their kernels) running."""
+    logs = {s: (tmp / f'{s}-{command}.out', tmp / f'{s}-{command}.err') for s in folders}
+    procs = {}
+    try:
+        for s, f in folders.items():
+            with open(logs[s][0], 'w') as out, open(logs[s][1], 'w') as err:
+                procs[s] = subprocess.Popen([str(NBGRADER), command, '*'], cwd=f, env=env, stdout=out, stderr=err,
+                                            start_new_session=True)
+        for proc in procs.values(): proc.wait(timeout=1800)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    return {s: (p.returncode, logs[s][0].read_text(), logs[s][1].read_text()) for s, p in procs.items()}
+
+
 @pytest.fixture(scope='module')
 def lessons_graded(tmp_path_factory):
     """Every lesson of nbs/ in one nbgrader course, released by one `generate_assignment '*'`; per lesson two
@@ -185,22 +202,14 @@ def lessons_graded(tmp_path_factory):
         _submit(folders['half'], 'half', lesson, _answered_release(source, release, range(0, n, 2)))
         _submit(folders['copy'], 'copy', lesson, _learner_copy(instructor, range(1, n, 2)))
         sources[lesson] = source
-    logs = {s: (open(tmp / f'{s}.out', 'w'), open(tmp / f'{s}.err', 'w')) for s in folders}
-    procs = {s: subprocess.Popen([str(NBGRADER), 'autograde', '*'], cwd=f, env=env, stdout=logs[s][0], stderr=logs[s][1],
-                                 start_new_session=True) for s, f in folders.items()}
-    try:
-        for proc in procs.values(): proc.wait(timeout=1800)
-    finally:  # a failure or a timeout leaves no autograde (nor its kernels) running
-        for proc in procs.values():
-            if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-        for out, err in logs.values(): out.close(); err.close()
-    for student, proc in procs.items():
-        out, err = (tmp / f'{student}.out').read_text(), (tmp / f'{student}.err').read_text()
-        assert proc.returncode == 0, (student, err[-4000:])
+    graded = _at_once(tmp, folders, env, 'autograde')
+    for student, (code, out, err) in graded.items():
+        assert code == 0, (student, err[-4000:])
         assert 'cannot be converted to a float' not in out + err, (out + err)[-3000:]
         if student == 'copy':  # said, not silent, and every exercise found in the learner's copy
             assert err.count('matched to the release by exercise id') == len(LESSONS) and 'not found' not in err, err[-3000:]
-        _run([NBGRADER, 'generate_feedback', '*'], folders[student], env)
+    for student, (code, out, err) in _at_once(tmp, folders, env, 'generate_feedback').items():
+        assert code == 0, (student, err[-4000:])
     code = ("import json, sys\nfrom nbgrader.api import Gradebook\n"
             "with Gradebook('sqlite:///gradebook.db') as gb:\n"
             "    print(json.dumps({a: [gb.find_submission(a, sys.argv[1]).score, gb.find_submission(a, sys.argv[1]).max_score]"
