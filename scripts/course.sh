@@ -8,6 +8,8 @@
 #                                        environment .venv, which scripts/_env.sh builds)
 #   --folder DIR                         serve DIR instead of course/ (with --solutions: instead of nbs/)
 #   --install-only                       build (or bring up to date) the course's environment .venv-course, then stop
+#   --no-compile                         with --install-only: leave the compiling of each module to its first import
+#                                        (the test command: a third of the build's CPU; kernels then start slower once)
 # Other arguments go to `jupyter lab` (e.g. --port=9000). The URL to open is printed by Jupyter: it ends in
 # /lab/tree/00_start_here.ipynb?token=... (index.ipynb with --solutions).
 #
@@ -18,11 +20,12 @@
 set -euo pipefail
 here=$PWD
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-solutions=0 folder= install_only=0 pass=()
+solutions=0 folder= install_only=0 no_compile=0 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --solutions) solutions=1 ;;
     --install-only) install_only=1 ;;
+    --no-compile) no_compile=1 ;;
     --folder) folder=$2; shift ;;
     --folder=*) folder=${1#--folder=} ;;
     *) pass+=("$1") ;;
@@ -57,6 +60,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   fi
   py="$VENV/bin/python"
   pip=("$py" -m pip install -q -c "$ROOT/constraints.txt")
+  if [ "$no_compile" = 1 ]; then pip+=(--no-compile); fi
   torch=$(grep -E '^torch([=<>!~ ]|$)' "$ROOT/constraints.txt" | head -1 | tr -d ' ' || true)
   torch=${torch:-torch}
   echo "lossnotes: installing the course's packages into $VENV (first run only; PyTorch and JupyterLab take a few minutes)"

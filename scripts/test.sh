@@ -18,7 +18,7 @@ if command -v flock >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
   # the first time, nothing once current) while .venv is built and the notebooks are checked and run; it needs nothing
   # of .venv, and the fixture waits on the same lock. In a process group of its own (stopped with this script) and for
   # at most 30 minutes; its log: artifacts/.
-  setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec timeout 1800 bash scripts/course.sh --install-only' \
+  setsid bash -c 'exec 9>.venv-course.lock; flock 9; exec timeout 1800 bash scripts/course.sh --install-only --no-compile' \
     > artifacts/venv-course.log 2>&1 &
   course_pid=$!
 fi
