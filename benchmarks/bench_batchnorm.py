@@ -67,6 +67,13 @@ def _interleaved(fns: dict, rounds: int, number: int, warmup: int) -> dict:
     return {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}
 
 
+def _backend(quick: bool) -> str:
+    """The compiler backend: inductor, whose code is what the timings measure; the quick mode only checks that the
+    benchmark runs and agrees, so it skips inductor's code generation (aot_eager: the same graphs, breaks and
+    recompiles, which are dynamo's; inductor's results are tested in tests/test_batchnorm.py and tests/test_bad_input_batchnorm.py)."""
+    return 'aot_eager' if quick else 'inductor'
+
+
 def run(quick: bool) -> list[dict]:
     torch.set_num_threads(THREADS)
     note_threads = f'torch.set_num_threads({THREADS})'
@@ -93,13 +100,13 @@ def run(quick: bool) -> list[dict]:
                              'autograd.Function, the (C,) operations and the buffer updates'))
         rows.append(row(case, 'course RunningBatchNorm (eager)', t['course'], ref, 'nn.BatchNorm2d (eager)'))
         torch._dynamo.reset()
-        bn_c = torch.compile(nn.BatchNorm2d(c), dynamic=False)
+        bn_c = torch.compile(nn.BatchNorm2d(c), dynamic=False, backend=_backend(quick))
         ours_twin = RunningBatchNorm(c)
         ours_twin.load_state_dict(rbn.state_dict())
-        rbn_c = torch.compile(ours_twin, dynamic=False)
+        rbn_c = torch.compile(ours_twin, dynamic=False, backend=_backend(quick))
         if quick:  # compiled and eager agree, step after step
             a, b = RunningBatchNorm(c), RunningBatchNorm(c)
-            b_c = torch.compile(b, dynamic=False)
+            b_c = torch.compile(b, dynamic=False, backend=_backend(quick))
             for _ in range(5):
                 ga, gb = _step(a, x, g)(), _step(b_c, x, g)()
                 for u, v in zip(ga, gb): torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
@@ -136,7 +143,7 @@ def _ragged(quick: bool) -> list[dict]:
     xs = [(torch.randn(bs, c, 14, 14, generator=gen) * 2 + 1).requires_grad_() for bs in (8, 8, 8, 5)]
     torch._dynamo.reset()
     eager, twin = RunningBatchNorm(c), RunningBatchNorm(c)
-    compiled = torch.compile(twin, fullgraph=True)  # any graph break raises here
+    compiled = torch.compile(twin, fullgraph=True, backend=_backend(quick))  # any graph break raises here
     def epoch(m):
         def f():
             for x in xs: torch.autograd.grad(m(x).square().sum(), x)

@@ -77,19 +77,40 @@ def voila(nb: str, folder: Path):
         yield f'http://127.0.0.1:{port}/'
 
 
+_CHROMIUM = {}  # this process's one Chromium, launched by the first `browser()`: {'playwright': ..., 'browser': ...}
+
+
+def _chromium():
+    "This process's Chromium, launched on first use (a launch costs about a second of CPU), again if it has gone."
+    b = _CHROMIUM.get('browser')
+    if b is None or not b.is_connected():
+        from playwright.sync_api import sync_playwright
+        if 'playwright' not in _CHROMIUM: _CHROMIUM['playwright'] = sync_playwright().start()
+        b = _CHROMIUM['browser'] = _CHROMIUM['playwright'].chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    return b
+
+
+def close_chromium():
+    "Close this process's Chromium and Playwright's driver, if `browser()` started them (tests/conftest.py, at the end)."
+    b, pw = _CHROMIUM.pop('browser', None), _CHROMIUM.pop('playwright', None)
+    try:
+        if b is not None: b.close()
+    finally:
+        if pw is not None: pw.stop()
+
+
 @contextmanager
 def browser():
-    "A headless Chromium page (and its console errors) from Playwright's sync API."
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = b.new_page(viewport={'width': 1100, 'height': 900})
-            page.errors = []
-            page.on('console', lambda m: page.errors.append(m.text) if m.type == 'error' else None)
-            page.on('pageerror', lambda e: page.errors.append(str(e)))
-            yield page
-        finally: b.close()
+    """A headless Chromium page (and its console errors) from Playwright's sync API, in a browser context of its own
+    (no cookie, storage or cache shared with another page) of this process's one Chromium."""
+    context = _chromium().new_context(viewport={'width': 1100, 'height': 900})
+    try:
+        page = context.new_page()
+        page.errors = []
+        page.on('console', lambda m: page.errors.append(m.text) if m.type == 'error' else None)
+        page.on('pageerror', lambda e: page.errors.append(str(e)))
+        yield page
+    finally: context.close()
 
 
 def module_of(nb: str):

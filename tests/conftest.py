@@ -135,3 +135,9 @@ def pytest_collection_modifyitems(config, items):
         msg = f"pytest-xdist's groups are lost with pytest {pytest.__version__} (see constraints.txt): {lost[:3]}"
         print(msg, file=sys.stderr)  # a worker's error reaches the terminal only as the worker's crash
         raise pytest.UsageError(msg)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    "Close the Chromium that the browser tests of this process shared (tests/browser_driver.py launches it once)."
+    driver = sys.modules.get('browser_driver')
+    if driver is not None: driver.close_chromium()
