@@ -68,9 +68,9 @@ def _interleaved(fns: dict, rounds: int, number: int, warmup: int) -> dict:
 
 
 def _backend(quick: bool) -> str:
-    """The compiler backend: inductor, whose code is what the timings measure; the quick mode only checks that the
-    benchmark runs and agrees, so it skips inductor's code generation (aot_eager: the same graphs, breaks and
-    recompiles, which are dynamo's; inductor's results are tested in tests/test_batchnorm.py and tests/test_bad_input_batchnorm.py)."""
+    "The compiler backend: inductor, or aot_eager in quick mode."
+    # the quick mode checks that the benchmark runs and agrees: aot_eager has dynamo's graphs, breaks and recompiles
+    # without inductor's code generation, whose results tests/test_batchnorm.py and test_bad_input_batchnorm.py test
     return 'aot_eager' if quick else 'inductor'
 
 

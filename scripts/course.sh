@@ -9,7 +9,7 @@
 #   --folder DIR                         serve DIR instead of course/ (with --solutions: instead of nbs/)
 #   --install-only                       build (or bring up to date) the course's environment .venv-course, then stop
 #   --no-compile                         with --install-only: leave the compiling of each module to its first import
-#                                        (the test command: a third of the build's CPU; kernels then start slower once)
+#                                        (the test command: a third of the build's CPU; the first kernels start slower)
 # Other arguments go to `jupyter lab` (e.g. --port=9000). The URL to open is printed by Jupyter: it ends in
 # /lab/tree/00_start_here.ipynb?token=... (index.ipynb with --solutions).
 #
@@ -18,6 +18,9 @@
 # On Linux without an NVIDIA driver it takes PyTorch's CPU build from PyTorch's CPU index (as the README tells pip
 # users), or the default index where that is not reachable, and says which. The clone's lossnotes/ is on its path.
 set -euo pipefail
+# Python caches each module's bytecode at its first import (in .venv-course when it was installed with --no-compile);
+# with PYTHONDONTWRITEBYTECODE set (some containers set it) it would compile them again in every kernel
+unset PYTHONDONTWRITEBYTECODE
 here=$PWD
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 solutions=0 folder= install_only=0 no_compile=0 pass=()

@@ -26,6 +26,9 @@ source scripts/_env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: tests, notebooks and kernels run side by side
 mark environment
 tmp=$(mktemp -d)
+# A lesson's costliest demo (lessons.data.demo_cache), run in the instructor's, the learner's and nbgrader's two
+# executions of its notebook, is computed by the first of them and loaded by the others: one folder for this run
+export LOSSNOTES_DEMO_CACHE="$tmp/demo-cache"
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
 echo "== 1/4 nbdev_export leaves lossnotes/ unchanged"
@@ -56,7 +59,9 @@ else
   echo "NOTE: /usr/bin/chromium is missing, so the browser tests are skipped."
   echo "      Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this)"
 fi
-python -m pytest tests -q -p no:cacheprovider "$@"
+# one worker per core and one more: a worker waiting on a browser, a server or a kernel leaves its core to the others
+workers=$(( $(nproc 2>/dev/null || echo 2) + 1 )); if [ "$workers" -gt 5 ]; then workers=5; fi
+python -m pytest tests -q -p no:cacheprovider -n "$workers" "$@"
 mark pytest
 # read by the benchmark report: how long the whole test command took, step by step
 (IFS=,; echo "{\"date\": \"$(date -u +%FT%TZ)\", \"fresh_environment\": $fresh, \"seconds_at_end_of\": {${steps[*]}}}") > artifacts/test-timings.json

@@ -81,7 +81,10 @@ _CHROMIUM = {}  # this process's one Chromium, launched by the first `browser()`
 
 
 def _chromium():
-    "This process's Chromium, launched on first use (a launch costs about a second of CPU), again if it has gone."
+    """This process's Chromium, launched on first use (a launch costs about a second of CPU), again if it has gone.
+    Playwright's sync API leaves its asyncio loop set as the main thread's running loop while it is started: code that
+    runs its own loop in this process (asyncio.run) must not run after a browser test, or must first call
+    close_chromium()."""
     b = _CHROMIUM.get('browser')
     if b is None or not b.is_connected():
         from playwright.sync_api import sync_playwright

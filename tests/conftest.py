@@ -42,7 +42,10 @@ def _seconds_since_start() -> float:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    "The fast loop (`-m 'not slow'` over the whole of tests/) records how long it took, for BENCHMARKS.md."
+    """In every test process: close the Chromium that its browser tests shared (tests/browser_driver.py launches it
+    once). Then the fast loop (`-m 'not slow'` over the whole of tests/) records how long it took, for BENCHMARKS.md."""
+    driver = sys.modules.get('browser_driver')
+    if driver is not None: driver.close_chromium()
     cfg = session.config
     if hasattr(cfg, 'workerinput') or cfg.getoption('markexpr') != 'not slow': return
     if [Path(a).resolve() for a in cfg.args] != [ROOT / 'tests'] or cfg.getoption('keyword'): return
@@ -136,8 +139,3 @@ def pytest_collection_modifyitems(config, items):
         print(msg, file=sys.stderr)  # a worker's error reaches the terminal only as the worker's crash
         raise pytest.UsageError(msg)
 
-
-def pytest_sessionfinish(session, exitstatus):
-    "Close the Chromium that the browser tests of this process shared (tests/browser_driver.py launches it once)."
-    driver = sys.modules.get('browser_driver')
-    if driver is not None: driver.close_chromium()

@@ -537,9 +537,10 @@ def test_explorer_moves_batch_size_in_place_with_the_full_readout_and_legend(dro
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('drop_last, num_items', [(d, n) for d in (False, True) for n in (100, 500, 1000, 1438)
-                                                 if (d, n) != (False, 1438)])  # the teaching defaults: test_plotting.py
+@pytest.mark.parametrize('drop_last, num_items', [(d, n) for d in (False, True) for n in (100, 500, 1000, 1438) if (d, n) !=
+                                                 tuple(explorer_parts()[1][k].value for k in ('drop_last', 'num_items'))])
 def test_explorer_fast_frames_are_pixel_for_pixel_full_drawings(drop_last, num_items):
+    "Every setting but the teaching defaults, which tests/test_plotting.py sweeps."
     draw, controls = explorer_parts()
     ex = Explorer(draw, controls)
     ex.values.update(drop_last=drop_last, num_items=num_items)

@@ -755,7 +755,7 @@ def test_float_class_target_says_what_to_pass():
 def test_longer_sweep_plateau_can_end_and_cross_entropy_has_stopped_rising():
     "Lesson 02 trains 400 steps: cross entropy no longer rises after that, and a stuck T = 1 run can leave its plateau later."
     from lossnotes.lessons.losscheck import sweep_fits
-    long = sweep_fits(temperatures=(1.0,), n_models=3, steps=1500)  # its first 400 steps are the lesson's run
+    long = sweep_fits(temperatures=(1.0,), n_models=3, steps=1500)  # its first 400 steps equal a 400-step run (full batch, constant lr)
     ce = [long['cross entropy']['valid_accuracy'][:, s].mean().item() for s in (400, -1)]
     assert ce[1] <= ce[0] + 0.002
     stuck = long['soft accuracy, T = 1']['valid_accuracy'][:, 400]

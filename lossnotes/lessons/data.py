@@ -5,7 +5,11 @@
 # %% ../../nbs/lessons/data.ipynb #0dc9c59b
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import inspect
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,18 +18,20 @@ import torch
 from .._checks import check_number, optional_import
 
 # %% auto #0
-__all__ = ['digits', 'one_thread']
+__all__ = ['digits', 'one_thread', 'demo_cache']
 
 # %% ../../nbs/lessons/data.ipynb #5e7d1c2a
 def _digits_table(path: Path | None = None, # the CSV file; default: the one installed with scikit-learn
                  ):
     "(1797, 65) float64 NumPy array: each row an image's 64 pixels (0..16), then its label."
     np = optional_import('numpy')
-    if path is None:
-        spec = importlib.util.find_spec('sklearn')  # finds the package without importing it
-        if spec is not None and spec.submodule_search_locations:
-            path = Path(spec.submodule_search_locations[0]) / 'datasets' / 'data' / 'digits.csv.gz'
-    if path is not None and Path(path).is_file(): return np.loadtxt(path, delimiter=',')  # as load_digits reads it
+    if path is not None:
+        if not Path(path).is_file(): raise FileNotFoundError(f"path={str(path)!r}: no such file")
+        return np.loadtxt(path, delimiter=',')
+    spec = importlib.util.find_spec('sklearn')  # finds the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / 'datasets' / 'data' / 'digits.csv.gz'
+        if path.is_file(): return np.loadtxt(path, delimiter=',')  # as load_digits reads it
     d = optional_import('sklearn.datasets').load_digits()  # ships its data; no download
     return np.column_stack([d.data, d.target])
 
@@ -54,3 +60,24 @@ def one_thread():
     torch.set_num_threads(1)
     try: yield
     finally: torch.set_num_threads(n)
+
+# %% ../../nbs/lessons/data.ipynb #8d2f6e31
+def demo_cache(fn):
+    "Decorate a pure, seeded demo: its results are kept in the folder `$LOSSNOTES_DEMO_CACHE` (when set) and reused."
+    @functools.wraps(fn)
+    def cached(*args, **kwargs):
+        folder = os.environ.get('LOSSNOTES_DEMO_CACHE')
+        if not folder: return fn(*args, **kwargs)
+        try: code = Path(inspect.getsourcefile(fn)).read_bytes()  # the whole module: what fn calls there too
+        except (TypeError, OSError): code = inspect.getsource(fn).encode()  # defined in a notebook cell
+        key = repr((fn.__module__, fn.__qualname__, args, sorted(kwargs.items()), torch.__version__,
+                    hashlib.sha256(code).hexdigest()))
+        path = Path(folder) / f"{fn.__qualname__}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+        if path.is_file(): return torch.load(path, weights_only=True)
+        out = fn(*args, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f'{path.name}.{os.getpid()}.part')  # a whole file or none: replaced in one step
+        torch.save(out, part)
+        os.replace(part, path)
+        return out
+    return cached

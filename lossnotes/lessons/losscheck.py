@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_bool, check_class_args, check_number, progress_bar
-from .data import digits
+from .data import demo_cache, digits
 from .plotting import MISTAKE, TRUTH, get_ax, live, style
 from ..losscheck import mse_on_probabilities, soft_accuracy
 
@@ -92,6 +92,7 @@ def _soft_per_model(temperatures: list, n_models: int, n_rows: int) -> Callable:
     return loss
 
 @lru_cache(maxsize=2)
+@demo_cache  # 21 models x 400 steps: computed once per $LOSSNOTES_DEMO_CACHE folder, when one is set
 def _sweep_cached(temperatures: tuple, n_models: int, steps: int, seed: int) -> dict:
     gen = lambda: torch.Generator().manual_seed(seed)
     losses = {'accuracy': lambda z, y: 1 - accuracy(z, y), 'cross entropy': F.cross_entropy,
