@@ -27,7 +27,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one torch thread per process: te
 mark environment
 tmp=$(mktemp -d)
 # A lesson's costliest demo (lessons.data.demo_cache), run in the instructor's, the learner's and nbgrader's two
-# executions of its notebook, is computed by the first of them and loaded by the others: one folder for this run
+# executions of its notebook, is computed by the first of them and loaded by the others (a caller that starts while it
+# is computed waits for it): one folder for this run
 export LOSSNOTES_DEMO_CACHE="$tmp/demo-cache"
 cp -r settings.ini setup.py nbs lossnotes "$tmp"/
 
@@ -59,8 +60,10 @@ else
   echo "NOTE: /usr/bin/chromium is missing, so the browser tests are skipped."
   echo "      Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this)"
 fi
-# one worker per core and one more: a worker waiting on a browser, a server or a kernel leaves its core to the others
-workers=$(( $(nproc 2>/dev/null || echo 2) + 1 )); if [ "$workers" -gt 5 ]; then workers=5; fi
+# One worker per core and one more (pytest.ini caps it at 4): a worker that waits on a browser's timers or a server
+# leaves CPU idle that a third worker uses. On this two-core machine, with two workers pytest took 579-604 s on a fresh
+# clone, with three 516 s.
+workers=$(( $(nproc 2>/dev/null || echo 2) + 1 ))
 python -m pytest tests -q -p no:cacheprovider -n "$workers" "$@"
 mark pytest
 # read by the benchmark report: how long the whole test command took, step by step

@@ -62,22 +62,33 @@ def one_thread():
     finally: torch.set_num_threads(n)
 
 # %% ../../nbs/lessons/data.ipynb #8d2f6e31
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> str:
+    "A digest of the source of every module of the lossnotes package: what a demo may call."
+    root = Path(importlib.util.find_spec('lossnotes').submodule_search_locations[0])  # the package being run
+    h = hashlib.sha256()
+    for f in sorted(root.rglob('*.py')): h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
+
 def demo_cache(fn):
     "Decorate a pure, seeded demo: its results are kept in the folder `$LOSSNOTES_DEMO_CACHE` (when set) and reused."
     @functools.wraps(fn)
     def cached(*args, **kwargs):
         folder = os.environ.get('LOSSNOTES_DEMO_CACHE')
         if not folder: return fn(*args, **kwargs)
-        try: code = Path(inspect.getsourcefile(fn)).read_bytes()  # the whole module: what fn calls there too
-        except (TypeError, OSError): code = inspect.getsource(fn).encode()  # defined in a notebook cell
-        key = repr((fn.__module__, fn.__qualname__, args, sorted(kwargs.items()), torch.__version__,
-                    hashlib.sha256(code).hexdigest()))
-        path = Path(folder) / f"{fn.__qualname__}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-        if path.is_file(): return torch.load(path, weights_only=True)
-        out = fn(*args, **kwargs)
+        key = repr((fn.__qualname__, inspect.getsource(fn), args, sorted(kwargs.items()), torch.__version__, _package_digest()))
+        path = Path(folder).resolve() / f"{fn.__qualname__}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f'{path.name}.{os.getpid()}.part')  # a whole file or none: replaced in one step
-        torch.save(out, part)
-        os.replace(part, path)
-        return out
+        try: import fcntl
+        except ImportError: fcntl = None  # no file locks (Windows): processes that start together each compute
+        with open(path.with_name(path.name + '.lock'), 'w') as lock:
+            if fcntl: fcntl.flock(lock, fcntl.LOCK_EX)  # a second caller waits for the first one's result
+            if path.is_file(): return torch.load(path, weights_only=True)
+            out = fn(*args, **kwargs)
+            part = path.with_name(f'{path.name}.{os.getpid()}.part')
+            try:
+                torch.save(out, part)
+                os.replace(part, path)  # a whole file or none
+            except OSError: part.unlink(missing_ok=True)  # not kept: the result is still the caller's
+            return out
     return cached
