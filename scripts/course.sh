@@ -8,7 +8,7 @@
 #                                        environment .venv, which scripts/_env.sh builds)
 #   --folder DIR                         serve DIR instead of course/ (with --solutions: instead of nbs/)
 #   --install-only                       build (or bring up to date) the course's environment .venv-course, then stop
-#   --no-compile                         with --install-only: leave the compiling of each module to its first import
+#   --no-compile                         when the environment is (re)built: leave each module's compiling to its first import
 #                                        (the test command: a third of the build's CPU; the first kernels start slower)
 # Other arguments go to `jupyter lab` (e.g. --port=9000). The URL to open is printed by Jupyter: it ends in
 # /lab/tree/00_start_here.ipynb?token=... (index.ipynb with --solutions).

@@ -62,7 +62,7 @@ else
 fi
 # One worker per core and one more (pytest.ini caps it at 4): a worker that waits on a browser's timers or a server
 # leaves CPU idle that a third worker uses. On this two-core machine, with two workers pytest took 579-604 s on a fresh
-# clone, with three 516 s.
+# clone, with three 494-516 s.
 workers=$(( $(nproc 2>/dev/null || echo 2) + 1 ))
 python -m pytest tests -q -p no:cacheprovider -n "$workers" "$@"
 mark pytest

@@ -138,4 +138,3 @@ def pytest_collection_modifyitems(config, items):
         msg = f"pytest-xdist's groups are lost with pytest {pytest.__version__} (see constraints.txt): {lost[:3]}"
         print(msg, file=sys.stderr)  # a worker's error reaches the terminal only as the worker's crash
         raise pytest.UsageError(msg)
-
